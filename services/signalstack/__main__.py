@@ -1,0 +1,3 @@
+from signalstack.cli import main
+
+main()

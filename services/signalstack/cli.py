@@ -1,0 +1,141 @@
+"""The ``signalstack`` command line: one entry point, a subcommand per service.
+
+Each service subcommand is a thin adapter: it loads settings, configures logging and calls the
+component's ``run`` function. Subcommands whose issue has not landed exit with status 3 and say so.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated, NoReturn
+
+import typer
+
+from signalstack import __version__
+from signalstack.config import Settings, get_settings
+from signalstack.errors import NotImplementedYetError, SignalStackError
+from signalstack.logs import configure_logging
+
+app = typer.Typer(
+    name="signalstack",
+    help="SignalStack: real-time market data → features → models → predictions.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _settings() -> Settings:
+    s = get_settings()
+    configure_logging(s.log.level, s.log.format, secrets=s.secrets())
+    return s
+
+
+def _pending(command: str, issue: str) -> NoReturn:
+    raise NotImplementedYetError(
+        f"`signalstack {command}` is not implemented yet (lands with the {issue} issue)"
+    )
+
+
+@app.callback(invoke_without_command=True)
+def _root(
+    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
+) -> None:
+    if version:
+        typer.echo(__version__)
+        raise typer.Exit(0)
+
+
+@app.command()
+def ingest(
+    symbols: Annotated[
+        str | None, typer.Option(help="Comma-separated symbols (default: MARKET_SYMBOLS).")
+    ] = None,
+) -> None:
+    """Polygon WebSocket → validate → Kafka market.trades (invalid input → market.trades.dlq)."""
+    _settings()
+    _pending("ingest", "Market data")
+
+
+@app.command()
+def stream(
+    engine: Annotated[str, typer.Option(help="Stream engine: local or spark.")] = "local",
+) -> None:
+    """Trades → deduplicated 1-minute bars → features (store + Kafka market.features)."""
+    _settings()
+    _pending("stream", "Features")
+
+
+@app.command()
+def sink() -> None:
+    """Kafka market.trades / market.features / market.predictions → TimescaleDB, idempotently."""
+    _settings()
+    _pending("sink", "Storage")
+
+
+@app.command()
+def backfill(
+    start: Annotated[str | None, typer.Option(help="First session date, YYYY-MM-DD.")] = None,
+    end: Annotated[str | None, typer.Option(help="Last session date, YYYY-MM-DD.")] = None,
+) -> None:
+    """Find gaps on the trading calendar and fill them from Polygon REST or yfinance."""
+    _settings()
+    _pending("backfill", "Backfill")
+
+
+@app.command()
+def train(
+    model: Annotated[str, typer.Option(help="regime, direction, anomaly or all.")] = "all",
+) -> None:
+    """Train the regime (XGBoost), direction (LSTM) and anomaly (Isolation Forest) models."""
+    _settings()
+    _pending("train", "Training")
+
+
+@app.command()
+def serve() -> None:
+    """Serve predictions over HTTP (Open Inference Protocol v2, /predict/*, /ws/predictions)."""
+    _settings()
+    _pending("serve", "Serving")
+
+
+@app.command()
+def drift() -> None:
+    """Compute PSI per feature between the training window and recent data."""
+    _settings()
+    _pending("drift", "Monitoring")
+
+
+@app.command()
+def simulate(
+    seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same market.")] = 7,
+) -> None:
+    """Generate a seeded synthetic market (trades, regimes, labelled anomalies)."""
+    _settings()
+    _pending("simulate", "Market data")
+
+
+@app.command()
+def demo() -> None:
+    """Run the whole pipeline on the embedded default (no cluster) and write a report."""
+    _settings()
+    _pending("demo", "End-to-end demo")
+
+
+@app.command("config")
+def show_config() -> None:
+    """Print the effective configuration (secrets masked) and exit non-zero if it is invalid."""
+    s = _settings()
+    typer.echo(s.model_dump_json(indent=2))
+
+
+def main() -> None:
+    try:
+        app()
+    except SignalStackError as err:
+        typer.echo(f"signalstack: error: {err}", err=True)
+        sys.exit(err.exit_code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,182 @@
+"""Configuration from the environment (pydantic-settings), documented in .env.example.
+
+Each group has its own env prefix so variable names stay short and conventional
+(``KAFKA_BOOTSTRAP_SERVERS``, ``POLYGON_API_KEY``, ``TIMESCALE_PASSWORD``). Secrets are
+``SecretStr``: they never print, and the log pipeline redacts them (see ``logging``).
+A broken value is reported as one line naming the variable (:func:`load_settings`).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import AnyUrl, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from signalstack.errors import ConfigError
+
+DEFAULT_SYMBOLS = ("AAPL", "MSFT", "NVDA", "AMZN", "TSLA", "SPY")
+
+
+def _cfg(prefix: str) -> SettingsConfigDict:
+    return SettingsConfigDict(
+        env_prefix=prefix, extra="ignore", env_file=None, validate_default=True, frozen=True
+    )
+
+
+class LogSettings(BaseSettings):
+    model_config = _cfg("LOG_")
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["json", "console"] = "json"
+
+
+class PolygonSettings(BaseSettings):
+    model_config = _cfg("POLYGON_")
+    api_key: SecretStr | None = None
+    ws_url: AnyUrl = AnyUrl("wss://socket.polygon.io/stocks")
+    rest_url: AnyUrl = AnyUrl("https://api.polygon.io")
+    # Requests per second allowed by the plan (Basic: 5 per minute).
+    rest_rate_per_s: float = Field(default=50.0, gt=0)
+
+
+class KafkaSettings(BaseSettings):
+    model_config = _cfg("KAFKA_")
+    bootstrap_servers: str = "127.0.0.1:9092"
+    trades_topic: str = "market.trades"
+    features_topic: str = "market.features"
+    predictions_topic: str = "market.predictions"
+    dlq_topic: str = "market.trades.dlq"
+    partitions: int = Field(default=6, ge=1)
+    replication_factor: int = Field(default=1, ge=1)
+
+    @field_validator("bootstrap_servers")
+    @classmethod
+    def _host_port_list(cls, v: str) -> str:
+        for hp in v.split(","):
+            host, sep, port = hp.strip().rpartition(":")
+            if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"expected host:port[,host:port...], got {hp.strip()!r}")
+        return v
+
+
+class TimescaleSettings(BaseSettings):
+    model_config = _cfg("TIMESCALE_")
+    host: str = "127.0.0.1"
+    port: int = Field(default=5432, gt=0, lt=65536)
+    user: str = "signalstack"
+    password: SecretStr = SecretStr("")
+    database: str = "signalstack"
+
+    def dsn(self) -> str:
+        """libpq URL including the password: pass it to drivers, never log it."""
+        pw = self.password.get_secret_value()
+        auth = f"{self.user}:{pw}@" if pw else f"{self.user}@"
+        return f"postgresql://{auth}{self.host}:{self.port}/{self.database}"
+
+
+class StoreSettings(BaseSettings):
+    model_config = _cfg("STORE_")
+    type: Literal["duckdb", "timescale"] = "duckdb"
+    duckdb_path: str = ":memory:"
+
+
+class MarketSettings(BaseSettings):
+    model_config = _cfg("MARKET_")
+    symbols: tuple[str, ...] = DEFAULT_SYMBOLS
+    extended_hours: bool = False
+    calendar: str = "XNYS"
+
+    @field_validator("symbols", mode="before")
+    @classmethod
+    def _split(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            return tuple(s.strip().upper() for s in v.split(",") if s.strip())
+        return v
+
+    @field_validator("symbols")
+    @classmethod
+    def _non_empty(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        if not v:
+            raise ValueError("at least one symbol is required")
+        return v
+
+
+class ServingSettings(BaseSettings):
+    model_config = _cfg("SERVING_")
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, gt=0, lt=65536)
+    api_token: SecretStr | None = None
+    model_dir: Path | None = None
+
+
+class MlflowSettings(BaseSettings):
+    model_config = _cfg("MLFLOW_")
+    tracking_uri: str = "file:./.cache/mlruns"
+    model_alias: str = "champion"
+
+
+class Settings(BaseSettings):
+    """All configuration; each group reads its own prefixed variables."""
+
+    model_config = SettingsConfigDict(extra="ignore", frozen=True)
+    log: LogSettings = Field(default_factory=LogSettings)
+    polygon: PolygonSettings = Field(default_factory=PolygonSettings)
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    timescale: TimescaleSettings = Field(default_factory=TimescaleSettings)
+    store: StoreSettings = Field(default_factory=StoreSettings)
+    market: MarketSettings = Field(default_factory=MarketSettings)
+    serving: ServingSettings = Field(default_factory=ServingSettings)
+    mlflow: MlflowSettings = Field(default_factory=MlflowSettings)
+
+    def secrets(self) -> list[str]:
+        """Every configured secret value, for the log redactor."""
+        vals = [
+            self.polygon.api_key,
+            self.timescale.password,
+            self.serving.api_token,
+        ]
+        return [v.get_secret_value() for v in vals if v is not None and v.get_secret_value()]
+
+
+GROUPS: dict[str, type[BaseSettings]] = {
+    "log": LogSettings,
+    "polygon": PolygonSettings,
+    "kafka": KafkaSettings,
+    "timescale": TimescaleSettings,
+    "store": StoreSettings,
+    "market": MarketSettings,
+    "serving": ServingSettings,
+    "mlflow": MlflowSettings,
+}
+
+
+def _describe(group: type[BaseSettings], err: ValidationError) -> str:
+    prefix = str(group.model_config.get("env_prefix", ""))
+    parts = []
+    for e in err.errors():
+        field = str(e["loc"][0]) if e["loc"] else "?"
+        msg = str(e["msg"]).removeprefix("Value error, ")
+        parts.append(f"{prefix}{field.upper()}: {msg}")
+    return "; ".join(parts)
+
+
+def load_settings() -> Settings:
+    """Read every group from the environment; raise ConfigError naming the bad variable(s)."""
+    loaded: dict[str, BaseSettings] = {}
+    problems: list[str] = []
+    for name, group in GROUPS.items():
+        try:
+            loaded[name] = group()
+        except ValidationError as err:
+            problems.append(_describe(group, err))
+    if problems:
+        raise ConfigError("invalid configuration: " + "; ".join(problems))
+    return Settings(**loaded)  # type: ignore[arg-type]
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Process-wide settings (cached); tests call ``get_settings.cache_clear()``."""
+    return load_settings()
