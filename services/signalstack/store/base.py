@@ -1,0 +1,315 @@
+"""The store interface: one ABC, two implementations (DuckDB embedded, TimescaleDB cluster).
+
+Every consumer (sink, stream engines, training, serving, backfill, dashboards) talks to a
+:class:`Store`; :func:`open_store` picks the implementation from ``STORE_TYPE``. The API is
+synchronous; the TimescaleDB implementation runs asyncpg on a private event loop.
+
+Frame conventions (DataFrames in and out):
+
+- trades: ``symbol`` str, ``ts_event`` int64 ns UTC, ``price``/``size`` float64, ``exchange``
+  int64, ``trade_id`` str, ``sequence`` int64, ``conditions`` object (list of int), ``tape``
+  nullable Int64, ``source`` str, ``ts_ingest`` int64 ns (rows of ``TradeEvent.to_dict()``).
+- bars (``ohlcv_1m``): ``symbol``, ``ts`` datetime64[ns, UTC] (the bar END), ``open``, ``high``,
+  ``low``, ``close``, ``volume``, ``vwap`` float64, ``trade_count`` int64.
+- features: ``symbol``, ``ts`` datetime64[ns, UTC] (the bar end at which the row became
+  knowable), one float64 column per feature (NaN = NULL), ``feature_set_version`` int.
+- predictions: ``symbol``, ``ts``, ``model_name`` str, ``model_version`` str, ``value`` float64,
+  ``label`` str or None, ``feature_set_version`` int.
+- anomalies: ``symbol``, ``ts``, ``model_version`` str, ``score`` float64, ``is_anomaly`` bool.
+
+Time ranges are half-open, ``start <= ts < end``; point-in-time cuts are inclusive,
+``ts <= as_of``. Naive datetimes are read as UTC.
+
+Writes are idempotent: the same rows written twice leave one copy (trades: first write wins;
+bars, features, predictions: the last write replaces the row with the same key).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Final, Literal
+
+import pandas as pd
+
+from signalstack.errors import SignalStackError
+
+if TYPE_CHECKING:
+    from signalstack.config import Settings
+
+FEATURE_COLUMNS: Final = (
+    "vwap_5m",
+    "vwap_15m",
+    "realized_vol_5m",
+    "realized_vol_15m",
+    "price_momentum_1m",
+    "price_momentum_5m",
+    "volume_5m",
+    "volume_ratio",
+    "trade_count_1m",
+    "avg_trade_size_1m",
+)
+TRADE_COLUMNS: Final = (
+    "symbol",
+    "ts_event",
+    "price",
+    "size",
+    "exchange",
+    "trade_id",
+    "sequence",
+    "conditions",
+    "tape",
+    "source",
+    "ts_ingest",
+)
+BAR_COLUMNS: Final = (
+    "symbol",
+    "ts",
+    "open",
+    "high",
+    "low",
+    "close",
+    "volume",
+    "vwap",
+    "trade_count",
+)
+PREDICTION_COLUMNS: Final = (
+    "symbol",
+    "ts",
+    "model_name",
+    "model_version",
+    "value",
+    "label",
+    "feature_set_version",
+)
+ANOMALY_COLUMNS: Final = ("symbol", "ts", "model_version", "score", "is_anomaly")
+DRIFT_COLUMNS: Final = (
+    "feature",
+    "window_start",
+    "window_end",
+    "psi",
+    "reference",
+    "feature_set_version",
+)
+
+TimeLike = dt.datetime | pd.Timestamp | str | int
+GapKind = Literal["trades", "bars"]
+
+
+class StoreError(SignalStackError):
+    """A store operation failed (connection, schema, bad input)."""
+
+
+class SchemaMismatchError(StoreError):
+    """A frame handed to a write method lacks required columns."""
+
+    http_status = 400
+
+
+@dataclass(frozen=True, slots=True)
+class DlqRecord:
+    """A rejected input: where it came from, why, and the raw payload (kept verbatim)."""
+
+    source: str  # e.g. "market.trades" or "sink.trades"
+    reason: str  # a RejectReason value or a database constraint name
+    payload: str  # the raw message (or the row as JSON)
+    detail: str = ""
+    key: str | None = None
+    received_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
+
+
+@dataclass(frozen=True, slots=True)
+class BackfillRun:
+    run_id: str
+    source: str
+    symbols: tuple[str, ...]
+    start: dt.date
+    end: dt.date
+    status: str  # "running" | "ok" | "failed"
+    rows: int = 0
+    error: str = ""
+    started_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
+    finished_at: dt.datetime | None = None
+
+
+def to_utc(value: TimeLike) -> pd.Timestamp:
+    """Any time-like (datetime, Timestamp, ISO string, int ns) → tz-aware UTC Timestamp."""
+    ts = pd.Timestamp(value)
+    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+
+
+def require_columns(df: pd.DataFrame, columns: Iterable[str], what: str) -> None:
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise SchemaMismatchError(f"{what} frame lacks columns: {', '.join(missing)}")
+
+
+class Store(ABC):
+    """Read/write interface shared by the embedded (DuckDB) and cluster (TimescaleDB) stores."""
+
+    kind: str = "abstract"
+
+    # ---- lifecycle ---------------------------------------------------------------------------
+    @abstractmethod
+    def migrate(self) -> list[str]:
+        """Create or upgrade the schema (idempotent); return the ids of migrations applied now."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release connections; the store is unusable afterwards."""
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # ---- writes (idempotent; return rows newly stored or replaced) ---------------------------
+    @abstractmethod
+    def write_trades(self, df: pd.DataFrame) -> int:
+        """Insert trades; rows whose (symbol, exchange, trade_id, ts_event) exists are skipped.
+        Returns the number of rows newly inserted."""
+
+    @abstractmethod
+    def write_bars(self, df: pd.DataFrame) -> int:
+        """Upsert 1-minute bars on (symbol, ts). Returns rows written."""
+
+    @abstractmethod
+    def write_features(self, df: pd.DataFrame) -> int:
+        """Upsert feature rows on (symbol, ts, feature_set_version). Returns rows written."""
+
+    @abstractmethod
+    def write_predictions(self, df: pd.DataFrame) -> int:
+        """Upsert predictions on (symbol, ts, model_name, model_version)."""
+
+    @abstractmethod
+    def write_anomalies(self, df: pd.DataFrame) -> int:
+        """Upsert anomaly scores on (symbol, ts, model_version)."""
+
+    @abstractmethod
+    def write_drift(self, df: pd.DataFrame) -> int:
+        """Upsert PSI rows on (feature, window_start, window_end, feature_set_version)."""
+
+    @abstractmethod
+    def write_dlq(self, records: Iterable[DlqRecord]) -> int:
+        """Append rejected inputs with their reason. Returns rows appended."""
+
+    @abstractmethod
+    def record_backfill_run(self, run: BackfillRun) -> None:
+        """Insert or update (by run_id) one backfill run."""
+
+    @abstractmethod
+    def record_model(
+        self, model_name: str, version: str, alias: str, run_id: str, metrics: Mapping[str, float]
+    ) -> None:
+        """Mirror an MLflow model version in use (upsert on model_name, alias)."""
+
+    # ---- reads ---------------------------------------------------------------------------------
+    @abstractmethod
+    def trades(self, symbols: Sequence[str], start: TimeLike, end: TimeLike) -> pd.DataFrame:
+        """Trades with start <= ts_event < end, ordered by (symbol, ts_event, sequence)."""
+
+    @abstractmethod
+    def bars(self, symbols: Sequence[str], start: TimeLike, end: TimeLike) -> pd.DataFrame:
+        """1-minute bars with start <= ts < end, ordered by (symbol, ts)."""
+
+    @abstractmethod
+    def training_frame(
+        self,
+        symbols: Sequence[str],
+        start: TimeLike,
+        end: TimeLike,
+        as_of: TimeLike,
+        feature_set_version: int = 1,
+    ) -> pd.DataFrame:
+        """Point-in-time feature frame: start <= ts < end AND ts <= as_of, never later.
+        Ordered by (symbol, ts)."""
+
+    @abstractmethod
+    def latest_features(
+        self,
+        symbols: Sequence[str],
+        feature_set_version: int = 1,
+        as_of: TimeLike | None = None,
+    ) -> pd.DataFrame:
+        """The newest feature row per symbol (ts <= as_of when given); absent symbols omitted."""
+
+    @abstractmethod
+    def predictions(self, symbols: Sequence[str], start: TimeLike, end: TimeLike) -> pd.DataFrame:
+        """Predictions with start <= ts < end."""
+
+    @abstractmethod
+    def dlq(self, limit: int = 1000) -> pd.DataFrame:
+        """The newest DLQ rows: received_at, source, reason, detail, key, payload."""
+
+    @abstractmethod
+    def coverage(
+        self, symbols: Sequence[str], start: dt.date, end: dt.date, kind: GapKind = "bars"
+    ) -> pd.DataFrame:
+        """Rows per (symbol, session) for sessions start..end inclusive, the session being the
+        America/New_York date of the row. Columns: symbol, session (datetime.date), rows,
+        first_ts, last_ts. Only (symbol, session) pairs with rows appear."""
+
+    # ---- gap queries (shared logic over coverage/bars) ----------------------------------------
+    def missing_sessions(
+        self,
+        symbols: Sequence[str],
+        start: dt.date,
+        end: dt.date,
+        kind: GapKind = "bars",
+        calendar: str = "XNYS",
+    ) -> pd.DataFrame:
+        """(symbol, session) pairs of trading sessions in start..end with no rows of ``kind``."""
+        from signalstack.store.gaps import missing_sessions
+
+        cov = self.coverage(symbols, start, end, kind)
+        return missing_sessions(cov, symbols, start, end, calendar)
+
+    def missing_minutes(
+        self,
+        symbol: str,
+        session: dt.date,
+        calendar: str = "XNYS",
+        extended_hours: bool = False,
+    ) -> list[pd.Timestamp]:
+        """Bar ends (UTC) of the session's minutes that have no bar in ohlcv_1m.
+
+        A minute without last-eligible trades legitimately has no bar, so this is a candidate
+        list for backfill to check against the source, not proof of loss."""
+        from signalstack.store.gaps import missing_minutes, session_bounds
+
+        open_, close = session_bounds(session, calendar, extended_hours)
+        have = self.bars([symbol], open_, close + pd.Timedelta(minutes=1))
+        return missing_minutes(have["ts"], open_, close)
+
+
+def open_store(settings: Settings, *, migrate: bool = True) -> Store:
+    """The store selected by ``STORE_TYPE`` (``duckdb`` default, or ``timescale``)."""
+    kind = settings.store.type
+    store: Store
+    if kind == "duckdb":
+        from signalstack.store.duckdb import DuckDBStore
+
+        store = DuckDBStore(settings.store.duckdb_path)
+    elif kind == "timescale":
+        from signalstack.store.timescale import TimescaleStore
+
+        store = TimescaleStore(settings.timescale.dsn())
+    else:  # pragma: no cover - the config Literal rejects it first
+        raise StoreError(f"unknown STORE_TYPE {kind!r}")
+    if migrate:
+        store.migrate()
+    return store
+
+
+def as_records(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
+    """Convenience: list of dicts (e.g. ``TradeEvent.to_dict()``) → DataFrame."""
+    return pd.DataFrame.from_records(list(rows))
