@@ -251,6 +251,10 @@ class Store(ABC):
         """The newest DLQ rows: received_at, source, reason, detail, key, payload."""
 
     @abstractmethod
+    def count(self, table: str) -> int:
+        """Row count of one of the store's tables (operators, tests)."""
+
+    @abstractmethod
     def coverage(
         self, symbols: Sequence[str], start: dt.date, end: dt.date, kind: GapKind = "bars"
     ) -> pd.DataFrame:

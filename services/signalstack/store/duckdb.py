@@ -1,0 +1,302 @@
+"""Embedded store: DuckDB (a file or in memory), the no-cluster default (``STORE_TYPE=duckdb``).
+
+Same tables and keys as TimescaleDB (sql/duckdb/001_schema.sql), same idempotency: trades are
+``INSERT … ON CONFLICT DO NOTHING`` on the trade identity, the other tables upsert on their key.
+One connection guarded by a lock: DuckDB allows one writing process per file, and the embedded
+demo runs every component in one process.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import duckdb
+import orjson
+import pandas as pd
+
+from signalstack.store import frames
+from signalstack.store.base import (
+    FEATURE_COLUMNS,
+    BackfillRun,
+    DlqRecord,
+    GapKind,
+    Store,
+    StoreError,
+    TimeLike,
+    to_utc,
+)
+from signalstack.store.migrations import sql_dir
+
+_TABLES = frozenset({"trades", "ohlcv_1m", "features", "predictions", "anomalies", "dlq", "drift"})
+_FEATURE_SELECT = ", ".join(["symbol", "ts", *FEATURE_COLUMNS, "feature_set_version"])
+
+
+def _py(ts: pd.Timestamp) -> dt.datetime:
+    return ts.to_pydatetime()
+
+
+class DuckDBStore(Store):
+    kind = "duckdb"
+
+    def __init__(self, path: str = ":memory:") -> None:
+        self.path = path
+        try:
+            self._con = duckdb.connect(path)
+        except duckdb.Error as e:
+            raise StoreError(f"cannot open DuckDB store at {path!r}: {e}") from e
+        self._con.execute("SET TimeZone = 'UTC'")
+        self._lock = threading.RLock()
+
+    # ---- helpers -------------------------------------------------------------------------------
+    def _sql(self, query: str, params: Sequence[Any] | Mapping[str, Any] | None = None) -> Any:
+        with self._lock:
+            return (
+                self._con.execute(query, params) if params is not None else self._con.execute(query)
+            )
+
+    def _df(self, query: str, params: Sequence[Any] | None = None) -> pd.DataFrame:
+        with self._lock:
+            return self._con.execute(query, params).df()
+
+    def _insert_frame(self, table: str, df: pd.DataFrame, conflict: str) -> int:
+        if df.empty:
+            return 0
+        cols = ", ".join(df.columns)
+        with self._lock:
+            self._con.register("_batch", df)
+            try:
+                row = self._con.execute(
+                    f"INSERT INTO {table} ({cols}) SELECT {cols} FROM _batch {conflict}"
+                ).fetchone()
+            finally:
+                self._con.unregister("_batch")
+        return int(row[0]) if row else 0
+
+    @staticmethod
+    def _upsert(key: Sequence[str], columns: Iterable[str]) -> str:
+        sets = ", ".join(f"{c} = excluded.{c}" for c in columns if c not in key)
+        return f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {sets}"
+
+    # ---- lifecycle -----------------------------------------------------------------------------
+    def migrate(self) -> list[str]:
+        with self._lock:
+            self._con.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations "
+                "(id VARCHAR PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL)"
+            )
+            done = {r[0] for r in self._con.execute("SELECT id FROM schema_migrations").fetchall()}
+            applied: list[str] = []
+            for path in sorted((sql_dir() / "duckdb").glob("*.sql")):
+                if path.stem in done:
+                    continue
+                self._con.execute("BEGIN")
+                try:
+                    self._con.execute(path.read_text())
+                    self._con.execute(
+                        "INSERT INTO schema_migrations VALUES (?, now())", [path.stem]
+                    )
+                    self._con.execute("COMMIT")
+                except BaseException:
+                    self._con.execute("ROLLBACK")
+                    raise
+                applied.append(path.stem)
+            return applied
+
+    def close(self) -> None:
+        with self._lock:
+            self._con.close()
+
+    # ---- writes --------------------------------------------------------------------------------
+    def write_trades(self, df: pd.DataFrame) -> int:
+        typed, rejects = frames.prepare_trades(df)
+        if rejects:
+            self.write_dlq(rejects)
+        typed["conditions"] = typed["conditions"].map(lambda c: [int(x) for x in c])
+        return self._insert_frame("trades", typed, "ON CONFLICT DO NOTHING")
+
+    def write_bars(self, df: pd.DataFrame) -> int:
+        typed = frames.prepare_bars(df)
+        return self._insert_frame("ohlcv_1m", typed, self._upsert(["symbol", "ts"], typed.columns))
+
+    def write_features(self, df: pd.DataFrame) -> int:
+        typed = frames.prepare_features(df)
+        key = ["symbol", "feature_set_version", "ts"]
+        return self._insert_frame("features", typed, self._upsert(key, typed.columns))
+
+    def write_predictions(self, df: pd.DataFrame) -> int:
+        typed = frames.prepare_predictions(df)
+        key = ["symbol", "model_name", "model_version", "ts"]
+        return self._insert_frame("predictions", typed, self._upsert(key, typed.columns))
+
+    def write_anomalies(self, df: pd.DataFrame) -> int:
+        typed = frames.prepare_anomalies(df)
+        key = ["symbol", "model_version", "ts"]
+        return self._insert_frame("anomalies", typed, self._upsert(key, typed.columns))
+
+    def write_drift(self, df: pd.DataFrame) -> int:
+        typed = frames.prepare_drift(df)
+        key = ["feature", "feature_set_version", "window_start", "window_end"]
+        return self._insert_frame("drift", typed, self._upsert(key, typed.columns))
+
+    def write_dlq(self, records: Iterable[DlqRecord]) -> int:
+        rows = [(r.received_at, r.source, r.reason, r.detail, r.key, r.payload) for r in records]
+        if not rows:
+            return 0
+        with self._lock:
+            self._con.executemany(
+                "INSERT INTO dlq (received_at, source, reason, detail, key, payload) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+        return len(rows)
+
+    def record_backfill_run(self, run: BackfillRun) -> None:
+        self._sql(
+            "INSERT INTO backfill_runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (run_id) DO UPDATE SET status = excluded.status, rows = excluded.rows, "
+            "error = excluded.error, finished_at = excluded.finished_at",
+            [
+                run.run_id,
+                run.source,
+                list(run.symbols),
+                run.start,
+                run.end,
+                run.status,
+                run.rows,
+                run.error,
+                run.started_at,
+                run.finished_at,
+            ],
+        )
+
+    def record_model(
+        self, model_name: str, version: str, alias: str, run_id: str, metrics: Mapping[str, float]
+    ) -> None:
+        self._sql(
+            "INSERT INTO model_registry VALUES (?, ?, ?, ?, ?, now()) "
+            "ON CONFLICT (model_name, alias) DO UPDATE SET version = excluded.version, "
+            "run_id = excluded.run_id, metrics = excluded.metrics, updated_at = now()",
+            [model_name, alias, version, run_id, orjson.dumps(dict(metrics)).decode()],
+        )
+
+    # ---- reads ---------------------------------------------------------------------------------
+    def trades(self, symbols: Sequence[str], start: TimeLike, end: TimeLike) -> pd.DataFrame:
+        lo, hi = to_utc(start).value, to_utc(end).value
+        df = self._df(
+            "SELECT symbol, ts_event, price, size, exchange, trade_id, sequence, conditions, "
+            "tape, source, ts_ingest FROM trades "
+            "WHERE symbol IN (SELECT unnest(?::VARCHAR[])) AND ts_event >= ? AND ts_event < ? "
+            "ORDER BY symbol, ts_event, sequence",
+            [list(symbols), lo, hi],
+        )
+        return frames.finish_trades(df)
+
+    def bars(self, symbols: Sequence[str], start: TimeLike, end: TimeLike) -> pd.DataFrame:
+        df = self._df(
+            "SELECT symbol, ts, open, high, low, close, volume, vwap, trade_count FROM ohlcv_1m "
+            "WHERE symbol IN (SELECT unnest(?::VARCHAR[])) AND ts >= ? AND ts < ? "
+            "ORDER BY symbol, ts",
+            [list(symbols), _py(to_utc(start)), _py(to_utc(end))],
+        )
+        return frames.finish_bars(df)
+
+    def training_frame(
+        self,
+        symbols: Sequence[str],
+        start: TimeLike,
+        end: TimeLike,
+        as_of: TimeLike,
+        feature_set_version: int = 1,
+    ) -> pd.DataFrame:
+        df = self._df(
+            f"SELECT {_FEATURE_SELECT} FROM features "
+            "WHERE symbol IN (SELECT unnest(?::VARCHAR[])) AND feature_set_version = ? "
+            "AND ts >= ? AND ts < ? AND ts <= ? ORDER BY symbol, ts",
+            [
+                list(symbols),
+                feature_set_version,
+                _py(to_utc(start)),
+                _py(to_utc(end)),
+                _py(to_utc(as_of)),
+            ],
+        )
+        return frames.finish_features(df)
+
+    def latest_features(
+        self,
+        symbols: Sequence[str],
+        feature_set_version: int = 1,
+        as_of: TimeLike | None = None,
+    ) -> pd.DataFrame:
+        cut = _py(to_utc(as_of)) if as_of is not None else None
+        df = self._df(
+            f"SELECT {_FEATURE_SELECT} FROM features "
+            "WHERE symbol IN (SELECT unnest(?::VARCHAR[])) AND feature_set_version = ? "
+            "AND (?::TIMESTAMPTZ IS NULL OR ts <= ?::TIMESTAMPTZ) "
+            "QUALIFY row_number() OVER (PARTITION BY symbol ORDER BY ts DESC) = 1 "
+            "ORDER BY symbol",
+            [list(symbols), feature_set_version, cut, cut],
+        )
+        return frames.finish_features(df)
+
+    def predictions(self, symbols: Sequence[str], start: TimeLike, end: TimeLike) -> pd.DataFrame:
+        df = self._df(
+            "SELECT symbol, ts, model_name, model_version, value, label, feature_set_version "
+            "FROM predictions WHERE symbol IN (SELECT unnest(?::VARCHAR[])) "
+            "AND ts >= ? AND ts < ? ORDER BY symbol, ts, model_name, model_version",
+            [list(symbols), _py(to_utc(start)), _py(to_utc(end))],
+        )
+        return frames.finish_predictions(df)
+
+    def dlq(self, limit: int = 1000) -> pd.DataFrame:
+        df = self._df(
+            "SELECT received_at, source, reason, detail, key, payload FROM dlq "
+            "ORDER BY id DESC LIMIT ?",
+            [limit],
+        )
+        df["received_at"] = frames.utc_ns(df["received_at"])
+        return df
+
+    def count(self, table: str) -> int:
+        if table not in _TABLES:
+            raise StoreError(f"unknown table {table!r}")
+        row = self._sql(f"SELECT count(*) FROM {table}").fetchone()
+        return int(row[0])
+
+    def coverage(
+        self, symbols: Sequence[str], start: dt.date, end: dt.date, kind: GapKind = "bars"
+    ) -> pd.DataFrame:
+        lo = pd.Timestamp(start).tz_localize("America/New_York").tz_convert("UTC")
+        hi = (pd.Timestamp(end) + pd.Timedelta(days=1)).tz_localize("America/New_York")
+        hi = hi.tz_convert("UTC")
+        if kind == "trades":
+            ts_expr = "make_timestamptz(ts_event // 1000)"
+            where = "ts_event >= ? AND ts_event < ?"
+            params: list[Any] = [lo.value, hi.value]
+        else:
+            ts_expr, where, params = "ts", "ts >= ? AND ts < ?", [_py(lo), _py(hi)]
+        table = "trades" if kind == "trades" else "ohlcv_1m"
+        df = self._df(
+            f"SELECT symbol, timezone('America/New_York', {ts_expr})::DATE AS session, "
+            f"count(*) AS rows, min({ts_expr}) AS first_ts, max({ts_expr}) AS last_ts "
+            f"FROM {table} WHERE symbol IN (SELECT unnest(?::VARCHAR[])) AND {where} "
+            "GROUP BY ALL ORDER BY symbol, session",
+            [list(symbols), *params],
+        )
+        return _finish_coverage(df)
+
+
+def _finish_coverage(df: pd.DataFrame) -> pd.DataFrame:
+    out = pd.DataFrame(
+        {
+            "symbol": df["symbol"].astype(object),
+            "session": [pd.Timestamp(s).date() for s in df["session"]],
+            "rows": df["rows"].astype("int64"),
+            "first_ts": frames.utc_ns(df["first_ts"]),
+            "last_ts": frames.utc_ns(df["last_ts"]),
+        }
+    )
+    return out.reset_index(drop=True)

@@ -1,0 +1,265 @@
+"""Frame checks and dtype normalisation shared by both stores (pure pandas, no I/O).
+
+Writes: ``prepare_*`` select and type the columns a table needs, and split off rows that would
+violate a constraint (they go to the DLQ with the constraint's name instead of failing a batch).
+Reads: ``finish_*`` give every store's output the same dtypes, so contract tests compare frames
+from DuckDB and TimescaleDB directly.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+import numpy as np
+import orjson
+import pandas as pd
+
+from signalstack.store.base import (
+    ANOMALY_COLUMNS,
+    BAR_COLUMNS,
+    DRIFT_COLUMNS,
+    FEATURE_COLUMNS,
+    PREDICTION_COLUMNS,
+    TRADE_COLUMNS,
+    DlqRecord,
+    require_columns,
+)
+
+UTC_NS: Final = "datetime64[ns, UTC]"
+TRADE_DLQ_SOURCE = "store.trades"
+
+
+def utc_ns(col: pd.Series) -> pd.Series:
+    """Any datetime-ish column → datetime64[ns, UTC] (naive values read as UTC)."""
+    s = pd.to_datetime(col, utc=True)
+    return s.astype(UTC_NS)
+
+
+def _row_json(row: pd.Series) -> str:
+    def conv(v: Any) -> Any:
+        if isinstance(v, np.generic):
+            return v.item()
+        if isinstance(v, np.ndarray):
+            return v.tolist()
+        if v is pd.NA or (isinstance(v, float) and np.isnan(v)):
+            return None
+        return v
+
+    return orjson.dumps({k: conv(v) for k, v in row.items()}, default=str).decode()
+
+
+def _as_list(c: Any) -> Any:
+    return c if isinstance(c, (list, tuple, np.ndarray)) else []
+
+
+def prepare_trades(df: pd.DataFrame) -> tuple[pd.DataFrame, list[DlqRecord]]:
+    """Typed trade rows ready to write, plus DLQ records for rows violating a constraint."""
+    require_columns(df, [c for c in TRADE_COLUMNS if c not in ("conditions", "tape")], "trades")
+    out = df.reset_index(drop=True)
+    reasons = pd.Series("", index=out.index, dtype=object)
+    price = pd.to_numeric(out["price"], errors="coerce")
+    size = pd.to_numeric(out["size"], errors="coerce")
+    required = ["symbol", "ts_event", "exchange", "trade_id", "sequence", "source", "ts_ingest"]
+    null_any = out[required].isna().any(axis=1)
+    reasons[null_any] = "not_null_violation"
+    reasons[(reasons == "") & ~(price > 0)] = "trades_price_positive"
+    reasons[(reasons == "") & ~(size > 0)] = "trades_size_positive"
+    exch = pd.to_numeric(out["exchange"], errors="coerce")
+    reasons[(reasons == "") & ~exch.between(-32768, 32767)] = "exchange_out_of_range"
+    if "tape" in out:
+        tape_num = pd.to_numeric(out["tape"], errors="coerce")
+        tape_bad = out["tape"].notna() & ~tape_num.between(-32768, 32767)
+        reasons[(reasons == "") & tape_bad] = "tape_out_of_range"
+    bad = reasons != ""
+    rejects: list[DlqRecord] = []
+    if bad.any():
+        for i in np.flatnonzero(bad.to_numpy()):
+            row = out.iloc[i]
+            rejects.append(
+                DlqRecord(
+                    source=TRADE_DLQ_SOURCE,
+                    reason=str(reasons.iloc[i]),
+                    payload=_row_json(row),
+                    detail="row violates a trades constraint",
+                    key=None if pd.isna(row["symbol"]) else str(row["symbol"]),
+                )
+            )
+        out = out[~bad].reset_index(drop=True)
+        price, size = price[~bad].reset_index(drop=True), size[~bad].reset_index(drop=True)
+    conds = out["conditions"] if "conditions" in out else pd.Series([[]] * len(out), dtype=object)
+    tape = out["tape"] if "tape" in out else pd.Series([None] * len(out), dtype=object)
+    typed = pd.DataFrame(
+        {
+            "symbol": out["symbol"].astype(str),
+            "ts_event": out["ts_event"].astype("int64"),
+            "price": price.astype("float64"),
+            "size": size.astype("float64"),
+            "exchange": out["exchange"].astype("int64"),
+            "trade_id": out["trade_id"].astype(str),
+            "sequence": out["sequence"].astype("int64"),
+            "conditions": conds.map(_as_list),
+            "tape": pd.to_numeric(tape.astype(object)).astype("Int64"),
+            "source": out["source"].astype(str),
+            "ts_ingest": out["ts_ingest"].astype("int64"),
+        }
+    )
+    return typed, rejects
+
+
+def finish_trades(df: pd.DataFrame) -> pd.DataFrame:
+    if df.empty:
+        return empty_trades()
+    out = pd.DataFrame(
+        {
+            "symbol": df["symbol"].astype(str),
+            "ts_event": df["ts_event"].astype("int64"),
+            "price": df["price"].astype("float64"),
+            "size": df["size"].astype("float64"),
+            "exchange": df["exchange"].astype("int64"),
+            "trade_id": df["trade_id"].astype(str),
+            "sequence": df["sequence"].astype("int64"),
+            "conditions": df["conditions"].map(lambda c: [] if c is None else [int(x) for x in c]),
+            "tape": pd.to_numeric(df["tape"].astype(object)).astype("Int64"),
+            "source": df["source"].astype(str),
+            "ts_ingest": df["ts_ingest"].astype("int64"),
+        }
+    )
+    return out.reset_index(drop=True)
+
+
+def empty_trades() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "symbol": pd.Series(dtype=object),
+            "ts_event": pd.Series(dtype="int64"),
+            "price": pd.Series(dtype="float64"),
+            "size": pd.Series(dtype="float64"),
+            "exchange": pd.Series(dtype="int64"),
+            "trade_id": pd.Series(dtype=object),
+            "sequence": pd.Series(dtype="int64"),
+            "conditions": pd.Series(dtype=object),
+            "tape": pd.Series(dtype="Int64"),
+            "source": pd.Series(dtype=object),
+            "ts_ingest": pd.Series(dtype="int64"),
+        }
+    )
+
+
+def prepare_bars(df: pd.DataFrame) -> pd.DataFrame:
+    require_columns(df, BAR_COLUMNS, "bars")
+    out = df.loc[:, list(BAR_COLUMNS)].copy()
+    out["ts"] = utc_ns(out["ts"])
+    for c in ("open", "high", "low", "close", "volume", "vwap"):
+        out[c] = out[c].astype("float64")
+    out["trade_count"] = out["trade_count"].astype("int64")
+    out["symbol"] = out["symbol"].astype(str)
+    # A batch may repeat a key (a re-emitted bar): the last one wins, as in a later batch.
+    return out.drop_duplicates(["symbol", "ts"], keep="last").reset_index(drop=True)
+
+
+def finish_bars(df: pd.DataFrame) -> pd.DataFrame:
+    out = df.loc[:, list(BAR_COLUMNS)].copy() if not df.empty else empty(BAR_COLUMNS)
+    out["symbol"] = out["symbol"].astype(object)
+    out["ts"] = utc_ns(out["ts"])
+    for c in ("open", "high", "low", "close", "volume", "vwap"):
+        out[c] = out[c].astype("float64")
+    out["trade_count"] = out["trade_count"].astype("int64")
+    return out.reset_index(drop=True)
+
+
+FEATURE_FRAME_COLUMNS = ("symbol", "ts", *FEATURE_COLUMNS, "feature_set_version")
+
+
+def prepare_features(df: pd.DataFrame) -> pd.DataFrame:
+    require_columns(df, ("symbol", "ts", *FEATURE_COLUMNS), "features")
+    out = df.copy()
+    if "feature_set_version" not in out:
+        out["feature_set_version"] = 1
+    out = out.loc[:, list(FEATURE_FRAME_COLUMNS)]
+    out["symbol"] = out["symbol"].astype(str)
+    out["ts"] = utc_ns(out["ts"])
+    for c in FEATURE_COLUMNS:
+        out[c] = pd.to_numeric(out[c], errors="coerce").astype("float64")
+    out["feature_set_version"] = out["feature_set_version"].astype("int64")
+    return out.drop_duplicates(["symbol", "ts", "feature_set_version"], keep="last").reset_index(
+        drop=True
+    )
+
+
+def finish_features(df: pd.DataFrame) -> pd.DataFrame:
+    out = (
+        df.loc[:, list(FEATURE_FRAME_COLUMNS)].copy()
+        if not df.empty
+        else empty(FEATURE_FRAME_COLUMNS)
+    )
+    out["symbol"] = out["symbol"].astype(object)
+    out["ts"] = utc_ns(out["ts"])
+    for c in FEATURE_COLUMNS:
+        out[c] = pd.to_numeric(out[c]).astype("float64")
+    out["feature_set_version"] = out["feature_set_version"].astype("int64")
+    return out.reset_index(drop=True)
+
+
+def prepare_predictions(df: pd.DataFrame) -> pd.DataFrame:
+    require_columns(df, ("symbol", "ts", "model_name", "model_version", "value"), "predictions")
+    out = df.copy()
+    if "label" not in out:
+        out["label"] = None
+    if "feature_set_version" not in out:
+        out["feature_set_version"] = 1
+    out = out.loc[:, list(PREDICTION_COLUMNS)]
+    out["ts"] = utc_ns(out["ts"])
+    out["value"] = pd.to_numeric(out["value"], errors="coerce").astype("float64")
+    out["model_version"] = out["model_version"].astype(str)
+    out["label"] = out["label"].astype(object).where(out["label"].notna(), None)
+    out["feature_set_version"] = out["feature_set_version"].astype("int64")
+    return out.drop_duplicates(
+        ["symbol", "ts", "model_name", "model_version"], keep="last"
+    ).reset_index(drop=True)
+
+
+def finish_predictions(df: pd.DataFrame) -> pd.DataFrame:
+    out = df.loc[:, list(PREDICTION_COLUMNS)].copy() if not df.empty else empty(PREDICTION_COLUMNS)
+    out["ts"] = utc_ns(out["ts"])
+    out["value"] = out["value"].astype("float64")
+    out["label"] = out["label"].astype(object).where(out["label"].notna(), None)
+    out["feature_set_version"] = out["feature_set_version"].astype("int64")
+    return out.reset_index(drop=True)
+
+
+def prepare_anomalies(df: pd.DataFrame) -> pd.DataFrame:
+    require_columns(df, ANOMALY_COLUMNS, "anomalies")
+    out = df.loc[:, list(ANOMALY_COLUMNS)].copy()
+    out["ts"] = utc_ns(out["ts"])
+    out["model_version"] = out["model_version"].astype(str)
+    out["score"] = out["score"].astype("float64")
+    out["is_anomaly"] = out["is_anomaly"].astype(bool)
+    return out.drop_duplicates(["symbol", "ts", "model_version"], keep="last").reset_index(
+        drop=True
+    )
+
+
+def prepare_drift(df: pd.DataFrame) -> pd.DataFrame:
+    require_columns(df, ("feature", "window_start", "window_end", "psi"), "drift")
+    out = df.copy()
+    if "reference" not in out:
+        out["reference"] = ""
+    if "feature_set_version" not in out:
+        out["feature_set_version"] = 1
+    out = out.loc[:, list(DRIFT_COLUMNS)]
+    out["window_start"] = utc_ns(out["window_start"])
+    out["window_end"] = utc_ns(out["window_end"])
+    out["psi"] = out["psi"].astype("float64")
+    out["reference"] = out["reference"].fillna("").astype(str)
+    out["feature_set_version"] = out["feature_set_version"].astype("int64")
+    return out.drop_duplicates(
+        ["feature", "feature_set_version", "window_start", "window_end"], keep="last"
+    ).reset_index(drop=True)
+
+
+def empty(columns: tuple[str, ...] | list[str]) -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype=object) for c in columns})
+
+
+def ts_range_ns(start: pd.Timestamp, end: pd.Timestamp) -> tuple[int, int]:
+    return int(start.value), int(end.value)

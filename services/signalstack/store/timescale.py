@@ -1,0 +1,449 @@
+"""Cluster store: TimescaleDB through asyncpg (``STORE_TYPE=timescale``).
+
+The public API is synchronous (the :class:`Store` ABC); an asyncpg pool lives on a private event
+loop in a daemon thread, so callers from plain threads and from other event loops are both fine.
+Trades go through :class:`~signalstack.store.writer.TradeWriter` (binary COPY, conflict
+fallback); the smaller tables use ``INSERT … ON CONFLICT`` from arrays (``unnest``), one
+statement per batch. Every operation retries transient connection errors with backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import threading
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
+from typing import Any, TypeVar
+
+import asyncpg  # type: ignore[import-untyped]
+import numpy as np
+import orjson
+import pandas as pd
+
+from signalstack.store import frames
+from signalstack.store.base import (
+    FEATURE_COLUMNS,
+    BackfillRun,
+    DlqRecord,
+    GapKind,
+    Store,
+    StoreError,
+    TimeLike,
+    to_utc,
+)
+from signalstack.store.migrations import migrate as run_migrations
+from signalstack.store.writer import RetryPolicy, TradeWriter, WriteResult, with_retry
+
+T = TypeVar("T")
+_TABLES = frozenset({"trades", "ohlcv_1m", "features", "predictions", "anomalies", "dlq", "drift"})
+_FEATURES_SQL = ", ".join(["symbol", "ts", *FEATURE_COLUMNS, "feature_set_version"])
+
+
+class _Loop:
+    """An event loop running in a daemon thread; ``run`` blocks the caller until done."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="store-loop", daemon=True)
+        self.thread.start()
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+        self.loop.close()
+
+
+def _dt(ts: pd.Timestamp) -> dt.datetime:
+    return ts.to_pydatetime()
+
+
+def _col(df: pd.DataFrame, name: str) -> list[Any]:
+    """Column as a Python list with NaN/NA → None (asyncpg wants None for NULL)."""
+    s = df[name]
+    if pd.api.types.is_datetime64_any_dtype(s):
+        return [None if pd.isna(v) else v.to_pydatetime() for v in s]
+    if pd.api.types.is_float_dtype(s):
+        arr = s.to_numpy(dtype=np.float64)
+        return [None if np.isnan(v) else float(v) for v in arr]
+    return [None if v is None or v is pd.NA else v for v in s.tolist()]
+
+
+class TimescaleStore(Store):
+    kind = "timescale"
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        pool_size: int = 4,
+        retry: RetryPolicy | None = None,
+        batch_rows: int = 100_000,
+        chunk_rows: int = 25_000,
+        on_retry: Callable[[], None] | None = None,
+    ) -> None:
+        self.dsn = dsn
+        self.retry = retry or RetryPolicy()
+        self._loop = _Loop()
+        self._pool_size = pool_size
+        self._pool: asyncpg.Pool | None = None
+        self._batch_rows = batch_rows
+        self._chunk_rows = chunk_rows
+        self._on_retry = on_retry
+        self._writer: TradeWriter | None = None
+        self.last_write: WriteResult | None = None
+
+    # ---- plumbing ------------------------------------------------------------------------------
+    async def _get_pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+
+            async def connect() -> asyncpg.Pool:
+                return await asyncpg.create_pool(
+                    self.dsn, min_size=1, max_size=self._pool_size, command_timeout=300
+                )
+
+            self._pool, _ = await with_retry(connect, self.retry, "connect")
+        return self._pool
+
+    def _run(self, op: Callable[[Any], Awaitable[T]], what: str) -> T:
+        """Run ``op(conn)`` on a pooled connection with transient-error retries."""
+
+        async def go() -> T:
+            pool = await self._get_pool()
+
+            async def once() -> T:
+                async with pool.acquire() as conn:
+                    return await op(conn)
+
+            result, _ = await with_retry(once, self.retry, what)
+            return result
+
+        return self._loop.run(go())
+
+    def _fetch_df(self, query: str, *args: Any) -> pd.DataFrame:
+        async def op(conn: Any) -> pd.DataFrame:
+            stmt = await conn.prepare(query)
+            rows = await stmt.fetch(*args)
+            cols = [a.name for a in stmt.get_attributes()]
+            return pd.DataFrame([tuple(r) for r in rows], columns=cols)
+
+        return self._run(op, "read")
+
+    def _execute(self, query: str, *args: Any) -> str:
+        async def op(conn: Any) -> str:
+            return str(await conn.execute(query, *args))
+
+        return self._run(op, "write")
+
+    # ---- lifecycle -----------------------------------------------------------------------------
+    def migrate(self) -> list[str]:
+        return run_migrations(self.dsn)
+
+    def license(self) -> str:
+        async def op(conn: Any) -> str:
+            return str(await conn.fetchval("SELECT current_setting('timescaledb.license')"))
+
+        return self._run(op, "license")
+
+    def apply_retention(self, now: TimeLike | None = None) -> int:
+        """Apache-edition fallback for retention policies: drop chunks older than configured.
+        Returns the number of chunks dropped (the Community edition's jobs do this themselves)."""
+        cut = _dt(to_utc(now)) if now is not None else dt.datetime.now(dt.UTC)
+
+        async def op(conn: Any) -> int:
+            return int(await conn.fetchval("SELECT signalstack_apply_retention($1)", cut))
+
+        return self._run(op, "retention")
+
+    def close(self) -> None:
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            try:
+                self._loop.run(asyncio.wait_for(pool.close(), 10))
+            except Exception:
+                pool.terminate()
+        self._loop.stop()
+
+    # ---- writes --------------------------------------------------------------------------------
+    def write_trades(self, df: pd.DataFrame) -> int:
+        typed, rejects = frames.prepare_trades(df)
+        if rejects:
+            self.write_dlq(rejects)
+
+        async def go() -> WriteResult:
+            pool = await self._get_pool()
+            if self._writer is None:
+                self._writer = TradeWriter(
+                    pool,
+                    batch_rows=self._batch_rows,
+                    chunk_rows=self._chunk_rows,
+                    retry=self.retry,
+                    on_retry=self._on_retry,
+                )
+            return await self._writer.write(typed)
+
+        self.last_write = self._loop.run(go())
+        return self.last_write.inserted
+
+    def _upsert(
+        self, table: str, df: pd.DataFrame, types: Mapping[str, str], key: Sequence[str]
+    ) -> int:
+        if df.empty:
+            return 0
+        cols = list(types)
+        unnest = ", ".join(f"${i + 1}::{types[c]}[]" for i, c in enumerate(cols))
+        sets = ", ".join(f"{c} = excluded.{c}" for c in cols if c not in key)
+        extra = ", written_at = now()" if table in ("features", "predictions", "anomalies") else ""
+        extra = ", updated_at = now()" if table == "ohlcv_1m" else extra
+        query = (
+            f"INSERT INTO {table} ({', '.join(cols)}) SELECT * FROM unnest({unnest}) "
+            f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {sets}{extra}"
+        )
+        args = [_col(df, c) for c in cols]
+
+        async def op(conn: Any) -> int:
+            return int(str(await conn.execute(query, *args)).rsplit(" ", 1)[-1])
+
+        return self._run(op, f"write {table}")
+
+    def write_bars(self, df: pd.DataFrame) -> int:
+        typed = frames.prepare_bars(df)
+        types = {
+            "symbol": "text",
+            "ts": "timestamptz",
+            **{c: "float8" for c in ("open", "high", "low", "close", "volume", "vwap")},
+            "trade_count": "int8",
+        }
+        return self._upsert("ohlcv_1m", typed, types, ["symbol", "ts"])
+
+    def write_features(self, df: pd.DataFrame) -> int:
+        typed = frames.prepare_features(df)
+        types = {
+            "symbol": "text",
+            "ts": "timestamptz",
+            **{c: "float8" for c in FEATURE_COLUMNS},
+            "feature_set_version": "int2",
+        }
+        return self._upsert("features", typed, types, ["symbol", "feature_set_version", "ts"])
+
+    def write_predictions(self, df: pd.DataFrame) -> int:
+        typed = frames.prepare_predictions(df)
+        types = {
+            "symbol": "text",
+            "ts": "timestamptz",
+            "model_name": "text",
+            "model_version": "text",
+            "value": "float8",
+            "label": "text",
+            "feature_set_version": "int2",
+        }
+        key = ["symbol", "model_name", "model_version", "ts"]
+        return self._upsert("predictions", typed, types, key)
+
+    def write_anomalies(self, df: pd.DataFrame) -> int:
+        typed = frames.prepare_anomalies(df)
+        types = {
+            "symbol": "text",
+            "ts": "timestamptz",
+            "model_version": "text",
+            "score": "float8",
+            "is_anomaly": "bool",
+        }
+        return self._upsert("anomalies", typed, types, ["symbol", "model_version", "ts"])
+
+    def write_drift(self, df: pd.DataFrame) -> int:
+        typed = frames.prepare_drift(df)
+        types = {
+            "feature": "text",
+            "window_start": "timestamptz",
+            "window_end": "timestamptz",
+            "psi": "float8",
+            "reference": "text",
+            "feature_set_version": "int2",
+        }
+        key = ["feature", "feature_set_version", "window_start", "window_end"]
+        return self._upsert("drift", typed, types, key)
+
+    def write_dlq(self, records: Iterable[DlqRecord]) -> int:
+        rows = [(r.received_at, r.source, r.reason, r.detail, r.key, r.payload) for r in records]
+        if not rows:
+            return 0
+
+        async def op(conn: Any) -> int:
+            await conn.executemany(
+                "INSERT INTO dlq (received_at, source, reason, detail, key, payload) "
+                "VALUES ($1, $2, $3, $4, $5, $6)",
+                rows,
+            )
+            return len(rows)
+
+        return self._run(op, "write dlq")
+
+    def record_backfill_run(self, run: BackfillRun) -> None:
+        self._execute(
+            "INSERT INTO backfill_runs (run_id, source, symbols, start_date, end_date, status, "
+            "rows, error, started_at, finished_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10) "
+            "ON CONFLICT (run_id) DO UPDATE SET status = excluded.status, rows = excluded.rows, "
+            "error = excluded.error, finished_at = excluded.finished_at",
+            run.run_id,
+            run.source,
+            list(run.symbols),
+            run.start,
+            run.end,
+            run.status,
+            run.rows,
+            run.error,
+            run.started_at,
+            run.finished_at,
+        )
+
+    def record_model(
+        self, model_name: str, version: str, alias: str, run_id: str, metrics: Mapping[str, float]
+    ) -> None:
+        self._execute(
+            "INSERT INTO model_registry (model_name, alias, version, run_id, metrics) "
+            "VALUES ($1, $2, $3, $4, $5::jsonb) ON CONFLICT (model_name, alias) DO UPDATE SET "
+            "version = excluded.version, run_id = excluded.run_id, metrics = excluded.metrics, "
+            "updated_at = now()",
+            model_name,
+            alias,
+            version,
+            run_id,
+            orjson.dumps(dict(metrics)).decode(),
+        )
+
+    # ---- reads ---------------------------------------------------------------------------------
+    def trades(self, symbols: Sequence[str], start: TimeLike, end: TimeLike) -> pd.DataFrame:
+        lo, hi = to_utc(start), to_utc(end)
+        # ts (µs) bounds prune chunks; ts_event_ns applies the exact nanosecond bounds.
+        df = self._fetch_df(
+            "SELECT symbol, ts_event_ns AS ts_event, price, size, exchange, trade_id, sequence, "
+            "conditions, tape, source, ts_ingest_ns AS ts_ingest FROM trades "
+            "WHERE symbol = ANY($1::text[]) AND ts >= $2 AND ts <= $3 "
+            "AND ts_event_ns >= $4 AND ts_event_ns < $5 "
+            "ORDER BY symbol, ts_event_ns, sequence",
+            list(symbols),
+            _dt(lo.floor("us")),
+            _dt(hi.ceil("us")),
+            lo.value,
+            hi.value,
+        )
+        return frames.finish_trades(df)
+
+    def bars(self, symbols: Sequence[str], start: TimeLike, end: TimeLike) -> pd.DataFrame:
+        df = self._fetch_df(
+            "SELECT symbol, ts, open, high, low, close, volume, vwap, trade_count FROM ohlcv_1m "
+            "WHERE symbol = ANY($1::text[]) AND ts >= $2 AND ts < $3 ORDER BY symbol, ts",
+            list(symbols),
+            _dt(to_utc(start)),
+            _dt(to_utc(end)),
+        )
+        return frames.finish_bars(df)
+
+    def training_frame(
+        self,
+        symbols: Sequence[str],
+        start: TimeLike,
+        end: TimeLike,
+        as_of: TimeLike,
+        feature_set_version: int = 1,
+    ) -> pd.DataFrame:
+        df = self._fetch_df(
+            f"SELECT {_FEATURES_SQL} FROM features WHERE symbol = ANY($1::text[]) "
+            "AND feature_set_version = $2 AND ts >= $3 AND ts < $4 AND ts <= $5 "
+            "ORDER BY symbol, ts",
+            list(symbols),
+            feature_set_version,
+            _dt(to_utc(start)),
+            _dt(to_utc(end)),
+            _dt(to_utc(as_of)),
+        )
+        return frames.finish_features(df)
+
+    def latest_features(
+        self,
+        symbols: Sequence[str],
+        feature_set_version: int = 1,
+        as_of: TimeLike | None = None,
+    ) -> pd.DataFrame:
+        # One index probe per symbol (LATERAL + ORDER BY ts DESC LIMIT 1) on the primary key.
+        cut = _dt(to_utc(as_of)) if as_of is not None else None
+        df = self._fetch_df(
+            f"SELECT f.* FROM unnest($1::text[]) AS s(sym) CROSS JOIN LATERAL ("
+            f"  SELECT {_FEATURES_SQL} FROM features WHERE symbol = s.sym "
+            "   AND feature_set_version = $2 AND ($3::timestamptz IS NULL OR ts <= $3) "
+            "   ORDER BY ts DESC LIMIT 1) f ORDER BY f.symbol",
+            list(symbols),
+            feature_set_version,
+            cut,
+        )
+        return frames.finish_features(df)
+
+    def predictions(self, symbols: Sequence[str], start: TimeLike, end: TimeLike) -> pd.DataFrame:
+        df = self._fetch_df(
+            "SELECT symbol, ts, model_name, model_version, value, label, feature_set_version "
+            "FROM predictions WHERE symbol = ANY($1::text[]) AND ts >= $2 AND ts < $3 "
+            "ORDER BY symbol, ts, model_name, model_version",
+            list(symbols),
+            _dt(to_utc(start)),
+            _dt(to_utc(end)),
+        )
+        return frames.finish_predictions(df)
+
+    def dlq(self, limit: int = 1000) -> pd.DataFrame:
+        df = self._fetch_df(
+            "SELECT received_at, source, reason, detail, key, payload FROM dlq "
+            "ORDER BY id DESC LIMIT $1",
+            limit,
+        )
+        if df.empty:
+            df = frames.empty(["received_at", "source", "reason", "detail", "key", "payload"])
+        df["received_at"] = frames.utc_ns(df["received_at"])
+        return df
+
+    def coverage(
+        self, symbols: Sequence[str], start: dt.date, end: dt.date, kind: GapKind = "bars"
+    ) -> pd.DataFrame:
+        lo = pd.Timestamp(start).tz_localize("America/New_York").tz_convert("UTC")
+        hi = (pd.Timestamp(end) + pd.Timedelta(days=1)).tz_localize("America/New_York")
+        table = "trades" if kind == "trades" else "ohlcv_1m"
+        df = self._fetch_df(
+            "SELECT symbol, (ts AT TIME ZONE 'America/New_York')::date AS session, "
+            f"count(*) AS rows, min(ts) AS first_ts, max(ts) AS last_ts FROM {table} "
+            "WHERE symbol = ANY($1::text[]) AND ts >= $2 AND ts < $3 "
+            "GROUP BY 1, 2 ORDER BY 1, 2",
+            list(symbols),
+            _dt(lo),
+            _dt(hi.tz_convert("UTC")),
+        )
+        if df.empty:
+            df = frames.empty(["symbol", "session", "rows", "first_ts", "last_ts"])
+        return pd.DataFrame(
+            {
+                "symbol": df["symbol"].astype(object),
+                "session": list(df["session"]),
+                "rows": df["rows"].astype("int64"),
+                "first_ts": frames.utc_ns(df["first_ts"]),
+                "last_ts": frames.utc_ns(df["last_ts"]),
+            }
+        )
+
+    def count(self, table: str) -> int:
+        """Row count of a table (tests and operators)."""
+        if table not in {
+            "trades",
+            "ohlcv_1m",
+            "features",
+            "predictions",
+            "anomalies",
+            "dlq",
+            "drift",
+        }:
+            raise StoreError(f"unknown table {table!r}")
+
+        async def op(conn: Any) -> int:
+            return int(await conn.fetchval(f"SELECT count(*) FROM {table}"))
+
+        return self._run(op, "count")

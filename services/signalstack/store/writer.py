@@ -1,0 +1,235 @@
+"""Idempotent trade writer for TimescaleDB (asyncpg, binary COPY).
+
+The common case (fresh trades) is a plain binary COPY straight into ``trades``, streamed in
+chunks so the next chunk is encoded (in a worker thread) while the server ingests the previous
+one. Idempotency comes from the unique key ``trades_identity``: if any row of the batch already
+exists, the COPY fails with a unique violation and its transaction rolls back as a whole; the
+batch is then merged through a temporary staging table with ``INSERT … ON CONFLICT DO NOTHING``.
+So fresh batches run at raw COPY speed and only replays pay for conflict resolution
+(measured in bench/store.py; DESIGN.md explains why staging + ON CONFLICT on every batch cannot
+reach the budget).
+
+Failure model: every batch is one transaction. A lost connection (server restart, network)
+aborts it; the writer reconnects with exponential backoff and re-sends the same batch. If the
+connection died during COMMIT the batch may already be durable: the re-send then meets the
+unique violation and takes the merge path, so nothing is lost or duplicated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Final, TypeVar
+
+import asyncpg  # type: ignore[import-untyped]
+import numpy as np
+import pandas as pd
+
+from signalstack.logs import get_logger
+from signalstack.store.base import StoreError
+from signalstack.store.pgcopy import HEADER, TRAILER, Column, encode
+
+log = get_logger(__name__)
+T = TypeVar("T")
+
+TRADE_COPY_COLUMNS: Final = (
+    "ts",
+    "symbol",
+    "exchange",
+    "trade_id",
+    "ts_event_ns",
+    "price",
+    "size",
+    "sequence",
+    "conditions",
+    "tape",
+    "source",
+    "ts_ingest_ns",
+)
+_STAGE: Final = "trades_stage"
+_TRANSIENT: Final = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,  # admin/crash shutdown, cannot connect now
+    asyncpg.exceptions.TooManyConnectionsError,
+    asyncpg.InterfaceError,  # "connection is closed", "another operation is in progress"
+    ConnectionError,
+    OSError,
+    asyncio.TimeoutError,
+)
+
+
+class WriteAbortedError(StoreError):
+    """A batch could not be written within the retry budget; nothing was acknowledged."""
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    initial_s: float = 0.05
+    max_s: float = 2.0
+    deadline_s: float = 120.0
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    rows: int  # rows in the batch
+    inserted: int  # rows newly stored
+    path: str  # "copy" (fresh) or "merge" (conflict path)
+    attempts: int
+    seconds: float
+
+
+def is_transient(exc: BaseException) -> bool:
+    return isinstance(exc, _TRANSIENT)
+
+
+async def with_retry(
+    op: Callable[[], Awaitable[T]], policy: RetryPolicy, what: str
+) -> tuple[T, int]:
+    """Run ``op`` until it succeeds or the deadline passes; retry only transient errors."""
+    deadline = time.monotonic() + policy.deadline_s
+    delay = policy.initial_s
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            return await op(), attempt
+        except Exception as exc:
+            if not is_transient(exc) or time.monotonic() + delay > deadline:
+                if is_transient(exc):
+                    raise WriteAbortedError(
+                        f"{what}: gave up after {attempt} attempts: {exc!r}"
+                    ) from exc
+                raise
+            log.warning("store_retry", what=what, attempt=attempt, error=repr(exc), delay_s=delay)
+            await asyncio.sleep(delay * (0.5 + random.random()))  # noqa: S311 - jitter only
+            delay = min(delay * 2, policy.max_s)
+
+
+def trade_columns(typed: pd.DataFrame) -> list[Column]:
+    """COPY columns for a frame from :func:`signalstack.store.frames.prepare_trades`."""
+    tape = typed["tape"]
+    tape_null = tape.isna().to_numpy()
+    return [
+        Column("ts", "timestamptz_ns", typed["ts_event"].to_numpy()),
+        Column("symbol", "text", typed["symbol"].to_numpy()),
+        Column("exchange", "int2", typed["exchange"].to_numpy()),
+        Column("trade_id", "text", typed["trade_id"].to_numpy()),
+        Column("ts_event_ns", "int8", typed["ts_event"].to_numpy()),
+        Column("price", "float8", typed["price"].to_numpy()),
+        Column("size", "float8", typed["size"].to_numpy()),
+        Column("sequence", "int8", typed["sequence"].to_numpy()),
+        Column("conditions", "int2[]", typed["conditions"].to_numpy()),
+        Column("tape", "int2", tape.fillna(0).to_numpy(dtype=np.int64), null=tape_null),
+        Column("source", "text", typed["source"].to_numpy()),
+        Column("ts_ingest_ns", "int8", typed["ts_ingest"].to_numpy()),
+    ]
+
+
+def _body(typed: pd.DataFrame) -> bytes:
+    """Tuples only (no header/trailer), so chunks can be streamed inside one COPY."""
+    full = encode(trade_columns(typed), len(typed))
+    return full[len(HEADER) : len(full) - len(TRAILER)]
+
+
+async def _stream(typed: pd.DataFrame, chunk_rows: int) -> AsyncIterator[bytes]:
+    """Header, then each chunk encoded in a worker thread while the previous one is sent."""
+    loop = asyncio.get_running_loop()
+    yield HEADER
+    starts = range(0, len(typed), chunk_rows)
+    pending: asyncio.Future[bytes] | None = None
+    for s in starts:
+        nxt = loop.run_in_executor(None, _body, typed.iloc[s : s + chunk_rows])
+        if pending is not None:
+            yield await pending
+        pending = nxt
+    if pending is not None:
+        yield await pending
+    yield TRAILER
+
+
+def _copied(status: str) -> int:
+    # asyncpg returns the command tag, e.g. "COPY 1000" / "INSERT 0 1000".
+    return int(status.rsplit(" ", 1)[-1])
+
+
+class TradeWriter:
+    """Writes prepared trade frames idempotently through an asyncpg pool."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        *,
+        batch_rows: int = 100_000,
+        chunk_rows: int = 25_000,
+        retry: RetryPolicy | None = None,
+        on_retry: Callable[[], None] | None = None,
+    ) -> None:
+        self.pool = pool
+        self.batch_rows = batch_rows
+        self.chunk_rows = chunk_rows
+        self.retry = retry or RetryPolicy()
+        self.on_retry = on_retry
+
+    async def write(self, typed: pd.DataFrame) -> WriteResult:
+        """Write all rows (in bounded batches); return totals over the batches."""
+        t0 = time.perf_counter()
+        inserted, attempts, paths = 0, 0, set()
+        for s in range(0, len(typed), self.batch_rows):
+            res = await self.write_batch(typed.iloc[s : s + self.batch_rows])
+            inserted += res.inserted
+            attempts += res.attempts
+            paths.add(res.path)
+        path = "merge" if "merge" in paths else "copy"
+        return WriteResult(len(typed), inserted, path, attempts, time.perf_counter() - t0)
+
+    async def write_batch(self, batch: pd.DataFrame) -> WriteResult:
+        t0 = time.perf_counter()
+        if batch.empty:
+            return WriteResult(0, 0, "copy", 0, 0.0)
+        state = {"path": "copy"}
+
+        async def attempt() -> int:
+            async with self.pool.acquire() as conn:
+                if state["path"] == "copy":
+                    try:
+                        return await self._copy(conn, batch)
+                    except asyncpg.UniqueViolationError:
+                        state["path"] = "merge"
+                return await self._merge(conn, batch)
+
+        n, attempts = await with_retry(attempt, self.retry, "write trades")
+        if attempts > 1 and self.on_retry is not None:
+            for _ in range(attempts - 1):
+                self.on_retry()
+        return WriteResult(len(batch), n, state["path"], attempts, time.perf_counter() - t0)
+
+    async def _copy(self, conn: Any, batch: pd.DataFrame) -> int:
+        async with conn.transaction():
+            status = await conn.copy_to_table(
+                "trades",
+                source=_stream(batch, self.chunk_rows),
+                columns=list(TRADE_COPY_COLUMNS),
+                format="binary",
+            )
+        return _copied(status)
+
+    async def _merge(self, conn: Any, batch: pd.DataFrame) -> int:
+        cols = ", ".join(TRADE_COPY_COLUMNS)
+        async with conn.transaction():
+            await conn.execute(
+                f"CREATE TEMP TABLE IF NOT EXISTS {_STAGE} "
+                f"(LIKE trades INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+            )
+            await conn.copy_to_table(
+                _STAGE,
+                source=_stream(batch, self.chunk_rows),
+                columns=list(TRADE_COPY_COLUMNS),
+                format="binary",
+            )
+            status = await conn.execute(
+                f"INSERT INTO trades ({cols}) SELECT {cols} FROM {_STAGE} ON CONFLICT DO NOTHING"
+            )
+        return _copied(status)
