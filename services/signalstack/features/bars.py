@@ -1,0 +1,205 @@
+"""Minute aggregation: eligible, in-session, deduplicated trades → one row per (symbol, minute).
+
+A minute row covers trades with ``ts_event`` in [T − 1m, T) and is stamped with its END ``T``.
+Every minute with at least one in-session trade gets a row (its sums feed the trade-level
+windows); ``has_bar`` marks the minutes with at least one last-eligible trade — only those are
+bars (as Polygon's own minute bars) and only those get feature rows.
+
+Bar fields, by the eligibility flags (see :mod:`signalstack.features.conditions`):
+
+- ``open``/``close``: price of the first/last LAST-eligible trade by (ts_event, sequence);
+- ``high``/``low``: max/min price over HIGH_LOW-eligible trades (and the LAST-eligible ones,
+  which the SIP rules make a subset; this keeps open/close inside [low, high] for any table);
+- ``volume``/``trade_count``: sum of sizes / number of VOLUME-eligible trades;
+- ``vwap``: Σ price·size / Σ size over VWAP-eligible trades (NaN if none).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Final
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from signalstack.features.conditions import HIGH_LOW, LAST, VOLUME, VWAP
+from signalstack.features.sessions import NS_PER_MINUTE
+
+F8 = npt.NDArray[np.float64]
+I8 = npt.NDArray[np.int64]
+
+
+@dataclass(slots=True)
+class TradeArrays:
+    """Column arrays of prepared trades (same length). ``sym`` is an int code (see engines)."""
+
+    sym: npt.NDArray[np.int32]
+    ts: I8  # ts_event, ns UTC
+    seq: I8
+    price: F8
+    size: F8
+    flags: npt.NDArray[np.uint8]
+    session: I8  # start of the trade's session (ns), -1 outside every session
+
+    def __len__(self) -> int:
+        return len(self.ts)
+
+    def take(self, idx: npt.NDArray[np.intp] | npt.NDArray[np.bool_]) -> TradeArrays:
+        return TradeArrays(**{f.name: getattr(self, f.name)[idx] for f in fields(self)})
+
+    @staticmethod
+    def concat(parts: list[TradeArrays]) -> TradeArrays:
+        return TradeArrays(
+            **{
+                f.name: np.concatenate([getattr(p, f.name) for p in parts])
+                for f in fields(TradeArrays)
+            }
+        )
+
+    @staticmethod
+    def empty() -> TradeArrays:
+        return TradeArrays(
+            sym=np.zeros(0, np.int32),
+            ts=np.zeros(0, np.int64),
+            seq=np.zeros(0, np.int64),
+            price=np.zeros(0, np.float64),
+            size=np.zeros(0, np.float64),
+            flags=np.zeros(0, np.uint8),
+            session=np.zeros(0, np.int64),
+        )
+
+
+@dataclass(slots=True)
+class Minutes:
+    """One row per (symbol, minute) with in-session trades, sorted by (sym, ts)."""
+
+    sym: npt.NDArray[np.int32]
+    ts: I8  # minute END, ns
+    session: I8
+    has_bar: npt.NDArray[np.bool_]
+    open: F8
+    high: F8
+    low: F8
+    close: F8
+    volume: F8
+    trade_count: I8
+    vwap_pv: F8  # Σ price·size over VWAP-eligible trades
+    vwap_v: F8  # Σ size over VWAP-eligible trades
+
+    def __len__(self) -> int:
+        return len(self.ts)
+
+    def take(self, idx: npt.NDArray[np.intp] | npt.NDArray[np.bool_]) -> Minutes:
+        return Minutes(**{f.name: getattr(self, f.name)[idx] for f in fields(self)})
+
+    @staticmethod
+    def concat(parts: list[Minutes]) -> Minutes:
+        return Minutes(
+            **{f.name: np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(Minutes)}
+        )
+
+    @staticmethod
+    def empty() -> Minutes:
+        return Minutes(
+            sym=np.zeros(0, np.int32),
+            ts=np.zeros(0, np.int64),
+            session=np.zeros(0, np.int64),
+            has_bar=np.zeros(0, bool),
+            open=np.zeros(0),
+            high=np.zeros(0),
+            low=np.zeros(0),
+            close=np.zeros(0),
+            volume=np.zeros(0),
+            trade_count=np.zeros(0, np.int64),
+            vwap_pv=np.zeros(0),
+            vwap_v=np.zeros(0),
+        )
+
+    def sorted(self) -> Minutes:
+        order = np.lexsort((self.ts, self.sym))
+        return self.take(order)
+
+    def bar_frame(self, symbols: npt.NDArray[np.object_]) -> pd.DataFrame:
+        """The ``ohlcv_1m`` rows (bars only); ``symbols[code]`` names each symbol code."""
+        b = self.take(self.has_bar)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            vwap = np.where(b.vwap_v > 0, b.vwap_pv / np.where(b.vwap_v > 0, b.vwap_v, 1.0), np.nan)
+        return pd.DataFrame(
+            {
+                "symbol": symbols[b.sym] if len(b) else np.zeros(0, dtype=object),
+                "ts": pd.to_datetime(b.ts, utc=True),
+                "open": b.open,
+                "high": b.high,
+                "low": b.low,
+                "close": b.close,
+                "volume": b.volume,
+                "vwap": vwap,
+                "trade_count": b.trade_count,
+            }
+        )
+
+
+MINUTE_FIELDS: Final = tuple(f.name for f in fields(Minutes))
+
+
+def minute_end(ts: I8) -> I8:
+    """End (ns) of the 1-minute bar [T − 1m, T) containing each timestamp."""
+    return (ts // NS_PER_MINUTE + 1) * NS_PER_MINUTE
+
+
+def sort_trades(t: TradeArrays) -> TradeArrays:
+    """Order by (sym, ts_event, sequence); stable, so exact ties keep arrival order."""
+    order = np.lexsort((t.seq, t.ts, t.sym))
+    return t.take(order)
+
+
+def aggregate_minutes(t: TradeArrays, *, presorted: bool = False) -> Minutes:
+    """Aggregate in-session trades (``session >= 0``) into minute rows. Pure, vectorised."""
+    if not presorted:
+        t = sort_trades(t)
+    keep = t.session >= 0
+    if not keep.all():
+        t = t.take(keep)
+    n = len(t)
+    if n == 0:
+        return Minutes.empty()
+    end = minute_end(t.ts)
+    change = np.empty(n, dtype=bool)
+    change[0] = True
+    np.not_equal(end[1:], end[:-1], out=change[1:])
+    change[1:] |= t.sym[1:] != t.sym[:-1]
+    starts = np.flatnonzero(change)
+    flags = t.flags
+    vol = (flags & VOLUME) != 0
+    last = (flags & LAST) != 0
+    hl = ((flags & HIGH_LOW) != 0) | last
+    vw = (flags & VWAP) != 0
+    price = t.price
+    size = t.size
+    volume = np.add.reduceat(np.where(vol, size, 0.0), starts)
+    count = np.add.reduceat(vol.astype(np.int64), starts)
+    pv = np.add.reduceat(np.where(vw, price * size, 0.0), starts)
+    v = np.add.reduceat(np.where(vw, size, 0.0), starts)
+    high = np.maximum.reduceat(np.where(hl, price, -np.inf), starts)
+    low = np.minimum.reduceat(np.where(hl, price, np.inf), starts)
+    pos = np.arange(n, dtype=np.int64)
+    first = np.minimum.reduceat(np.where(last, pos, n), starts)
+    lastpos = np.maximum.reduceat(np.where(last, pos, -1), starts)
+    has_bar = lastpos >= 0
+    first_c = np.where(has_bar, first, 0)
+    last_c = np.where(has_bar, lastpos, 0)
+    return Minutes(
+        sym=t.sym[starts],
+        ts=end[starts],
+        session=t.session[starts],
+        has_bar=has_bar,
+        open=np.where(has_bar, price[first_c], np.nan),
+        high=np.where(has_bar, high, np.nan),
+        low=np.where(has_bar, low, np.nan),
+        close=np.where(has_bar, price[last_c], np.nan),
+        volume=volume,
+        trade_count=count,
+        vwap_pv=pv,
+        vwap_v=v,
+    )

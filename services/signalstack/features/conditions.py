@@ -1,0 +1,166 @@
+"""Sale-condition eligibility: which of a trade's prices and sizes update which bar fields.
+
+The rules are Polygon's consolidated update rules from ``/v3/reference/conditions`` (POLYGON.md,
+"Trade conditions"); :meth:`EligibilityRules.from_response` takes that endpoint's response body
+(live, or the bundled copy via :func:`bundled_rules`). Per trade, the rules combine as a logical
+AND over all of its conditions; a trade without conditions is regular; a code missing from the
+table counts as regular (and is counted, see :attr:`Eligibility.unknown_codes`).
+
+Flags (bits of a ``uint8`` per trade):
+
+- :data:`VOLUME` — volume-eligible: counts in bar volume, ``volume_5m``, ``trade_count_1m``,
+  ``avg_trade_size_1m``;
+- :data:`LAST` — last-eligible: sets open and close; a bar exists only for a minute with at least
+  one such trade. The glossary's "updates last only if the day's first" footnote is NOT applied:
+  such prints never update last;
+- :data:`HIGH_LOW` — high/low-eligible: sets high and low;
+- :data:`VWAP` — volume- and last-eligible once the odd-lot condition (37) is disregarded, so odd
+  lots count in VWAP; average-price, derivatively priced and other off-market prints do not.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any, Final
+
+import numpy as np
+import numpy.typing as npt
+
+VOLUME: Final = np.uint8(1)
+LAST: Final = np.uint8(2)
+HIGH_LOW: Final = np.uint8(4)
+VWAP: Final = np.uint8(8)
+ALL_FLAGS: Final = np.uint8(15)
+ODD_LOT: Final = 37
+# Codes are small non-negative ints (Polygon's ids are < 256); anything else counts as unknown.
+_TABLE_SIZE: Final = 256
+
+
+@dataclass(frozen=True, slots=True)
+class Eligibility:
+    """Per-trade flags and how many trades carried a code missing from the table."""
+
+    flags: npt.NDArray[np.uint8]
+    unknown_codes: int
+
+
+class EligibilityRules:
+    """A vectorised lookup: condition code → the flags it CLEARS (AND over a trade's codes)."""
+
+    def __init__(self, rules: Mapping[int, tuple[bool, bool, bool]], source: str = "rest") -> None:
+        """``rules``: code → (updates_high_low, updates_open_close, updates_volume)."""
+        self.source = source
+        self.rules = dict(rules)
+        # clear[c] = flags a trade loses when it carries code c; known[c] marks table codes.
+        clear = np.zeros(_TABLE_SIZE, dtype=np.uint8)
+        known = np.zeros(_TABLE_SIZE, dtype=bool)
+        for code, (hl, last, vol) in self.rules.items():
+            if not 0 <= code < _TABLE_SIZE:
+                continue
+            known[code] = True
+            bits = 0
+            if not hl:
+                bits |= int(HIGH_LOW)
+            if not last:
+                bits |= int(LAST)
+            if not vol:
+                bits |= int(VOLUME)
+            if code != ODD_LOT and (not last or not vol):
+                bits |= int(VWAP)
+            clear[code] = bits
+        self._clear = clear
+        self._known = known
+
+    @classmethod
+    def from_response(cls, body: Mapping[str, Any], source: str = "rest") -> EligibilityRules:
+        """Build from a ``/v3/reference/conditions`` response body (its ``results`` list).
+
+        Only conditions whose ``data_types`` include ``trade`` are used; a missing consolidated
+        rule counts as "updates" (regular), the same default as an unknown code.
+        """
+        rules: dict[int, tuple[bool, bool, bool]] = {}
+        for r in body.get("results") or ():
+            if "trade" not in (r.get("data_types") or ["trade"]):
+                continue
+            cons = (r.get("update_rules") or {}).get("consolidated") or {}
+            rules[int(r["id"])] = (
+                bool(cons.get("updates_high_low", True)),
+                bool(cons.get("updates_open_close", True)),
+                bool(cons.get("updates_volume", True)),
+            )
+        return cls(rules, source=source)
+
+    def flags_for(self, conditions: tuple[int, ...] | list[int]) -> int:
+        """Flags of one trade (scalar path, for tests and docs)."""
+        one = np.empty(1, dtype=object)
+        one[0] = list(conditions)
+        return int(self.flags(one).flags[0])
+
+    def flags(self, conditions: Any) -> Eligibility:
+        """Flags for a sequence of per-trade condition lists (object array/Series of lists).
+
+        Two C-level passes over the Python lists (lengths, then the flattened codes), then pure
+        numpy: codes → cleared bits, OR-reduced per trade, inverted.
+        """
+        vals = _object_array(conditions)
+        n = len(vals)
+        if n == 0:
+            return Eligibility(np.zeros(0, dtype=np.uint8), 0)
+        try:
+            lens = np.fromiter(map(len, vals), dtype=np.int64, count=n)
+        except TypeError:  # a missing list (None/NaN): no conditions, i.e. regular
+            vals = np.array([v if isinstance(v, (list, tuple)) else () for v in vals], dtype=object)
+            lens = np.fromiter(map(len, vals), dtype=np.int64, count=n)
+        total = int(lens.sum())
+        flags = np.full(n, ALL_FLAGS, dtype=np.uint8)
+        if total == 0:
+            return Eligibility(flags, 0)
+        codes = np.fromiter(itertools.chain.from_iterable(vals), dtype=np.int64, count=total)
+        inside = (codes >= 0) & (codes < _TABLE_SIZE)
+        safe = np.where(inside, codes, 0)
+        cleared = np.where(inside, self._clear[safe], np.uint8(0))
+        unknown = ~(inside & self._known[safe])
+        has = lens > 0
+        starts = np.concatenate(([0], np.cumsum(lens)[:-1]))[has]
+        flags[has] = ALL_FLAGS & ~np.bitwise_or.reduceat(cleared, starts)
+        n_unknown = 0
+        if unknown.any():
+            n_unknown = int(np.count_nonzero(np.logical_or.reduceat(unknown, starts)))
+        return Eligibility(flags, n_unknown)
+
+
+def load_response(body: Mapping[str, Any] | None = None) -> EligibilityRules:
+    """Rules from a live REST response body, or the bundled copy when ``body`` is None."""
+    if body is not None:
+        return EligibilityRules.from_response(body, source="rest")
+    return bundled_rules()
+
+
+def bundled_rules() -> EligibilityRules:
+    """Rules from ``signalstack/marketdata/data/conditions.json`` (a saved REST response)."""
+    text = (
+        resources.files("signalstack.marketdata")
+        .joinpath("data/conditions.json")
+        .read_text(encoding="utf-8")
+    )
+    return EligibilityRules.from_response(json.loads(text), source="bundled")
+
+
+def _object_array(conditions: Any) -> npt.NDArray[Any]:
+    """A 1-d object array of per-trade lists (never a 2-d array of equal-length lists)."""
+    if isinstance(conditions, np.ndarray) and conditions.dtype == object and conditions.ndim == 1:
+        return conditions
+    values = getattr(conditions, "to_numpy", None)
+    if values is not None:
+        arr = values(dtype=object)
+        if arr.ndim == 1:
+            return arr  # type: ignore[no-any-return]
+    seq = list(conditions)
+    out = np.empty(len(seq), dtype=object)
+    for i, v in enumerate(seq):
+        out[i] = v
+    return out
