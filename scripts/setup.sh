@@ -68,7 +68,7 @@ step_python() {
     "$CACHE/uv/bin/pip" install -q "uv==$UV_VERSION"
   fi
   log "syncing .venv from uv.lock (extras: spark)"
-  UV_PROJECT_ENVIRONMENT="$ROOT/.venv" "$uvbin" sync --frozen --python python3.11 --extra spark \
+  UV_PROJECT_ENVIRONMENT="$ROOT/.venv" "$uvbin" sync --frozen --compile-bytecode --python python3.11 --extra spark \
     --quiet --project "$ROOT"
 }
 

@@ -108,7 +108,9 @@ def drift() -> None:
 
 @app.command()
 def simulate(
-    seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same market.")] = 7,
+    seed: Annotated[
+        int, typer.Option(help="Random seed; the same seed gives the same market.")
+    ] = 7,
 ) -> None:
     """Generate a seeded synthetic market (trades, regimes, labelled anomalies)."""
     _settings()

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AnyUrl, Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
 from signalstack.errors import ConfigError
 
@@ -84,7 +84,7 @@ class StoreSettings(BaseSettings):
 
 class MarketSettings(BaseSettings):
     model_config = _cfg("MARKET_")
-    symbols: tuple[str, ...] = DEFAULT_SYMBOLS
+    symbols: Annotated[tuple[str, ...], NoDecode] = DEFAULT_SYMBOLS
     extended_hours: bool = False
     calendar: str = "XNYS"
 
@@ -171,6 +171,8 @@ def load_settings() -> Settings:
             loaded[name] = group()
         except ValidationError as err:
             problems.append(_describe(group, err))
+        except SettingsError as err:  # a value the env source could not even decode
+            problems.append(f"{group.model_config.get('env_prefix', '')}*: {err}")
     if problems:
         raise ConfigError("invalid configuration: " + "; ".join(problems))
     return Settings(**loaded)  # type: ignore[arg-type]

@@ -1,4 +1,4 @@
-"""One exception tree for the whole package; each error knows the exit/HTTP status it maps to."""
+"""One exception tree for the whole package; each error knows its exit and HTTP status."""
 
 from __future__ import annotations
 
@@ -23,6 +23,6 @@ class NotImplementedYetError(SignalStackError):
 
 
 class ComponentMissingError(SignalStackError):
-    """A real component (Kafka, TimescaleDB, ...) is not installed; the message says how to fix it."""
+    """A real component (Kafka, TimescaleDB...) is not installed; the message gives the fix."""
 
     exit_code = 4

@@ -56,7 +56,7 @@ class SecretRedactor:
 def configure_logging(
     level: str = "INFO", fmt: str = "json", secrets: Iterable[str] = (), stream: Any = None
 ) -> None:
-    """Configure structlog and route stdlib logging (uvicorn, kafka...) through the same renderer."""
+    """Configure structlog; stdlib logging (uvicorn, kafka...) goes through the same renderer."""
     redactor = SecretRedactor(secrets)
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
@@ -79,10 +79,13 @@ def configure_logging(
     )
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(
-        structlog.stdlib.ProcessorFormatter(foreign_pre_chain=shared, processors=[
-            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-            renderer,
-        ])
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=shared,
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                renderer,
+            ],
+        )
     )
     root = logging.getLogger()
     root.handlers[:] = [handler]

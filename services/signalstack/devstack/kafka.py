@@ -1,0 +1,125 @@
+"""Apache Kafka broker (KRaft, single node, combined broker+controller) from the Maven jars."""
+
+from __future__ import annotations
+
+import base64
+import shutil
+import subprocess
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+
+from signalstack.devstack.base import Server, ServerError, free_port, port_open
+from signalstack.devstack.paths import cache_dir, require
+
+_LOG4J = """\
+status = warn
+appender.console.type = Console
+appender.console.name = STDOUT
+appender.console.layout.type = PatternLayout
+appender.console.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = INFO
+rootLogger.appenderRef.stdout.ref = STDOUT
+logger.kafka.name = kafka
+logger.kafka.level = WARN
+logger.apache.name = org.apache.kafka
+logger.apache.level = WARN
+"""
+
+
+def kafka_uuid() -> str:
+    """A Kafka cluster id: 16 random bytes, URL-safe base64 without padding."""
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+
+
+class KafkaServer(Server):
+    name = "kafka"
+    start_timeout = 60.0
+
+    def __init__(self, workdir: Path | None = None, heap: str = "512m") -> None:
+        super().__init__(workdir)
+        self.libs = require(cache_dir() / "kafka" / "libs", "Apache Kafka")
+        self.java = shutil.which("java")
+        if self.java is None:
+            raise ServerError("java is not on PATH: install a JDK >= 17 (run `make setup`)")
+        self.port = free_port()
+        self.controller_port = free_port()
+        self.cluster_id = kafka_uuid()
+        self.heap = heap
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def _java(self, main: str, *args: str) -> list[str]:
+        assert self.java is not None
+        return [
+            self.java,
+            f"-Xmx{self.heap}",
+            "-Xms128m",
+            "-XX:+UseG1GC",
+            "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={self.workdir / 'log4j2.properties'}",
+            "-cp",
+            f"{self.libs}/*",
+            main,
+            *args,
+        ]
+
+    def prepare(self) -> None:
+        (self.workdir / "log4j2.properties").write_text(_LOG4J)
+        p, c = self.port, self.controller_port
+        (self.workdir / "server.properties").write_text(
+            "\n".join(
+                [
+                    "process.roles=broker,controller",
+                    "node.id=1",
+                    f"controller.quorum.bootstrap.servers=127.0.0.1:{c}",
+                    f"listeners=PLAINTEXT://127.0.0.1:{p},CONTROLLER://127.0.0.1:{c}",
+                    f"advertised.listeners=PLAINTEXT://127.0.0.1:{p},CONTROLLER://127.0.0.1:{c}",
+                    "controller.listener.names=CONTROLLER",
+                    "inter.broker.listener.name=PLAINTEXT",
+                    "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+                    f"log.dirs={self.workdir / 'data'}",
+                    "num.partitions=1",
+                    "auto.create.topics.enable=false",
+                    "offsets.topic.replication.factor=1",
+                    "offsets.topic.num.partitions=6",
+                    "transaction.state.log.replication.factor=1",
+                    "transaction.state.log.min.isr=1",
+                    "share.coordinator.state.topic.replication.factor=1",
+                    "share.coordinator.state.topic.min.isr=1",
+                    "group.initial.rebalance.delay.ms=0",
+                    "",
+                ]
+            )
+        )
+        fmt = subprocess.run(
+            self._java(
+                "kafka.tools.StorageTool",
+                "format",
+                "--standalone",
+                "-t",
+                self.cluster_id,
+                "-c",
+                str(self.workdir / "server.properties"),
+            ),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        if fmt.returncode != 0:
+            raise ServerError(f"kafka storage format failed: {fmt.stdout}{fmt.stderr}")
+
+    def command(self) -> Sequence[str]:
+        return self._java("kafka.Kafka", str(self.workdir / "server.properties"))
+
+    def ready(self) -> bool:
+        from confluent_kafka.admin import AdminClient
+
+        if not port_open(self.port):
+            return False
+        admin = AdminClient({"bootstrap.servers": self.bootstrap, "log_level": 0})
+        md = admin.list_topics(timeout=1.0)
+        return bool(md.brokers) and md.cluster_id == self.cluster_id

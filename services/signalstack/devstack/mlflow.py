@@ -1,0 +1,79 @@
+"""MLflow tracking server with a SQL (SQLite) backend store and a local artifact root."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import httpx
+
+from signalstack.devstack.base import Server, ServerError, free_port
+from signalstack.devstack.paths import cache_dir
+
+
+def template_db() -> Path:
+    """An MLflow SQLite store already migrated to this MLflow's schema (built once, then copied:
+    running MLflow's ~60 alembic migrations at every start costs tens of seconds on 2 cores)."""
+    import mlflow
+
+    path = cache_dir() / "mlflow" / f"template-{mlflow.__version__}.db"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.unlink(missing_ok=True)
+        code = (
+            "import sys\n"
+            "from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore\n"
+            "SqlAlchemyStore('sqlite:///' + sys.argv[1], sys.argv[2])\n"
+        )
+        res = subprocess.run(
+            [sys.executable, "-c", code, str(tmp), str(path.parent / "unused-artifacts")],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=300,
+        )
+        if res.returncode != 0:
+            raise ServerError(f"creating the MLflow store failed: {res.stderr[-2000:]}")
+        tmp.rename(path)
+    return path
+
+
+class MlflowServer(Server):
+    name = "mlflow"
+    start_timeout = 90.0
+
+    def __init__(self, workdir: Path | None = None) -> None:
+        super().__init__(workdir)
+        self.port = free_port()
+
+    def prepare(self) -> None:
+        shutil.copyfile(template_db(), self.workdir / "mlflow.db")
+
+    @property
+    def tracking_uri(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def command(self) -> Sequence[str]:
+        mlflow = Path(sys.executable).with_name("mlflow")
+        return [
+            str(mlflow),
+            "server",
+            "--backend-store-uri",
+            f"sqlite:///{self.workdir / 'mlflow.db'}",
+            "--artifacts-destination",
+            str(self.workdir / "artifacts"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--workers",
+            "1",
+        ]
+
+    def ready(self) -> bool:
+        r = httpx.get(f"{self.tracking_uri}/health", timeout=1.0)
+        return r.status_code == 200

@@ -1,0 +1,38 @@
+"""Configuration from the environment."""
+
+from __future__ import annotations
+
+import pytest
+
+from signalstack.config import load_settings
+from signalstack.errors import ConfigError
+
+
+def test_defaults_are_the_embedded_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("STORE_TYPE", raising=False)
+    s = load_settings()
+    assert s.store.type == "duckdb"
+    assert s.kafka.partitions == 6
+    assert s.kafka.trades_topic == "market.trades"
+
+
+def test_values_parse_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MARKET_SYMBOLS", "aapl, msft")
+    monkeypatch.setenv("TIMESCALE_PASSWORD", "s3cret-pw")
+    monkeypatch.setenv("STORE_TYPE", "timescale")
+    s = load_settings()
+    assert s.market.symbols == ("AAPL", "MSFT")
+    assert s.store.type == "timescale"
+    assert "s3cret-pw" in s.timescale.dsn()
+    assert "s3cret-pw" not in repr(s)
+    assert s.secrets() == ["s3cret-pw"]
+
+
+def test_every_bad_variable_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "localhost")
+    monkeypatch.setenv("SERVING_PORT", "70000")
+    with pytest.raises(ConfigError) as err:
+        load_settings()
+    msg = str(err.value)
+    assert "KAFKA_BOOTSTRAP_SERVERS" in msg and "SERVING_PORT" in msg
+    assert "\n" not in msg
