@@ -109,21 +109,102 @@ def ms_to_ns(ms: int) -> int:
     return int(ms) * NS_PER_MS
 
 
-def _int(obj: Mapping[str, Any], key: str) -> int:
-    v = obj[key]
-    if isinstance(v, bool) or not isinstance(v, int):
-        raise InvalidTradeError(RejectReason.BAD_TYPE, f"{key} must be an integer, got {v!r}")
-    return v
+def _bad_int(key: str, v: Any) -> InvalidTradeError:
+    return InvalidTradeError(RejectReason.BAD_TYPE, f"{key} must be an integer, got {v!r}")
 
 
-def _num(obj: Mapping[str, Any], key: str) -> float:
-    v = obj[key]
+def _num(key: str, v: Any) -> float:
+    t = type(v)
+    if t is float:
+        if v - v != 0.0:  # inf or nan, without a function call on the hot path
+            raise InvalidTradeError(RejectReason.BAD_TYPE, f"{key} must be finite, got {v!r}")
+        return v  # type: ignore[no-any-return]
+    if t is int:
+        return float(v)
     if isinstance(v, bool) or not isinstance(v, (int, float)):
         raise InvalidTradeError(RejectReason.BAD_TYPE, f"{key} must be a number, got {v!r}")
     f = float(v)
     if not math.isfinite(f):
         raise InvalidTradeError(RejectReason.BAD_TYPE, f"{key} must be finite, got {v!r}")
     return f
+
+
+def _is_int(v: Any) -> bool:
+    return type(v) is int or (isinstance(v, int) and not isinstance(v, bool))
+
+
+def check_trade(
+    obj: Any,
+    *,
+    symbols: Collection[str] | None = None,
+    now_ns: int | None = None,
+    max_skew_ns: int | None = None,
+) -> None:
+    """The validation rules of :func:`validate_trade` without building a :class:`TradeEvent`.
+
+    This is the same check (``validate_trade`` calls it); producers on a hot path (ingest) call
+    it directly on the dict they are about to serialise. Raises :class:`InvalidTradeError`.
+    """
+    if not isinstance(obj, Mapping):
+        raise InvalidTradeError(
+            RejectReason.NOT_AN_OBJECT, f"expected an object, got {type(obj).__name__}"
+        )
+    get = obj.get
+    for k in REQUIRED_FIELDS:
+        if get(k) is None:
+            missing = [k for k in REQUIRED_FIELDS if get(k) is None]
+            raise InvalidTradeError(RejectReason.MISSING_FIELD, "missing " + ", ".join(missing))
+    version = obj["schema_version"]
+    if version != SCHEMA_VERSION or type(version) is not int:
+        raise InvalidTradeError(
+            RejectReason.SCHEMA_VERSION, f"unsupported schema_version {version!r}"
+        )
+    symbol = obj["symbol"]
+    if type(symbol) is not str or not symbol or len(symbol) > 16:
+        raise InvalidTradeError(
+            RejectReason.BAD_TYPE, f"symbol must be a short string, got {symbol!r}"
+        )
+    trade_id = obj["trade_id"]
+    if type(trade_id) is not str or not trade_id:
+        raise InvalidTradeError(
+            RejectReason.BAD_TYPE, f"trade_id must be a non-empty string, got {trade_id!r}"
+        )
+    src = obj["source"]
+    if type(src) is not str or src not in _SOURCES:
+        raise InvalidTradeError(RejectReason.BAD_TYPE, f"unknown source {src!r}")
+    ts_event = obj["ts_event"]
+    for key in ("ts_event", "ts_ingest", "exchange", "sequence"):
+        v = obj[key]
+        if type(v) is not int and not _is_int(v):
+            raise _bad_int(key, v)
+    price = _num("price", obj["price"])
+    size = _num("size", obj["size"])
+    tape = get("tape")
+    if tape is not None and type(tape) is not int and not _is_int(tape):
+        raise InvalidTradeError(RejectReason.BAD_TYPE, f"tape must be an integer, got {tape!r}")
+    conds = get("conditions")
+    if conds:
+        if not isinstance(conds, (list, tuple)) or any(
+            type(c) is not int and not _is_int(c) for c in conds
+        ):
+            raise InvalidTradeError(
+                RejectReason.BAD_TYPE, f"conditions must be integers, got {conds!r}"
+            )
+    elif conds is not None and not isinstance(conds, (list, tuple)):
+        raise InvalidTradeError(
+            RejectReason.BAD_TYPE, f"conditions must be integers, got {conds!r}"
+        )
+    if price <= 0:
+        raise InvalidTradeError(RejectReason.NON_POSITIVE_PRICE, f"price {price!r} <= 0")
+    if size <= 0:
+        raise InvalidTradeError(RejectReason.NON_POSITIVE_SIZE, f"size {size!r} <= 0")
+    if symbols is not None and symbol not in symbols:
+        raise InvalidTradeError(RejectReason.UNKNOWN_SYMBOL, f"symbol {symbol!r} is not subscribed")
+    if now_ns is not None and max_skew_ns is not None and abs(ts_event - now_ns) > max_skew_ns:
+        raise InvalidTradeError(
+            RejectReason.CLOCK_SKEW,
+            f"ts_event is {(ts_event - now_ns) / NS_PER_S:+.1f}s from the wall clock",
+        )
 
 
 def validate_trade(
@@ -138,58 +219,18 @@ def validate_trade(
     ``symbols``: the allowed universe (None allows any). ``now_ns``/``max_skew_ns``: for live
     sources, reject trades stamped further than ``max_skew_ns`` from the wall clock.
     """
-    if not isinstance(obj, Mapping):
-        raise InvalidTradeError(RejectReason.NOT_AN_OBJECT, f"expected an object, got {type(obj).__name__}")
-    missing = [k for k in REQUIRED_FIELDS if k not in obj or obj[k] is None]
-    if missing:
-        raise InvalidTradeError(RejectReason.MISSING_FIELD, "missing " + ", ".join(missing))
-    version = obj["schema_version"]
-    if version != SCHEMA_VERSION:
-        raise InvalidTradeError(RejectReason.SCHEMA_VERSION, f"unsupported schema_version {version!r}")
-    symbol = obj["symbol"]
-    if not isinstance(symbol, str) or not symbol or len(symbol) > 16:
-        raise InvalidTradeError(RejectReason.BAD_TYPE, f"symbol must be a short string, got {symbol!r}")
-    trade_id = obj["trade_id"]
-    if not isinstance(trade_id, str) or not trade_id:
-        raise InvalidTradeError(RejectReason.BAD_TYPE, f"trade_id must be a non-empty string, got {trade_id!r}")
-    source = _SOURCES.get(obj["source"]) if isinstance(obj["source"], str) else None
-    if source is None:
-        raise InvalidTradeError(RejectReason.BAD_TYPE, f"unknown source {obj['source']!r}")
-    ts_event = _int(obj, "ts_event")
-    ts_ingest = _int(obj, "ts_ingest")
-    exchange = _int(obj, "exchange")
-    sequence = _int(obj, "sequence")
-    price = _num(obj, "price")
-    size = _num(obj, "size")
-    tape = obj.get("tape")
-    if tape is not None and (isinstance(tape, bool) or not isinstance(tape, int)):
-        raise InvalidTradeError(RejectReason.BAD_TYPE, f"tape must be an integer, got {tape!r}")
+    check_trade(obj, symbols=symbols, now_ns=now_ns, max_skew_ns=max_skew_ns)
     conds = obj.get("conditions") or ()
-    if not isinstance(conds, (list, tuple)) or any(
-        isinstance(c, bool) or not isinstance(c, int) for c in conds
-    ):
-        raise InvalidTradeError(RejectReason.BAD_TYPE, f"conditions must be integers, got {conds!r}")
-    if price <= 0:
-        raise InvalidTradeError(RejectReason.NON_POSITIVE_PRICE, f"price {price!r} <= 0")
-    if size <= 0:
-        raise InvalidTradeError(RejectReason.NON_POSITIVE_SIZE, f"size {size!r} <= 0")
-    if symbols is not None and symbol not in symbols:
-        raise InvalidTradeError(RejectReason.UNKNOWN_SYMBOL, f"symbol {symbol!r} is not subscribed")
-    if now_ns is not None and max_skew_ns is not None and abs(ts_event - now_ns) > max_skew_ns:
-        raise InvalidTradeError(
-            RejectReason.CLOCK_SKEW,
-            f"ts_event is {(ts_event - now_ns) / NS_PER_S:+.1f}s from the wall clock",
-        )
     return TradeEvent(
-        symbol=symbol,
-        ts_event=ts_event,
-        price=price,
-        size=size,
-        exchange=exchange,
-        trade_id=trade_id,
-        sequence=sequence,
-        source=source,
-        ts_ingest=ts_ingest,
-        conditions=tuple(conds),
-        tape=tape,
+        symbol=obj["symbol"],
+        ts_event=int(obj["ts_event"]),
+        price=float(obj["price"]),
+        size=float(obj["size"]),
+        exchange=int(obj["exchange"]),
+        trade_id=obj["trade_id"],
+        sequence=int(obj["sequence"]),
+        source=_SOURCES[obj["source"]],
+        ts_ingest=int(obj["ts_ingest"]),
+        conditions=tuple(int(c) for c in conds),
+        tape=None if obj.get("tape") is None else int(obj["tape"]),
     )
