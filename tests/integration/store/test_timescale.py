@@ -1,0 +1,161 @@
+"""TimescaleDB-specific acceptance: idempotent bulk writes, survival of a server restart,
+edition fallbacks, Community statements planned on the Apache server."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+
+import pandas as pd
+import psycopg
+import pytest
+
+from signalstack.store.edition import COMMUNITY, ROLLUPS, rollup_select
+from signalstack.store.migrations import applied
+from signalstack.store.synthetic import synthetic_trades
+from signalstack.store.timescale import TimescaleStore
+from signalstack.store.writer import RetryPolicy
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def ts_store(timescale_db) -> Iterator[TimescaleStore]:
+    s = TimescaleStore(
+        timescale_db.dsn, retry=RetryPolicy(initial_s=0.05, max_s=1.0, deadline_s=60)
+    )
+    s.migrate()
+    try:
+        yield s
+    finally:
+        s.close()
+
+
+def _duplicates(dsn: str) -> int:
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM (SELECT 1 FROM trades GROUP BY symbol, exchange, trade_id, "
+            "ts_event_ns HAVING count(*) > 1) d"
+        ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def test_migrations_are_recorded(timescale_db) -> None:
+    s = TimescaleStore(timescale_db.dsn)
+    try:
+        assert s.migrate() == ["001_core_tables", "002_edition_features"]
+        assert s.migrate() == []
+        assert applied(timescale_db.dsn) == ["001_core_tables", "002_edition_features"]
+        assert s.license() == "apache"
+    finally:
+        s.close()
+
+
+@pytest.mark.slow
+def test_same_100k_trades_twice_leave_100k_rows(ts_store: TimescaleStore, timescale_db) -> None:
+    df = synthetic_trades(100_000, seed=11)
+    assert ts_store.write_trades(df) == 100_000
+    assert ts_store.last_write is not None and ts_store.last_write.path == "copy"
+    assert ts_store.write_trades(df) == 0
+    assert ts_store.last_write.path == "merge"
+    # A batch mixing replayed and fresh rows keeps the fresh ones.
+    fresh = synthetic_trades(1_000, seed=12, id_prefix="f")
+    assert ts_store.write_trades(pd.concat([df.iloc[:5_000], fresh])) == 1_000
+    assert ts_store.count("trades") == 101_000
+    assert _duplicates(timescale_db.dsn) == 0
+
+
+@pytest.mark.slow
+def test_postgres_restart_mid_write_loses_and_duplicates_nothing(timescale, timescale_db) -> None:
+    retries: list[int] = []
+    store = TimescaleStore(
+        timescale_db.dsn,
+        batch_rows=5_000,
+        chunk_rows=2_500,
+        retry=RetryPolicy(initial_s=0.05, max_s=0.5, deadline_s=60),
+        on_retry=lambda: retries.append(1),
+    )
+    store.migrate()
+    batches = [synthetic_trades(5_000, seed=100 + i, id_prefix=f"b{i}-") for i in range(30)]
+    done: list[int] = []
+    errors: list[BaseException] = []
+
+    def writer() -> None:
+        try:
+            for b in batches:
+                store.write_trades(b)
+                done.append(len(b))
+        except BaseException as e:  # surfaced below
+            errors.append(e)
+
+    t = threading.Thread(target=writer)
+    t.start()
+    while len(done) < 5:
+        time.sleep(0.01)
+    timescale.restart()
+    t.join(120)
+    try:
+        assert not errors, errors
+        assert sum(done) == 150_000
+        assert store.count("trades") == 150_000
+        assert _duplicates(timescale_db.dsn) == 0
+        assert retries, "the restart should have forced at least one retry"
+    finally:
+        store.close()
+
+
+def test_community_statements_are_planned_and_refused_only_by_license(
+    timescale_db, ts_store
+) -> None:
+    with psycopg.connect(timescale_db.dsn, autocommit=True) as conn:
+        for width in ROLLUPS.values():
+            conn.execute("EXPLAIN " + rollup_select(width))  # plans against the real schema
+        for sql in COMMUNITY:
+            with pytest.raises(psycopg.errors.FeatureNotSupported, match="license"):
+                conn.execute(sql)
+        # A broken statement fails differently (so the assertion above can fail).
+        with pytest.raises(psycopg.errors.UndefinedColumn):
+            conn.execute(
+                "CREATE MATERIALIZED VIEW broken WITH (timescaledb.continuous) AS "
+                "SELECT no_such_column FROM ohlcv_1m GROUP BY 1 WITH NO DATA"
+            )
+
+
+def test_apache_fallback_views_roll_up_bars(ts_store: TimescaleStore, timescale_db) -> None:
+    t0 = pd.Timestamp("2024-03-05 14:30:00+00:00")
+    ends = [t0 + pd.Timedelta(minutes=i) for i in range(1, 11)]  # 14:31 .. 14:40
+    bars = pd.DataFrame(
+        {
+            "symbol": "AAPL",
+            "ts": ends,
+            "open": [float(i) for i in range(10)],
+            "high": [10.0 + i for i in range(10)],
+            "low": [float(i) - 1 for i in range(10)],
+            "close": [float(i) + 0.5 for i in range(10)],
+            "volume": 100.0,
+            "vwap": 1.0,
+            "trade_count": 2,
+        }
+    )
+    ts_store.write_bars(bars)
+    with psycopg.connect(timescale_db.dsn) as conn:
+        assert conn.execute(
+            "SELECT table_type FROM information_schema.tables WHERE table_name = 'ohlcv_5m'"
+        ).fetchone() == ("VIEW",)
+        rows = conn.execute(
+            "SELECT ts, open, high, low, close, volume, trade_count FROM ohlcv_5m ORDER BY ts"
+        ).fetchall()
+    assert [r[0] for r in rows] == [t0 + pd.Timedelta(minutes=5), t0 + pd.Timedelta(minutes=10)]
+    assert rows[0][1:] == (0.0, 14.0, -1.0, 4.5, 500.0, 10)
+    assert rows[1][1:] == (5.0, 19.0, 4.0, 9.5, 500.0, 10)
+
+
+def test_apache_retention_fallback_drops_old_chunks(ts_store: TimescaleStore) -> None:
+    old = synthetic_trades(100, seed=1, start="2024-01-02 15:00:00+00:00", span_s=60)
+    new = synthetic_trades(100, seed=2, start="2024-01-20 15:00:00+00:00", span_s=60, id_prefix="n")
+    ts_store.write_trades(old)
+    ts_store.write_trades(new)
+    assert ts_store.apply_retention(now="2024-01-21 00:00:00+00:00") >= 1
+    assert ts_store.count("trades") == 100
