@@ -1,0 +1,223 @@
+"""The event-time state machine both engines run (the local engine across all symbols at once,
+the Spark job per symbol inside ``applyInPandasWithState``), so their rows are the same by
+construction — the parity test checks it end to end.
+
+Semantics (one micro-batch at a time, the watermark ``W`` fixed for the batch):
+
+- ``W`` = max event time seen in EARLIER batches, truncated to ms, minus the allowed lateness
+  (Spark's ``withWatermark`` arithmetic); it never goes back; it starts at 0.
+- A trade with ``ts_event < W`` is late: its bar was (or may have been) emitted already. It goes
+  to the DLQ with reason ``late`` and changes nothing.
+- Otherwise it is deduplicated on (symbol, exchange, trade_id) against the trades of bars not yet
+  emitted (first seen wins; a duplicate of an emitted trade is late by definition), then kept if
+  it is in a trading session.
+- A minute ``[T − 1m, T)`` is final once ``T <= W``: its trades are aggregated (bars module), its
+  features computed with the symbol's session history (definitions module) and both are emitted
+  exactly once (append mode).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from signalstack.features.bars import Minutes, TradeArrays, aggregate_minutes, minute_end
+from signalstack.features.conditions import EligibilityRules
+from signalstack.features.definitions import feature_frame
+from signalstack.features.sessions import SessionIndex
+from signalstack.features.trades import Prepared, SymbolCodes, duplicate_mask, prepare
+
+NS_PER_MS: Final = 1_000_000
+
+
+@dataclass(slots=True)
+class Pending:
+    """Trades of minutes not yet final (in session, deduplicated)."""
+
+    trades: TradeArrays
+    exchange: npt.NDArray[np.int64]
+    trade_id: npt.NDArray[np.object_]
+    ident: npt.NDArray[np.int64]
+
+    @staticmethod
+    def empty() -> Pending:
+        return Pending(
+            TradeArrays.empty(),
+            np.zeros(0, np.int64),
+            np.zeros(0, dtype=object),
+            np.zeros(0, np.int64),
+        )
+
+    def __len__(self) -> int:
+        return len(self.ident)
+
+    def take(self, idx: npt.NDArray[np.bool_] | npt.NDArray[np.intp]) -> Pending:
+        return Pending(
+            self.trades.take(idx), self.exchange[idx], self.trade_id[idx], self.ident[idx]
+        )
+
+    @staticmethod
+    def concat(parts: list[Pending]) -> Pending:
+        return Pending(
+            TradeArrays.concat([p.trades for p in parts]),
+            np.concatenate([p.exchange for p in parts]),
+            np.concatenate([p.trade_id for p in parts]),
+            np.concatenate([p.ident for p in parts]),
+        )
+
+
+@dataclass(slots=True)
+class StepResult:
+    """What one batch did: input row numbers that were late, and counts."""
+
+    late_rows: npt.NDArray[np.intp]
+    duplicates: int
+    out_of_session: int
+    unknown_conditions: int
+
+
+@dataclass(slots=True)
+class Emitted:
+    bars: pd.DataFrame
+    features: pd.DataFrame
+
+
+class Watermark:
+    """Event-time watermark with Spark's arithmetic (ms resolution, monotonic, starts at 0)."""
+
+    def __init__(
+        self, lateness_ms: int, value_ms: int = 0, max_event_ms: int | None = None
+    ) -> None:
+        self.lateness_ms = int(lateness_ms)
+        self.value_ms = int(value_ms)
+        self.max_event_ms = max_event_ms
+
+    @property
+    def ns(self) -> int:
+        return self.value_ms * NS_PER_MS
+
+    def observe(self, ts_ns: npt.NDArray[np.int64]) -> None:
+        """Record a batch's event times (the watermark itself moves in :meth:`advance`)."""
+        if len(ts_ns):
+            m = int(ts_ns.max()) // NS_PER_MS
+            self.max_event_ms = m if self.max_event_ms is None else max(self.max_event_ms, m)
+
+    def advance(self) -> int:
+        """End of batch: W = max(W, max event ms − lateness); returns W in ns."""
+        if self.max_event_ms is not None:
+            self.value_ms = max(self.value_ms, self.max_event_ms - self.lateness_ms)
+        return self.ns
+
+
+class FeatureStateMachine:
+    """Pending trades + per-symbol session history; see the module doc for the semantics."""
+
+    def __init__(
+        self,
+        rules: EligibilityRules,
+        sessions: SessionIndex,
+        codes: SymbolCodes | None = None,
+    ) -> None:
+        self.rules = rules
+        self.sessions = sessions
+        self.codes = codes or SymbolCodes()
+        self.pending = Pending.empty()
+        self.history = Minutes.empty()
+
+    # -- one batch ---------------------------------------------------------------------------
+    def ingest(self, batch: pd.DataFrame, watermark_ns: int) -> StepResult:
+        """Classify a batch against the watermark; keep the on-time, new, in-session trades."""
+        if batch.empty:
+            return StepResult(np.zeros(0, np.intp), 0, 0, 0)
+        p = prepare(batch, self.rules, self.sessions, self.codes)
+        return self.ingest_prepared(p, watermark_ns)
+
+    def ingest_prepared(self, p: Prepared, watermark_ns: int) -> StepResult:
+        t = p.trades
+        late = t.ts < watermark_ns
+        late_rows = np.flatnonzero(late)
+        ontime = np.flatnonzero(~late) if len(late_rows) else None
+        cand = p if ontime is None else _take_prepared(p, ontime)
+        pend = self.pending
+        dup = duplicate_mask(
+            cand.ident,
+            (cand.trades.sym, cand.exchange, cand.trade_id),
+            pend.ident,
+            (pend.trades.sym, pend.exchange, pend.trade_id),
+        )
+        in_session = cand.trades.session >= 0
+        keep = ~dup & in_session
+        n_dup = int(dup.sum())
+        n_out = int((~dup & ~in_session).sum())
+        if keep.any():
+            new = Pending(cand.trades, cand.exchange, cand.trade_id, cand.ident)
+            if not keep.all():
+                new = new.take(keep)
+            self.pending = new if len(pend) == 0 else Pending.concat([pend, new])
+        return StepResult(late_rows, n_dup, n_out, p.unknown_conditions)
+
+    def finalize(self, watermark_ns: int) -> Emitted:
+        """Emit every minute with end <= watermark: bars and features, once."""
+        pend = self.pending
+        names = self.codes.names
+        if len(pend) == 0:
+            return Emitted(_empty_bars(), _empty_features())
+        due = minute_end(pend.trades.ts) <= watermark_ns
+        if not due.any():
+            return Emitted(_empty_bars(), _empty_features())
+        new_minutes = aggregate_minutes(pend.trades.take(due))
+        self.pending = pend.take(~due)
+        return self._emit(new_minutes, names)
+
+    def _emit(self, new_minutes: Minutes, names: npt.NDArray[np.object_]) -> Emitted:
+        hist = self.history
+        n_hist = len(hist)
+        allm = Minutes.concat([hist, new_minutes]) if n_hist else new_minutes
+        is_new = np.zeros(len(allm), dtype=bool)
+        is_new[n_hist:] = True
+        order = np.lexsort((allm.ts, allm.sym))
+        allm = allm.take(order)
+        is_new = is_new[order]
+        feats = feature_frame(allm, names, is_new)
+        bars = allm.take(is_new).bar_frame(names)
+        self.history = _current_sessions(allm)
+        return Emitted(bars, feats)
+
+
+def _take_prepared(p: Prepared, idx: npt.NDArray[np.intp]) -> Prepared:
+    return Prepared(p.trades.take(idx), p.exchange[idx], p.trade_id[idx], p.ident[idx], 0)
+
+
+def _current_sessions(m: Minutes) -> Minutes:
+    """Keep, per symbol, only the rows of its latest session (windows never reach further)."""
+    if len(m) == 0:
+        return m
+    n = len(m)
+    # rows are sorted by (sym, ts): the last row of each symbol holds its latest session
+    last = np.ones(n, dtype=bool)
+    last[:-1] = m.sym[1:] != m.sym[:-1]
+    sym_last_session = np.repeat(
+        m.session[last], np.diff(np.concatenate(([0], np.flatnonzero(last) + 1)))
+    )
+    return m.take(m.session == sym_last_session)
+
+
+def _empty_bars() -> pd.DataFrame:
+    return Minutes.empty().bar_frame(np.zeros(0, dtype=object))
+
+
+def _empty_features() -> pd.DataFrame:
+    return feature_frame(Minutes.empty(), np.zeros(0, dtype=object))
+
+
+__all__ = [
+    "Emitted",
+    "FeatureStateMachine",
+    "Pending",
+    "StepResult",
+    "Watermark",
+]
