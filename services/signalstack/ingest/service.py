@@ -1,0 +1,446 @@
+"""The ingest service: Polygon WebSocket → validate → Kafka ``market.trades`` (bad input → DLQ).
+
+Tasks on one event loop:
+
+- the WebSocket client reads frames into a bounded queue (never parses);
+- the processor takes frames off the queue, parses them (orjson), dispatches on ``ev``, validates
+  each trade with :func:`check_trade`, drops duplicates by identity (symbol, exchange, trade id)
+  and produces to Kafka (key symbol, idempotent, acks=all, lz4); anything invalid goes to the DLQ
+  with the raw input and the reason. On a reconnect marker it waits for the new subscription,
+  then fills the gap from REST ``/v3/trades`` (last trade seen per symbol − lookback → now)
+  before it goes on with the new stream;
+- a small HTTP server for ``/metrics``, ``/healthz`` and ``/readyz``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from confluent_kafka import KafkaError, Producer
+
+from signalstack.config import Settings
+from signalstack.ingest.dedup import DedupWindow
+from signalstack.ingest.dlq import dlq_record
+from signalstack.ingest.health import HealthServer
+from signalstack.ingest.kafka_io import ensure_topics, producer_config, trade_topics
+from signalstack.ingest.metrics import IngestMetrics
+from signalstack.ingest.settings import IngestSettings
+from signalstack.logs import get_logger
+from signalstack.marketdata.conditions import ConditionTable
+from signalstack.marketdata.errors import PolygonAuthError
+from signalstack.marketdata.polygon_rest import PolygonRestClient, load_conditions
+from signalstack.marketdata.polygon_ws import Connected, PolygonWebSocketClient
+from signalstack.marketdata.wire import REST_SOURCE, WS_SOURCE, rest_trade_to_event
+from signalstack.schemas.trade import (
+    NS_PER_MS,
+    NS_PER_S,
+    SCHEMA_VERSION,
+    InvalidTradeError,
+    RejectReason,
+    check_trade,
+)
+
+log = get_logger(__name__)
+INTERNAL_ERROR = "internal_error"
+
+
+@dataclass
+class IngestStats:
+    frames: int = 0
+    trades_in: int = 0
+    produced: int = 0
+    acked: int = 0
+    rejected: int = 0
+    duplicates: int = 0
+    gap_filled: int = 0
+    gap_fills: int = 0
+
+
+class _Observer:
+    def __init__(self, svc: IngestService) -> None:
+        self.svc = svc
+
+    def on_reconnect(self) -> None:
+        self.svc.metrics.reconnects.inc()
+
+    def on_backoff(self, seconds: float, max_connections: bool) -> None:
+        m = self.svc.metrics
+        m.backoff_seconds.inc(seconds)
+        if max_connections:
+            m.max_connections.inc()
+
+    def on_connected(self, connected: bool) -> None:
+        self.svc.subscribed = connected
+        self.svc.metrics.connected.set(1 if connected else 0)
+
+
+class IngestService:
+    def __init__(
+        self,
+        settings: Settings,
+        ingest: IngestSettings | None = None,
+        *,
+        symbols: Sequence[str] | None = None,
+        metrics: IngestMetrics | None = None,
+        producer_overrides: Mapping[str, Any] | None = None,
+        ws_options: Mapping[str, Any] | None = None,
+        rest_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.cfg = ingest or IngestSettings()
+        self.symbols = tuple(symbols or settings.market.symbols)
+        self.symbol_set = frozenset(self.symbols)
+        self.metrics = metrics or IngestMetrics()
+        self.stats = IngestStats()
+        self._producer_overrides = dict(producer_overrides or {})
+        self._ws_options = dict(ws_options or {})
+        self._rest_options = dict(rest_options or {})
+        self.trades_topic = settings.kafka.trades_topic
+        self.dlq_topic = settings.kafka.dlq_topic
+        self.dedup = DedupWindow(int(self.cfg.dedup_horizon_s * NS_PER_S))
+        self.last_seen: dict[str, int] = {}
+        self.first_connected_ns: int | None = None
+        self.conditions: ConditionTable | None = None
+        self.subscribed = False
+        self.topics_ready = False
+        self.heartbeat = time.monotonic()
+        self.health: HealthServer | None = None
+        self.queue: asyncio.Queue[Any] = asyncio.Queue(self.cfg.queue_frames)
+        self._producer: Producer | None = None
+        self._rest: PolygonRestClient | None = None
+        self._skew_ns = int(self.cfg.max_skew_s * NS_PER_S) if self.cfg.max_skew_s else None
+        self._newest_ts = 0
+
+    # ------------------------------------------------------------------ health
+    def live(self) -> tuple[bool, str]:
+        idle = time.monotonic() - self.heartbeat
+        if idle > self.cfg.stale_after_s:
+            return False, f"processor silent for {idle:.0f}s"
+        return True, "ok"
+
+    def ready(self) -> tuple[bool, str]:
+        if not self.topics_ready:
+            return False, "kafka topics not checked yet"
+        if not self.subscribed:
+            return False, "not subscribed to the feed"
+        return True, "ok"
+
+    # ------------------------------------------------------------------ kafka
+    def _on_delivery(self, err: KafkaError | None, msg: Any) -> None:
+        if err is not None:
+            self.metrics.delivery_errors.inc()
+            log.error("kafka_delivery_failed", topic=msg.topic(), error=str(err))
+            return
+        if msg.topic() == self.dlq_topic:
+            self.metrics.dlq_out.inc()
+            return
+        self.stats.acked += 1
+        lat = msg.latency()
+        if lat is not None and self.stats.acked & 7 == 0:  # sample 1 in 8: cheap on the hot path
+            self.metrics.produce_latency.observe(lat)
+
+    def _produce(self, topic: str, value: bytes, key: bytes | None) -> None:
+        p = self._producer
+        assert p is not None
+        while True:
+            try:
+                p.produce(topic, value, key)
+                return
+            except BufferError:
+                p.poll(0.05)
+
+    def _reject(
+        self, raw: str | bytes, reason: str, detail: str, source: str, symbol: Any = None
+    ) -> None:
+        sym = symbol if isinstance(symbol, str) and symbol else None
+        rec = dlq_record(raw, reason, detail, source, time.time_ns(), sym)
+        self._produce(self.dlq_topic, orjson.dumps(rec), sym.encode() if sym else None)
+        self.metrics.rejected.labels(reason).inc()
+        self.stats.rejected += 1
+
+    # ------------------------------------------------------------------ parsing
+    def process_frame(self, frame: str | bytes) -> None:
+        """Parse one WebSocket frame and route every event; never raises on bad input."""
+        self.stats.frames += 1
+        try:
+            events = orjson.loads(frame)
+        except orjson.JSONDecodeError as err:
+            self._reject(frame, RejectReason.BAD_JSON.value, str(err), WS_SOURCE)
+            return
+        if type(events) is not list:
+            self._reject(
+                frame, RejectReason.NOT_AN_OBJECT.value, "frame is not a JSON array", WS_SOURCE
+            )
+            return
+        now = time.time_ns()
+        symbols = self.symbol_set
+        skew = self._skew_ns
+        dedup_seen = self.dedup.seen
+        last_seen = self.last_seen
+        produce = self._producer.produce  # type: ignore[union-attr]
+        topic = self.trades_topic
+        dumps = orjson.dumps
+        known = self.conditions.rules if self.conditions is not None else None
+        n_in = n_out = n_dup = n_unknown = 0
+        newest = self._newest_ts
+        for ev in events:
+            try:
+                if type(ev) is not dict:
+                    self._reject(
+                        dumps(ev),
+                        RejectReason.NOT_AN_OBJECT.value,
+                        "event is not an object",
+                        WS_SOURCE,
+                    )
+                    continue
+                kind = ev.get("ev")
+                if kind != "T":
+                    self._other_event(kind, ev)
+                    continue
+                n_in += 1
+                t = ev.get("t")
+                sym: str = ev.get("sym")  # type: ignore[assignment]  # checked by check_trade
+                conds = ev.get("c") or []
+                rec: dict[str, Any] = {
+                    "schema_version": SCHEMA_VERSION,
+                    "symbol": sym,
+                    "ts_event": t * NS_PER_MS if type(t) is int else t,
+                    "price": ev.get("p"),
+                    "size": ev.get("s"),
+                    "exchange": ev.get("x"),
+                    "conditions": conds,
+                    "trade_id": ev.get("i"),
+                    "sequence": ev.get("q"),
+                    "tape": ev.get("z"),
+                    "source": WS_SOURCE,
+                    "ts_ingest": now,
+                }
+                try:
+                    check_trade(rec, symbols=symbols, now_ns=now, max_skew_ns=skew)
+                except InvalidTradeError as err:
+                    self._reject(dumps(ev), err.reason.value, err.detail, WS_SOURCE, sym)
+                    continue
+                ts: int = rec["ts_event"]
+                if dedup_seen((sym, rec["exchange"], rec["trade_id"]), ts):
+                    n_dup += 1
+                    continue
+                if known is not None and conds:
+                    for c in conds:
+                        if c not in known:
+                            n_unknown += 1
+                if ts > last_seen.get(sym, 0):
+                    last_seen[sym] = ts
+                    if ts > newest:
+                        newest = ts
+                value = dumps(rec)
+                try:
+                    produce(topic, value, sym)
+                except BufferError:
+                    self._produce(topic, value, sym.encode())
+                n_out += 1
+            except Exception as err:  # one bad event must never stop the service
+                log.exception("ingest_event_failed")
+                self._reject(dumps(ev, default=str), INTERNAL_ERROR, repr(err), WS_SOURCE)
+        self._newest_ts = newest
+        m = self.metrics
+        if n_in:
+            m.messages_in.labels(WS_SOURCE).inc(n_in)
+            self.stats.trades_in += n_in
+        if n_dup:
+            m.duplicates.inc(n_dup)
+            self.stats.duplicates += n_dup
+        if n_unknown:
+            m.unknown_conditions.inc(n_unknown)
+        self.stats.produced += n_out
+        if newest:
+            m.last_event_lag.set((now - newest) / NS_PER_S)
+
+    def _other_event(self, kind: Any, ev: dict[str, Any]) -> None:
+        if kind == "status":
+            status = ev.get("status")
+            if status in ("success", "connected", "auth_success"):
+                log.info("polygon_status", status=status, message=ev.get("message"))
+            else:
+                log.warning("polygon_status", status=status, message=ev.get("message"))
+        elif isinstance(kind, str) and kind in ("Q", "A", "AM"):
+            self.metrics.ignored_events.labels(kind).inc()
+        else:
+            why = RejectReason.MISSING_FIELD if kind is None else RejectReason.BAD_TYPE
+            self._reject(orjson.dumps(ev), why.value, f"unknown ev {kind!r}", WS_SOURCE)
+
+    def process_rest_trades(self, symbol: str, results: Sequence[Mapping[str, Any]]) -> int:
+        """Gap-fill results: validate (no clock check: they are history), dedup, produce."""
+        now = time.time_ns()
+        new = 0
+        key = symbol.encode()
+        for r in results:
+            rec = rest_trade_to_event(symbol, r, now)
+            try:
+                check_trade(rec, symbols=self.symbol_set)
+            except InvalidTradeError as err:
+                self._reject(orjson.dumps(r), err.reason.value, err.detail, REST_SOURCE, symbol)
+                continue
+            ts = rec["ts_event"]
+            if self.dedup.seen((symbol, rec["exchange"], rec["trade_id"]), ts):
+                self.stats.duplicates += 1
+                self.metrics.duplicates.inc()
+                continue
+            if ts > self.last_seen.get(symbol, 0):
+                self.last_seen[symbol] = ts
+            self._produce(self.trades_topic, orjson.dumps(rec), key)
+            new += 1
+        self.metrics.messages_in.labels(REST_SOURCE).inc(len(results))
+        self.stats.trades_in += len(results)
+        self.stats.produced += new
+        return new
+
+    async def gap_fill(self, since: Mapping[str, int]) -> int:
+        """Fetch ``/v3/trades`` for every symbol from ``since[symbol]`` up to now."""
+        if self._rest is None:
+            return 0
+        upto = time.time_ns()
+        total = 0
+        for sym in self.symbols:
+            start = since[sym]
+            async for page in self._rest.trades(sym, gte_ns=start, lte_ns=upto, order="asc"):
+                total += self.process_rest_trades(sym, page)
+                self._producer.poll(0)  # type: ignore[union-attr]
+        self.stats.gap_fills += 1
+        self.stats.gap_filled += total
+        self.metrics.gap_fills.inc()
+        self.metrics.gap_filled.inc(total)
+        log.info("gap_filled", trades=total, symbols=len(self.symbols))
+        return total
+
+    # ------------------------------------------------------------------ loops
+    async def _process(self, stop: asyncio.Event) -> None:
+        q = self.queue
+        pending_gap: dict[str, int] | None = None
+        lookback = int(self.cfg.gap_lookback_s * NS_PER_S)
+        poll = self._producer.poll  # type: ignore[union-attr]
+        while True:
+            self.heartbeat = time.monotonic()
+            try:
+                item = await asyncio.wait_for(q.get(), timeout=1.0)
+            except TimeoutError:
+                poll(0)
+                if stop.is_set():
+                    return
+                continue
+            self.metrics.queue_depth.set(q.qsize())
+            if isinstance(item, Connected):
+                if self.first_connected_ns is None:
+                    self.first_connected_ns = item.at_ns
+                    continue
+                if pending_gap is None:
+                    base = self.first_connected_ns
+                    pending_gap = {
+                        s: max(0, self.last_seen.get(s, base) - lookback) for s in self.symbols
+                    }
+                await item.subscribed.wait()
+                if item.ok and self.cfg.gap_fill:
+                    await self.gap_fill(pending_gap)
+                    pending_gap = None
+                elif item.ok:
+                    pending_gap = None
+                continue
+            self.process_frame(item)
+            poll(0)
+            await asyncio.sleep(0)
+
+    async def run(self, stop: asyncio.Event | None = None) -> IngestStats:
+        """Run until ``stop`` is set (or SIGTERM/SIGINT via :func:`run`). Raises
+        :class:`PolygonAuthError` when the key is refused (after flushing what was produced)."""
+        stop = stop or asyncio.Event()
+        s = self.settings
+        bootstrap = s.kafka.bootstrap_servers
+        await asyncio.to_thread(ensure_topics, bootstrap, trade_topics(s.kafka, self.cfg))
+        self.topics_ready = True
+        conf = producer_config(bootstrap, self.cfg, self._producer_overrides)
+        conf["on_delivery"] = self._on_delivery
+        self._producer = Producer(conf)
+        key = s.polygon.api_key.get_secret_value() if s.polygon.api_key else ""
+        if key:
+            self._rest = PolygonRestClient(
+                str(s.polygon.rest_url), key, rate_per_s=s.polygon.rest_rate_per_s,
+                **self._rest_options,
+            )  # fmt: skip
+        self.conditions = await load_conditions(self._rest)
+        log.info("conditions_loaded", source=self.conditions.source, codes=len(self.conditions))
+        self.health = HealthServer(
+            self.cfg.http_host, self.cfg.http_port, self.metrics.registry, self.live, self.ready
+        )
+        await self.health.start()
+        ws_kw: dict[str, Any] = {
+            "backoff_base": self.cfg.backoff_base_s,
+            "backoff_cap": self.cfg.backoff_cap_s,
+            "max_connections_backoff": self.cfg.max_connections_backoff_s,
+        }
+        ws_kw.update(self._ws_options)
+        client = PolygonWebSocketClient(
+            str(s.polygon.ws_url), key, [f"T.{x}" for x in self.symbols], self.queue,
+            observer=_Observer(self), **ws_kw,
+        )  # fmt: skip
+        log.info("ingest_started", symbols=len(self.symbols), health=self.health.url,
+                 topic=self.trades_topic)  # fmt: skip
+        reader = asyncio.create_task(client.run(stop), name="ws-reader")
+        processor = asyncio.create_task(self._process(stop), name="processor")
+        try:
+            done, _ = await asyncio.wait({reader, processor}, return_when=asyncio.FIRST_COMPLETED)
+            if reader in done and reader.exception() is None:
+                # Stopped: drain what the reader queued, then stop the processor.
+                while not self.queue.empty():
+                    await asyncio.sleep(0.01)
+                    if processor.done():
+                        break
+            for t in (reader, processor):
+                if t in done and t.exception() is not None:
+                    raise t.exception()  # type: ignore[misc]
+        finally:
+            stop.set()
+            for t in (reader, processor):
+                if not t.done():
+                    t.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await t
+            remaining = await asyncio.to_thread(self._producer.flush, 30.0)
+            if remaining:
+                log.error("kafka_flush_incomplete", remaining=remaining)
+            self._producer = None
+            if self._rest is not None:
+                await self._rest.aclose()
+            await self.health.stop()
+            log.info("ingest_stopped", **self.stats.__dict__)
+        return self.stats
+
+
+def run(
+    settings: Settings,
+    *,
+    symbols: Sequence[str] | None = None,
+    ingest: IngestSettings | None = None,
+    stop: asyncio.Event | None = None,
+) -> IngestStats:
+    """Entry point for ``signalstack ingest``: runs until SIGTERM/SIGINT.
+
+    Raises :class:`PolygonAuthError` (exit code 4) when Polygon refuses the key.
+    """
+    if not (settings.polygon.api_key and settings.polygon.api_key.get_secret_value()):
+        raise PolygonAuthError("POLYGON_API_KEY is not set: the ingest service needs a Polygon key")
+
+    async def main() -> IngestStats:
+        ev = stop or asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, ev.set)
+        return await IngestService(settings, ingest, symbols=symbols).run(ev)
+
+    return asyncio.run(main())
