@@ -29,8 +29,7 @@ def synthetic_trades(
     sym = np.asarray(symbols)[rng.integers(0, len(symbols), n)]
     cond_choices: list[list[int]] = [[], [], [], [37], [12], [14, 41], [37, 12]]
     conds = [cond_choices[i] for i in rng.integers(0, len(cond_choices), n)]
-    tape = pd.array(np.where(rng.random(n) < 0.9, rng.integers(1, 4, n), -1), dtype="Int64")
-    tape[tape == -1] = pd.NA
+    tape = pd.Series(rng.integers(1, 4, n)).astype("Int64").mask(rng.random(n) >= 0.9)
     return pd.DataFrame(
         {
             "symbol": sym.astype(object),

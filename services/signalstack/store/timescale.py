@@ -91,7 +91,7 @@ class TimescaleStore(Store):
         self._pool: asyncpg.Pool | None = None
         self._batch_rows = batch_rows
         self._chunk_rows = chunk_rows
-        self._on_retry = on_retry
+        self.on_retry = on_retry
         self._writer: TradeWriter | None = None
         self.last_write: WriteResult | None = None
 
@@ -180,7 +180,7 @@ class TimescaleStore(Store):
                     batch_rows=self._batch_rows,
                     chunk_rows=self._chunk_rows,
                     retry=self.retry,
-                    on_retry=self._on_retry,
+                    on_retry=self.on_retry,
                 )
             return await self._writer.write(typed)
 

@@ -1,0 +1,33 @@
+"""Sink metrics (Prometheus), defined once. No symbol label: cardinality stays fixed."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+ROWS_WRITTEN = Counter(
+    "signalstack_sink_rows_written_total", "Rows newly stored, by table.", ["table"]
+)
+MESSAGES = Counter(
+    "signalstack_sink_messages_total", "Kafka messages consumed, by topic.", ["topic"]
+)
+DLQ_ROWS = Counter(
+    "signalstack_sink_dlq_rows_total", "Inputs rejected to the dlq table, by reason.", ["reason"]
+)
+BATCH_SIZE = Histogram(
+    "signalstack_sink_batch_size",
+    "Messages per consumed batch.",
+    buckets=(1, 10, 50, 100, 500, 1_000, 2_000, 5_000, 10_000, 20_000, 50_000),
+)
+WRITE_LATENCY = Histogram(
+    "signalstack_sink_write_latency_seconds",
+    "Time to make one batch durable in the store, by table.",
+    ["table"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+CONSUMER_LAG = Gauge(
+    "signalstack_sink_consumer_lag", "Messages behind the log end, summed per topic.", ["topic"]
+)
+WRITE_RETRIES = Counter(
+    "signalstack_sink_write_retries_total", "Store operations retried after a connection error."
+)
+COMMITS = Counter("signalstack_sink_commits_total", "Kafka offset commits after durable writes.")

@@ -1,0 +1,241 @@
+"""The sink against real Kafka and TimescaleDB: durable-then-commit, DLQ, crash and restart."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import orjson
+import psycopg
+import pytest
+from confluent_kafka import Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from signalstack.config import KafkaSettings, Settings, StoreSettings, TimescaleSettings
+from signalstack.devstack import free_port
+from signalstack.schemas.trade import SCHEMA_VERSION
+from signalstack.sink import SinkConfig, run
+from signalstack.store.synthetic import synthetic_trades
+from signalstack.store.timescale import TimescaleStore
+
+pytestmark = pytest.mark.integration
+REPO = Path(__file__).resolve().parents[3]
+
+
+def _topics(bootstrap: str) -> tuple[str, str, str]:
+    suffix = uuid.uuid4().hex[:8]
+    names = (f"trades-{suffix}", f"features-{suffix}", f"predictions-{suffix}")
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    futures = admin.create_topics(
+        [NewTopic(n, num_partitions=3, replication_factor=1) for n in names]
+    )
+    for f in futures.values():
+        f.result(30)
+    return names
+
+
+def _settings(bootstrap: str, dsn: str, topics: tuple[str, str, str]) -> Settings:
+    from urllib.parse import urlsplit
+
+    u = urlsplit(dsn)
+    return Settings(
+        kafka=KafkaSettings(
+            bootstrap_servers=bootstrap,
+            trades_topic=topics[0],
+            features_topic=topics[1],
+            predictions_topic=topics[2],
+        ),
+        timescale=TimescaleSettings(
+            host=u.hostname,
+            port=u.port,
+            user=u.username,
+            password=u.password,
+            database=u.path.lstrip("/"),
+        ),
+        store=StoreSettings(type="timescale"),
+    )
+
+
+def _produce(bootstrap: str, topic: str, values: list[tuple[str, bytes]]) -> None:
+    p = Producer(
+        {
+            "bootstrap.servers": bootstrap,
+            "enable.idempotence": True,
+            "linger.ms": 5,
+            "compression.type": "lz4",
+        }
+    )
+    for key, value in values:
+        while True:
+            try:
+                p.produce(topic, key=key.encode(), value=value)
+                break
+            except BufferError:
+                p.poll(0.1)
+        p.poll(0)
+    assert p.flush(30) == 0
+
+
+def _trade_messages(n: int, seed: int) -> list[tuple[str, bytes]]:
+    df = synthetic_trades(n, seed=seed, id_prefix=f"s{seed}-")
+    out = []
+    for row in df.to_dict("records"):
+        row["schema_version"] = SCHEMA_VERSION
+        row["tape"] = (
+            None if row["tape"] is None or row["tape"] != row["tape"] else int(row["tape"])
+        )
+        out.append((row["symbol"], orjson.dumps(row, option=orjson.OPT_SERIALIZE_NUMPY)))
+    return out
+
+
+def _count(dsn: str, sql: str) -> int:
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute(sql).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def _wait(pred, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture
+def migrated(timescale_db) -> Iterator[str]:
+    s = TimescaleStore(timescale_db.dsn)
+    s.migrate()
+    s.close()
+    yield timescale_db.dsn
+
+
+def test_sink_writes_all_topics_routes_rejects_and_serves_health(kafka, migrated) -> None:
+    topics = _topics(kafka.bootstrap)
+    trades = _trade_messages(2_000, seed=1)
+    bad = [("AAPL", b"{not json"), ("AAPL", orjson.dumps({"schema_version": 1, "symbol": "AAPL"}))]
+    neg = orjson.loads(trades[0][1])
+    neg.update(trade_id="neg", price=-5.0)
+    bad.append(("AAPL", orjson.dumps(neg)))
+    _produce(kafka.bootstrap, topics[0], trades + trades[:100] + bad)  # includes re-sent rows
+    feature = {
+        "symbol": "AAPL",
+        "ts": "2024-03-05T15:00:00Z",
+        "vwap_5m": 101.5,
+        "feature_set_version": 1,
+    }
+    _produce(kafka.bootstrap, topics[1], [("AAPL", orjson.dumps(feature))])
+    pred = {
+        "symbol": "AAPL",
+        "ts": 1709650800000000000,
+        "model_name": "direction",
+        "model_version": "2",
+        "value": 0.6,
+        "label": "up",
+    }
+    _produce(kafka.bootstrap, topics[2], [("AAPL", orjson.dumps(pred))])
+
+    port = free_port()
+    stop = threading.Event()
+    settings = _settings(kafka.bootstrap, migrated, topics)
+    t = threading.Thread(
+        target=run,
+        args=(settings,),
+        kwargs={
+            "config": SinkConfig(
+                group_id=f"g-{uuid.uuid4().hex[:6]}", max_batch=500, http_port=port
+            ),
+            "stop": stop,
+        },
+    )
+    t.start()
+    try:
+        _wait(
+            lambda: (
+                _count(migrated, "SELECT count(*) FROM trades") == 2_000
+                and _count(migrated, "SELECT count(*) FROM dlq") == 3
+            ),
+            60,
+            "rows",
+        )
+        _wait(lambda: _count(migrated, "SELECT count(*) FROM predictions") == 1, 30, "prediction")
+        assert _count(migrated, "SELECT count(*) FROM features WHERE vwap_5m = 101.5") == 1
+        with psycopg.connect(migrated) as conn:
+            reasons = sorted(r[0] for r in conn.execute("SELECT reason FROM dlq").fetchall())
+        assert reasons == ["bad_json", "missing_field", "non_positive_price"]
+        ready = httpx.get(f"http://127.0.0.1:{port}/health/ready", timeout=5)
+        assert ready.status_code == 200
+        body = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+        assert 'signalstack_sink_rows_written_total{table="trades"}' in body
+        assert "signalstack_sink_write_latency_seconds_bucket" in body
+    finally:
+        stop.set()
+        t.join(30)
+    assert not t.is_alive()
+
+
+def _sink_proc(settings: Settings, group: str) -> subprocess.Popen[bytes]:
+    k, ts = settings.kafka, settings.timescale
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": k.bootstrap_servers,
+        "KAFKA_TRADES_TOPIC": k.trades_topic,
+        "KAFKA_FEATURES_TOPIC": k.features_topic,
+        "KAFKA_PREDICTIONS_TOPIC": k.predictions_topic,
+        "TIMESCALE_HOST": ts.host,
+        "TIMESCALE_PORT": str(ts.port),
+        "TIMESCALE_USER": ts.user,
+        "TIMESCALE_PASSWORD": ts.password.get_secret_value(),
+        "TIMESCALE_DATABASE": ts.database,
+        "STORE_TYPE": "timescale",
+        "SINK_MAX_BATCH": "1000",
+        "SINK_HTTP_PORT": "",
+        "SINK_GROUP_ID": group,
+        "LOG_LEVEL": "WARNING",
+    }
+    return subprocess.Popen([sys.executable, "-m", "signalstack.sink"], env=env, cwd=REPO)
+
+
+@pytest.mark.slow
+def test_killed_sink_restarts_without_loss_or_duplicates(kafka, migrated) -> None:
+    topics = _topics(kafka.bootstrap)
+    settings = _settings(kafka.bootstrap, migrated, topics)
+    group = f"g-{uuid.uuid4().hex[:6]}"
+    total = 40_000
+    msgs = _trade_messages(total, seed=7)
+    producer = threading.Thread(target=_produce, args=(kafka.bootstrap, topics[0], msgs))
+    producer.start()
+    proc = _sink_proc(settings, group)
+    try:
+        _wait(lambda: _count(migrated, "SELECT count(*) FROM trades") >= 5_000, 120, "first rows")
+        proc.send_signal(signal.SIGKILL)  # mid-stream: no clean shutdown, no final commit
+        proc.wait(30)
+        killed_at = _count(migrated, "SELECT count(*) FROM trades")
+        assert killed_at < total
+        producer.join(120)
+        proc = _sink_proc(settings, group)
+        _wait(lambda: _count(migrated, "SELECT count(*) FROM trades") >= total, 180, "all rows")
+        time.sleep(1.0)  # any late duplicate would land now
+        assert _count(migrated, "SELECT count(*) FROM trades") == total
+        assert (
+            _count(
+                migrated,
+                "SELECT count(*) FROM (SELECT 1 FROM trades GROUP BY symbol, exchange, trade_id, "
+                "ts_event_ns HAVING count(*) > 1) d",
+            )
+            == 0
+        )
+    finally:
+        proc.terminate()
+        proc.wait(30)
+        producer.join(120)
