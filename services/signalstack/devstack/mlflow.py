@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -73,6 +74,11 @@ class MlflowServer(Server):
             "--workers",
             "1",
         ]
+
+    def env(self) -> dict[str, str]:
+        # No background job runner (a third process importing all of MLflow): tracking and the
+        # model registry, which is what SignalStack uses, do not need it.
+        return {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
 
     def ready(self) -> bool:
         r = httpx.get(f"{self.tracking_uri}/health", timeout=1.0)
