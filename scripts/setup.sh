@@ -163,11 +163,15 @@ step_k8s_tools() {
   local dir="$CACHE/bin"
   mkdir -p "$dir"
   need go "install Go (https://go.dev/doc/install)"
-  if ! stamp_ok "$CACHE/bin" "helm-${HELM_VERSION} kubeconform-${KUBECONFORM_VERSION}"; then
+  if ! stamp_ok "$CACHE/bin" "helm-${HELM_VERSION} kubeconform-${KUBECONFORM_VERSION} ldflags"; then
     log "go install helm ${HELM_VERSION} and kubeconform ${KUBECONFORM_VERSION} (first build takes minutes)"
-    GOBIN="$dir" GOFLAGS=-trimpath go install "helm.sh/helm/v3/cmd/helm@${HELM_VERSION}"
-    GOBIN="$dir" GOFLAGS=-trimpath go install "github.com/yannh/kubeconform/cmd/kubeconform@${KUBECONFORM_VERSION}"
-    stamp "$CACHE/bin" "helm-${HELM_VERSION} kubeconform-${KUBECONFORM_VERSION}"
+    # -X stamps the release version that `go install` would otherwise leave as "development".
+    GOBIN="$dir" go install -trimpath \
+      -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=${HELM_VERSION}" \
+      "helm.sh/helm/v3/cmd/helm@${HELM_VERSION}"
+    GOBIN="$dir" go install -trimpath -ldflags "-s -w -X main.version=${KUBECONFORM_VERSION}" \
+      "github.com/yannh/kubeconform/cmd/kubeconform@${KUBECONFORM_VERSION}"
+    stamp "$CACHE/bin" "helm-${HELM_VERSION} kubeconform-${KUBECONFORM_VERSION} ldflags"
   fi
 }
 
