@@ -9,7 +9,6 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -113,11 +112,11 @@ def _wait(pred, timeout: float, what: str) -> None:
 
 
 @pytest.fixture
-def migrated(timescale_db) -> Iterator[str]:
+def migrated(timescale_db) -> str:
     s = TimescaleStore(timescale_db.dsn)
     s.migrate()
     s.close()
-    yield timescale_db.dsn
+    return timescale_db.dsn
 
 
 def test_sink_writes_all_topics_routes_rejects_and_serves_health(kafka, migrated) -> None:

@@ -1,0 +1,86 @@
+"""Pure parts of the store: calendar gaps, frame preparation, edition statement choice."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pandas as pd
+import pytest
+
+from signalstack.store.base import SchemaMismatchError
+from signalstack.store.edition import APACHE, COMMUNITY, statements_for
+from signalstack.store.frames import prepare_bars, prepare_trades
+from signalstack.store.gaps import missing_minutes, missing_sessions, session_bounds, sessions
+from signalstack.store.migrations import yoyo_url
+from signalstack.store.synthetic import synthetic_trades
+
+
+def test_sessions_skip_weekends_and_holidays() -> None:
+    got = sessions(dt.date(2024, 3, 27), dt.date(2024, 4, 2))
+    assert got == [
+        dt.date(2024, 3, 27),
+        dt.date(2024, 3, 28),
+        dt.date(2024, 4, 1),
+        dt.date(2024, 4, 2),
+    ]
+
+
+def test_half_day_bounds_and_extended_hours() -> None:
+    o, c = session_bounds(dt.date(2024, 11, 29))  # day after Thanksgiving closes at 13:00 ET
+    assert (o, c) == (pd.Timestamp("2024-11-29 14:30Z"), pd.Timestamp("2024-11-29 18:00Z"))
+    o, c = session_bounds(dt.date(2024, 7, 1), extended_hours=True)
+    assert (o, c) == (pd.Timestamp("2024-07-01 08:00Z"), pd.Timestamp("2024-07-02 00:00Z"))
+
+
+def test_missing_sessions_and_minutes() -> None:
+    cov = pd.DataFrame({"symbol": ["AAPL"], "session": [dt.date(2024, 3, 28)], "rows": [10]})
+    got = missing_sessions(cov, ["AAPL"], dt.date(2024, 3, 28), dt.date(2024, 4, 1))
+    assert got.to_numpy().tolist() == [["AAPL", dt.date(2024, 4, 1)]]
+    o = pd.Timestamp("2024-03-28 13:30Z")
+    have = pd.Series([o + pd.Timedelta(minutes=1), o + pd.Timedelta(minutes=3)])
+    miss = missing_minutes(have, o, o + pd.Timedelta(minutes=4))
+    assert miss == [o + pd.Timedelta(minutes=2), o + pd.Timedelta(minutes=4)]
+
+
+def test_prepare_trades_splits_constraint_violations() -> None:
+    df = synthetic_trades(6, seed=1)
+    df.loc[0, "price"] = 0.0
+    df.loc[2, "size"] = -1.0
+    df.loc[3, "exchange"] = 40_000
+    df.loc[4, "trade_id"] = None
+    typed, rejects = prepare_trades(df)
+    assert len(typed) == 2
+    assert sorted(r.reason for r in rejects) == [
+        "exchange_out_of_range",
+        "not_null_violation",
+        "trades_price_positive",
+        "trades_size_positive",
+    ]
+    assert all(r.payload.startswith("{") for r in rejects)
+
+
+def test_prepare_requires_columns_and_dedups_bars() -> None:
+    with pytest.raises(SchemaMismatchError, match="price"):
+        prepare_trades(pd.DataFrame({"symbol": ["A"]}))
+    ts = pd.Timestamp("2024-03-05 15:00Z")
+    bars = pd.DataFrame(
+        {
+            "symbol": ["A", "A"],
+            "ts": [ts, ts],
+            "open": [1.0, 2.0],
+            "high": 1.0,
+            "low": 1.0,
+            "close": 1.0,
+            "volume": 1.0,
+            "vwap": 1.0,
+            "trade_count": 1,
+        }
+    )
+    assert prepare_bars(bars)["open"].tolist() == [2.0]  # last one wins, as a later write would
+
+
+def test_edition_choice_and_yoyo_url() -> None:
+    assert statements_for("timescale") is COMMUNITY
+    assert statements_for("apache") is APACHE
+    assert all("timescaledb.continuous" not in s for s in APACHE)
+    assert yoyo_url("postgresql://u:p@h:5/db") == "postgresql+psycopg://u:p@h:5/db"
