@@ -90,6 +90,31 @@ def seeded_ticks(
     return df
 
 
+def kafka_values(df: pd.DataFrame) -> list[tuple[bytes, bytes]]:
+    """Trades frame → (key, JSON value) pairs in row order (the ``market.trades`` contract)."""
+    import orjson
+
+    out = []
+    for r in df.to_dict("records"):
+        tape = r.get("tape")
+        value = {
+            "schema_version": 1,
+            "symbol": r["symbol"],
+            "ts_event": int(r["ts_event"]),
+            "price": float(r["price"]),
+            "size": float(r["size"]),
+            "exchange": int(r["exchange"]),
+            "conditions": [int(c) for c in r["conditions"]],
+            "trade_id": str(r["trade_id"]),
+            "sequence": int(r["sequence"]),
+            "tape": None if tape is None or pd.isna(tape) else int(tape),
+            "source": str(r.get("source", "sim")),
+            "ts_ingest": int(r.get("ts_ingest", r["ts_event"])),
+        }
+        out.append((str(r["symbol"]).encode(), orjson.dumps(value)))
+    return out
+
+
 def in_batches(df: pd.DataFrame, size: int) -> list[pd.DataFrame]:
     """Consecutive arrival-order slices of ``size`` rows."""
     return [df.iloc[i : i + size].reset_index(drop=True) for i in range(0, len(df), size)]
