@@ -115,6 +115,27 @@ def kafka_values(df: pd.DataFrame) -> list[tuple[bytes, bytes]]:
     return out
 
 
+def sentinel(symbols: list[str], when: str, seq: int) -> pd.DataFrame:
+    """One print per symbol at ``when`` (America/New_York): sent out of session, it moves the
+    watermark past every earlier bar without making a bar (ends a bounded replay)."""
+    ts = pd.Timestamp(when, tz="America/New_York").value
+    return pd.DataFrame(
+        {
+            "symbol": symbols,
+            "ts_event": ts,
+            "price": 1.0,
+            "size": 1.0,
+            "exchange": 1,
+            "trade_id": [f"sentinel{seq}{s}" for s in symbols],
+            "sequence": seq,
+            "conditions": [[] for _ in symbols],
+            "tape": 3,
+            "source": "sim",
+            "ts_ingest": ts,
+        }
+    )
+
+
 def in_batches(df: pd.DataFrame, size: int) -> list[pd.DataFrame]:
     """Consecutive arrival-order slices of ``size`` rows."""
     return [df.iloc[i : i + size].reset_index(drop=True) for i in range(0, len(df), size)]

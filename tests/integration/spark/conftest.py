@@ -47,3 +47,9 @@ class TopicWriter:
 @pytest.fixture
 def topic_writer(kafka: Any) -> TopicWriter:
     return TopicWriter(kafka.bootstrap)
+
+
+@pytest.fixture
+def topic_factory(kafka: Any) -> Any:
+    """``topic_factory(partitions)`` → a writer for a fresh topic."""
+    return lambda partitions=6: TopicWriter(kafka.bootstrap, partitions)

@@ -14,31 +14,11 @@ import pytest
 from signalstack.engines.base import ListSink
 from signalstack.engines.local import LocalEngine
 from signalstack.engines.spark import SparkEngine, SparkJobConfig
-from signalstack.engines.ticks import kafka_values, seeded_ticks
+from signalstack.engines.ticks import kafka_values, seeded_ticks, sentinel
 
 pytestmark = [pytest.mark.integration, pytest.mark.spark, pytest.mark.slow]
 
 LATENESS = dt.timedelta(seconds=5)
-
-
-def sentinel(symbols: list[str], hms: str, seq0: int) -> pd.DataFrame:
-    """One out-of-session print per symbol: moves the watermark past every bar, makes no bar."""
-    ts = pd.Timestamp(f"2024-03-05 {hms}", tz="America/New_York").value
-    return pd.DataFrame(
-        {
-            "symbol": symbols,
-            "ts_event": ts,
-            "price": 1.0,
-            "size": 1.0,
-            "exchange": 1,
-            "trade_id": [f"s{seq0}{s}" for s in symbols],
-            "sequence": seq0,
-            "conditions": [[] for _ in symbols],
-            "tape": 3,
-            "source": "sim",
-            "ts_ingest": ts,
-        }
-    )
 
 
 def test_local_and_spark_rows_are_identical(spark_session, topic_writer, kafka, tmp_path):
@@ -49,7 +29,10 @@ def test_local_and_spark_rows_are_identical(spark_session, topic_writer, kafka, 
     )  # fmt: skip
     cuts = np.linspace(0, len(ticks), 5).astype(int)
     phases = [ticks.iloc[a:b].reset_index(drop=True) for a, b in itertools.pairwise(cuts)]
-    phases += [sentinel(symbols, "17:00:00", 900_001), sentinel(symbols, "17:00:10", 900_002)]
+    phases += [
+        sentinel(symbols, "2024-03-05 17:00:00", 900_001),
+        sentinel(symbols, "2024-03-05 17:00:10", 900_002),
+    ]
 
     local_sink = ListSink()
     local = LocalEngine(local_sink, lateness=LATENESS)
