@@ -4,7 +4,7 @@ Tasks on one event loop:
 
 - the WebSocket client reads frames into a bounded queue (never parses);
 - the processor takes frames off the queue, parses them (orjson), dispatches on ``ev``, validates
-  each trade with :func:`check_trade`, drops duplicates by identity (symbol, exchange, trade id)
+  each trade (the rules of :func:`validate_trade`), drops duplicates by identity (symbol, exchange, trade id)
   and produces to Kafka (key symbol, idempotent, acks=all, lz4); anything invalid goes to the DLQ
   with the raw input and the reason. On a reconnect marker it waits for the new subscription,
   then fills the gap from REST ``/v3/trades`` (last trade seen per symbol − lookback → now)
@@ -37,18 +37,31 @@ from signalstack.marketdata.conditions import ConditionTable
 from signalstack.marketdata.errors import PolygonAuthError
 from signalstack.marketdata.polygon_rest import PolygonRestClient, load_conditions
 from signalstack.marketdata.polygon_ws import Connected, PolygonWebSocketClient
-from signalstack.marketdata.wire import REST_SOURCE, WS_SOURCE, rest_trade_to_event
+from signalstack.marketdata.wire import (
+    REST_SOURCE,
+    WS_SOURCE,
+    rest_trade_to_event,
+    ws_trade_to_event,
+)
 from signalstack.schemas.trade import (
     NS_PER_MS,
     NS_PER_S,
     SCHEMA_VERSION,
     InvalidTradeError,
     RejectReason,
-    check_trade,
+    validate_trade,
 )
 
 log = get_logger(__name__)
 INTERNAL_ERROR = "internal_error"
+_INF = float("inf")
+
+
+def _all_ints(values: list[Any]) -> bool:
+    for v in values:  # noqa: SIM110 - a plain loop beats all(genexpr) on the hot path
+        if type(v) is not int:
+            return False
+    return True
 
 
 @dataclass
@@ -117,6 +130,8 @@ class IngestService:
         self._rest: PolygonRestClient | None = None
         self._skew_ns = int(self.cfg.max_skew_s * NS_PER_S) if self.cfg.max_skew_s else None
         self._newest_ts = 0
+        self._observe_latency = self.metrics.produce_latency.observe
+        self._queue_max = 1_000_000
 
     # ------------------------------------------------------------------ health
     def live(self) -> tuple[bool, str]:
@@ -134,17 +149,24 @@ class IngestService:
 
     # ------------------------------------------------------------------ kafka
     def _on_delivery(self, err: KafkaError | None, msg: Any) -> None:
+        """Default callback (market.trades): count acks, sample the latency 1 in 8."""
         if err is not None:
             self.metrics.delivery_errors.inc()
             log.error("kafka_delivery_failed", topic=msg.topic(), error=str(err))
             return
-        if msg.topic() == self.dlq_topic:
+        st = self.stats
+        st.acked += 1
+        if not st.acked & 7:
+            lat = msg.latency()
+            if lat is not None:
+                self._observe_latency(lat)
+
+    def _on_dlq_delivery(self, err: KafkaError | None, msg: Any) -> None:
+        if err is not None:
+            self.metrics.delivery_errors.inc()
+            log.error("kafka_delivery_failed", topic=msg.topic(), error=str(err))
+        else:
             self.metrics.dlq_out.inc()
-            return
-        self.stats.acked += 1
-        lat = msg.latency()
-        if lat is not None and self.stats.acked & 7 == 0:  # sample 1 in 8: cheap on the hot path
-            self.metrics.produce_latency.observe(lat)
 
     def _produce(self, topic: str, value: bytes, key: bytes | None) -> None:
         p = self._producer
@@ -156,18 +178,45 @@ class IngestService:
             except BufferError:
                 p.poll(0.05)
 
+    def _produce_batch(self, batch: list[dict[str, Any]]) -> None:
+        """One ``produce_batch`` call per frame (keys still pick the partition); messages the
+        local queue could not take are produced one by one, waiting for room."""
+        p = self._producer
+        assert p is not None
+        # Make room first: a batch the queue cannot take would fail part-way.
+        while len(p) + len(batch) > self._queue_max:
+            p.poll(0.05)
+        n = p.produce_batch(self.trades_topic, batch)
+        if n < len(batch):
+            for m in batch:
+                if m.get("_error") is not None:
+                    self._produce(self.trades_topic, m["value"], m["key"].encode())
+
     def _reject(
         self, raw: str | bytes, reason: str, detail: str, source: str, symbol: Any = None
     ) -> None:
         sym = symbol if isinstance(symbol, str) and symbol else None
         rec = dlq_record(raw, reason, detail, source, time.time_ns(), sym)
-        self._produce(self.dlq_topic, orjson.dumps(rec), sym.encode() if sym else None)
+        value, key = orjson.dumps(rec), (sym.encode() if sym else None)
+        p = self._producer
+        assert p is not None
+        while True:
+            try:
+                p.produce(self.dlq_topic, value, key, on_delivery=self._on_dlq_delivery)
+                break
+            except BufferError:
+                p.poll(0.05)
         self.metrics.rejected.labels(reason).inc()
         self.stats.rejected += 1
 
     # ------------------------------------------------------------------ parsing
     def process_frame(self, frame: str | bytes) -> None:
-        """Parse one WebSocket frame and route every event; never raises on bad input."""
+        """Parse one WebSocket frame and route every event; never raises on bad input.
+
+        A trade that passes the inline fast check (a strict subset of :func:`validate_trade`'s
+        rules, see tests) is produced directly; anything else goes through ``validate_trade`` for
+        the exact rejection reason, so the rules live in one place.
+        """
         self.stats.frames += 1
         try:
             events = orjson.loads(frame)
@@ -175,17 +224,18 @@ class IngestService:
             self._reject(frame, RejectReason.BAD_JSON.value, str(err), WS_SOURCE)
             return
         if type(events) is not list:
-            self._reject(
-                frame, RejectReason.NOT_AN_OBJECT.value, "frame is not a JSON array", WS_SOURCE
-            )
+            reason = RejectReason.NOT_AN_OBJECT.value
+            self._reject(frame, reason, "frame is not a JSON array", WS_SOURCE)
             return
         now = time.time_ns()
+        now_ms = now // NS_PER_MS
         symbols = self.symbol_set
         skew = self._skew_ns
-        dedup_seen = self.dedup.seen
+        skew_ms = skew // NS_PER_MS if skew is not None else None
+        cur, prev = self.dedup.current, self.dedup.previous
         last_seen = self.last_seen
-        produce = self._producer.produce  # type: ignore[union-attr]
-        topic = self.trades_topic
+        batch: list[dict[str, Any]] = []
+        add = batch.append
         dumps = orjson.dumps
         known = self.conditions.rules if self.conditions is not None else None
         n_in = n_out = n_dup = n_unknown = 0
@@ -193,62 +243,101 @@ class IngestService:
         for ev in events:
             try:
                 if type(ev) is not dict:
-                    self._reject(
-                        dumps(ev),
-                        RejectReason.NOT_AN_OBJECT.value,
-                        "event is not an object",
-                        WS_SOURCE,
-                    )
+                    reason = RejectReason.NOT_AN_OBJECT.value
+                    self._reject(dumps(ev), reason, "event is not an object", WS_SOURCE)
                     continue
-                kind = ev.get("ev")
-                if kind != "T":
-                    self._other_event(kind, ev)
+                get = ev.get
+                if get("ev") != "T":
+                    self._other_event(get("ev"), ev)
                     continue
                 n_in += 1
-                t = ev.get("t")
-                sym: str = ev.get("sym")  # type: ignore[assignment]  # checked by check_trade
-                conds = ev.get("c") or []
-                rec: dict[str, Any] = {
-                    "schema_version": SCHEMA_VERSION,
-                    "symbol": sym,
-                    "ts_event": t * NS_PER_MS if type(t) is int else t,
-                    "price": ev.get("p"),
-                    "size": ev.get("s"),
-                    "exchange": ev.get("x"),
-                    "conditions": conds,
-                    "trade_id": ev.get("i"),
-                    "sequence": ev.get("q"),
-                    "tape": ev.get("z"),
-                    "source": WS_SOURCE,
-                    "ts_ingest": now,
-                }
+                z = get("z")
+                c = get("c")
                 try:
-                    check_trade(rec, symbols=symbols, now_ns=now, max_skew_ns=skew)
-                except InvalidTradeError as err:
-                    self._reject(dumps(ev), err.reason.value, err.detail, WS_SOURCE, sym)
-                    continue
-                ts: int = rec["ts_event"]
-                if dedup_seen((sym, rec["exchange"], rec["trade_id"]), ts):
+                    sym: str = ev["sym"]
+                    t: int = ev["t"]
+                    p = ev["p"]
+                    sz = ev["s"]
+                    x = ev["x"]
+                    i = ev["i"]
+                    q = ev["q"]
+                    fast = (
+                        type(t) is int
+                        and (type(p) is float or type(p) is int)
+                        and 0 < p < _INF
+                        and (type(sz) is int or type(sz) is float)
+                        and 0 < sz < _INF
+                        and type(x) is int
+                        and type(i) is str
+                        and i != ""
+                        and type(q) is int
+                        and (z is None or type(z) is int)
+                        and type(sym) is str
+                        and sym in symbols
+                        and (c is None or (type(c) is list and _all_ints(c)))
+                        and (skew_ms is None or -skew_ms < t - now_ms < skew_ms)
+                    )
+                except KeyError:
+                    fast = False
+                if not fast:
+                    rec = ws_trade_to_event(ev, now)
+                    try:
+                        te = validate_trade(rec, symbols=symbols, now_ns=now, max_skew_ns=skew)
+                    except InvalidTradeError as err:
+                        self._reject(dumps(ev), err.reason.value, err.detail, WS_SOURCE, get("sym"))
+                        continue
+                    # Valid but not in the fast shape (e.g. 12.0 for an integer): normalised.
+                    sym, t, p, sz = te.symbol, te.ts_event // NS_PER_MS, te.price, te.size
+                    x, i, q, z, c = (
+                        te.exchange,
+                        te.trade_id,
+                        te.sequence,
+                        te.tape,
+                        list(te.conditions),
+                    )
+                key = (sym, x, i)
+                if key in cur or key in prev:
                     n_dup += 1
                     continue
-                if known is not None and conds:
-                    for c in conds:
-                        if c not in known:
-                            n_unknown += 1
-                if ts > last_seen.get(sym, 0):
-                    last_seen[sym] = ts
-                    if ts > newest:
-                        newest = ts
-                value = dumps(rec)
-                try:
-                    produce(topic, value, sym)
-                except BufferError:
-                    self._produce(topic, value, sym.encode())
+                cur.add(key)
+                if c:
+                    if known is not None:
+                        for code in c:
+                            if code not in known:
+                                n_unknown += 1
+                else:
+                    c = []
+                tn = t * NS_PER_MS
+                if tn > last_seen.get(sym, 0):
+                    last_seen[sym] = tn
+                    if tn > newest:
+                        newest = tn
+                value = dumps(
+                    {
+                        "schema_version": SCHEMA_VERSION,
+                        "symbol": sym,
+                        "ts_event": tn,
+                        "price": p,
+                        "size": sz,
+                        "exchange": x,
+                        "conditions": c,
+                        "trade_id": i,
+                        "sequence": q,
+                        "tape": z,
+                        "source": WS_SOURCE,
+                        "ts_ingest": now,
+                    }
+                )
+                add({"value": value, "key": sym})
                 n_out += 1
             except Exception as err:  # one bad event must never stop the service
                 log.exception("ingest_event_failed")
                 self._reject(dumps(ev, default=str), INTERNAL_ERROR, repr(err), WS_SOURCE)
+        if batch:
+            self._produce_batch(batch)
         self._newest_ts = newest
+        if newest:
+            self.dedup.advance(newest)
         m = self.metrics
         if n_in:
             m.messages_in.labels(WS_SOURCE).inc(n_in)
@@ -283,18 +372,18 @@ class IngestService:
         for r in results:
             rec = rest_trade_to_event(symbol, r, now)
             try:
-                check_trade(rec, symbols=self.symbol_set)
+                te = validate_trade(rec, symbols=self.symbol_set)
             except InvalidTradeError as err:
                 self._reject(orjson.dumps(r), err.reason.value, err.detail, REST_SOURCE, symbol)
                 continue
-            ts = rec["ts_event"]
-            if self.dedup.seen((symbol, rec["exchange"], rec["trade_id"]), ts):
+            ts = te.ts_event
+            if self.dedup.seen(te.identity, ts):
                 self.stats.duplicates += 1
                 self.metrics.duplicates.inc()
                 continue
             if ts > self.last_seen.get(symbol, 0):
                 self.last_seen[symbol] = ts
-            self._produce(self.trades_topic, orjson.dumps(rec), key)
+            self._produce(self.trades_topic, orjson.dumps(te.to_dict()), key)
             new += 1
         self.metrics.messages_in.labels(REST_SOURCE).inc(len(results))
         self.stats.trades_in += len(results)
@@ -365,6 +454,7 @@ class IngestService:
         self.topics_ready = True
         conf = producer_config(bootstrap, self.cfg, self._producer_overrides)
         conf["on_delivery"] = self._on_delivery
+        self._queue_max = int(conf["queue.buffering.max.messages"]) // 2
         self._producer = Producer(conf)
         key = s.polygon.api_key.get_secret_value() if s.polygon.api_key else ""
         if key:

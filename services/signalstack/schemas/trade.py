@@ -130,7 +130,14 @@ def _num(key: str, v: Any) -> float:
 
 
 def _is_int(v: Any) -> bool:
-    return type(v) is int or (isinstance(v, int) and not isinstance(v, bool))
+    """An integer as JSON Schema means it: any number with a zero fractional part (not a bool)."""
+    if type(v) is int:
+        return True
+    if isinstance(v, bool):
+        return False
+    if isinstance(v, int):
+        return True
+    return isinstance(v, float) and v.is_integer()
 
 
 def check_trade(
@@ -155,7 +162,7 @@ def check_trade(
             missing = [k for k in REQUIRED_FIELDS if get(k) is None]
             raise InvalidTradeError(RejectReason.MISSING_FIELD, "missing " + ", ".join(missing))
     version = obj["schema_version"]
-    if version != SCHEMA_VERSION or type(version) is not int:
+    if type(version) is bool or version != SCHEMA_VERSION:
         raise InvalidTradeError(
             RejectReason.SCHEMA_VERSION, f"unsupported schema_version {version!r}"
         )

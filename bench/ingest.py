@@ -1,0 +1,183 @@
+"""Ingest throughput: Polygon WebSocket frames in → Kafka acks (market.trades), one process.
+
+Set-up: a real Kafka broker (devstack, loopback), the fake Polygon server in its own process
+serving a simulated day as fast as the client reads, and the ingest service in this process.
+``trades_per_s`` = trades acknowledged by Kafka / (last ack − first frame received).
+``baseline_trades_per_s``: a naive loop on the same feed in the same run — stdlib ``json`` per
+frame, ``validate_trade`` per trade, ``produce`` then ``flush()`` each (measured on a prefix).
+
+    .venv/bin/python bench/ingest.py [--trades 1000000] [--baseline-trades 3000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from confluent_kafka import Producer
+from pydantic import SecretStr
+from websockets.asyncio.client import connect
+
+from signalstack.config import KafkaSettings, MarketSettings, PolygonSettings, Settings
+from signalstack.devstack import KafkaServer
+from signalstack.ingest import IngestService, IngestSettings
+from signalstack.ingest.kafka_io import ensure_topics, trade_topics
+from signalstack.marketdata.wire import ws_trade_to_event
+from signalstack.schemas.trade import validate_trade
+
+ROOT = Path(__file__).resolve().parents[1]
+SYMBOLS = ("AAPL", "MSFT", "NVDA", "AMZN", "TSLA", "SPY")
+
+
+def start_fake(trades_per_day: int, batch: int) -> tuple[subprocess.Popen[bytes], int]:
+    port_file = Path(tempfile.mkdtemp()) / "port"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "signalstack.marketdata.fake_polygon", "--rate", "0",
+         "--no-restamp", "--batch", str(batch), "--symbols", ",".join(SYMBOLS),
+         "--trades-per-day", str(trades_per_day), "--port-file", str(port_file)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "LOG_LEVEL": "WARNING"},
+    )  # fmt: skip
+    t0 = time.time()
+    while not port_file.exists() or not port_file.read_text():
+        if proc.poll() is not None or time.time() - t0 > 120:
+            raise RuntimeError("fake polygon server did not start")
+        time.sleep(0.1)
+    return proc, int(port_file.read_text())
+
+
+def settings(bootstrap: str, port: int, suffix: str) -> Settings:
+    return Settings(
+        polygon=PolygonSettings(
+            api_key=SecretStr("test-key"), ws_url=f"ws://127.0.0.1:{port}/stocks",
+            rest_url=f"http://127.0.0.1:{port}", rest_rate_per_s=1000,
+        ),
+        kafka=KafkaSettings(
+            bootstrap_servers=bootstrap, trades_topic=f"bench.trades.{suffix}",
+            dlq_topic=f"bench.trades.dlq.{suffix}",
+        ),
+        market=MarketSettings(symbols=SYMBOLS),
+    )  # fmt: skip
+
+
+async def measure_ingest(s: Settings, expected: int) -> dict[str, float]:
+    svc = IngestService(
+        s, IngestSettings(http_port=0, max_skew_s=None, gap_fill=False, queue_frames=1024)
+    )
+    stop = asyncio.Event()
+    first: list[float] = []
+    orig = svc.process_frame
+
+    def timed(frame: str | bytes) -> None:
+        if not first:
+            first.append(time.perf_counter())
+        orig(frame)
+
+    svc.process_frame = timed  # type: ignore[method-assign]
+    task = asyncio.create_task(svc.run(stop))
+    deadline = time.time() + 300
+    while svc.stats.acked < expected and time.time() < deadline and not task.done():
+        await asyncio.sleep(0.005)
+    end = time.perf_counter()
+    stop.set()
+    stats = await task
+    secs = end - first[0]
+    return {"trades": stats.acked, "seconds": secs, "trades_per_s": stats.acked / secs,
+            "rejected": stats.rejected, "duplicates": stats.duplicates}  # fmt: skip
+
+
+async def measure_baseline(s: Settings, limit: int) -> dict[str, float]:
+    """Naive: parse one frame with json, validate and produce one trade, flush each."""
+    p = Producer({"bootstrap.servers": s.kafka.bootstrap_servers, "enable.idempotence": True,
+                  "acks": "all", "compression.type": "lz4"})  # fmt: skip
+    n = 0
+    async with connect(str(s.polygon.ws_url), max_size=None) as ws:
+        await ws.recv()
+        await ws.send(json.dumps({"action": "auth", "params": "test-key"}))
+        await ws.recv()
+        await ws.send(json.dumps({"action": "subscribe", "params": "T.*"}))
+        t0 = None
+        while n < limit:
+            frame = await ws.recv()
+            for ev in json.loads(frame):
+                if ev.get("ev") != "T":
+                    continue
+                t0 = t0 or time.perf_counter()
+                e = validate_trade(ws_trade_to_event(ev, time.time_ns()))
+                p.produce(s.kafka.trades_topic, json.dumps(e.to_dict()).encode(), e.symbol.encode())
+                p.flush()
+                n += 1
+                if n >= limit:
+                    break
+    secs = time.perf_counter() - (t0 or time.perf_counter())
+    return {"trades": n, "seconds": secs, "trades_per_s": n / secs}
+
+
+def machine() -> dict[str, object]:
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
+            "platform": platform.platform()}  # fmt: skip
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--trades", type=int, default=1_000_000, help="approximate trades in the feed")
+    ap.add_argument("--baseline-trades", type=int, default=3_000)
+    ap.add_argument("--batch", type=int, default=500, help="trades per WebSocket frame")
+    a = ap.parse_args()
+    per_day = a.trades // len(SYMBOLS)
+    with KafkaServer() as kafka:
+        fake, port = start_fake(per_day, a.batch)
+        try:
+            s = settings(kafka.bootstrap, port, "fast")
+            ensure_topics(kafka.bootstrap, trade_topics(s.kafka, IngestSettings()))
+            from signalstack.marketdata.simulator import SimConfig, simulate
+
+            sim = simulate(SimConfig(symbols=SYMBOLS, trades_per_day=per_day))
+            expected = len(sim) - int(sim.is_duplicate.sum())  # the ingest drops duplicates
+            fast = asyncio.run(measure_ingest(s, expected))
+        finally:
+            fake.terminate()
+            fake.wait()
+        fake, port = start_fake(max(1000, a.baseline_trades), a.batch)
+        try:
+            sb = settings(kafka.bootstrap, port, "naive")
+            ensure_topics(kafka.bootstrap, trade_topics(sb.kafka, IngestSettings()))
+            base = asyncio.run(measure_baseline(sb, a.baseline_trades))
+        finally:
+            fake.terminate()
+            fake.wait()
+    result = {
+        "trades_per_s": round(fast["trades_per_s"]),
+        "baseline_trades_per_s": round(base["trades_per_s"], 1),
+        "speedup": round(fast["trades_per_s"] / base["trades_per_s"], 1),
+        "trades": fast["trades"],
+        "seconds": round(fast["seconds"], 3),
+        "baseline_trades": base["trades"],
+        "budget_trades_per_s": 100_000,
+        "frame_batch": a.batch,
+        "machine": machine(),
+        "date": time.strftime("%Y-%m-%d"),
+    }
+    out = ROOT / "bench" / "results" / "ingest.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
