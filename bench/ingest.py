@@ -43,7 +43,8 @@ def start_fake(trades_per_day: int, batch: int) -> tuple[subprocess.Popen[bytes]
         [sys.executable, "-m", "signalstack.marketdata.fake_polygon", "--rate", "0",
          "--no-restamp", "--batch", str(batch), "--symbols", ",".join(SYMBOLS),
          "--trades-per-day", str(trades_per_day), "--port-file", str(port_file)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "LOG_LEVEL": "WARNING"},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env={**os.environ, "LOG_LEVEL": "WARNING"},
     )  # fmt: skip
     t0 = time.time()
     while not port_file.exists() or not port_file.read_text():

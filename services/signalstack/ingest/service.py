@@ -4,8 +4,9 @@ Tasks on one event loop:
 
 - the WebSocket client reads frames into a bounded queue (never parses);
 - the processor takes frames off the queue, parses them (orjson), dispatches on ``ev``, validates
-  each trade (the rules of :func:`validate_trade`), drops duplicates by identity (symbol, exchange, trade id)
-  and produces to Kafka (key symbol, idempotent, acks=all, lz4); anything invalid goes to the DLQ
+  each trade (the rules of :func:`validate_trade`), drops duplicates by identity (symbol,
+  exchange, trade id) and produces to Kafka (key symbol, idempotent, acks=all, lz4); anything
+  invalid goes to the DLQ
   with the raw input and the reason. On a reconnect marker it waits for the new subscription,
   then fills the gap from REST ``/v3/trades`` (last trade seen per symbol − lookback → now)
   before it goes on with the new stream;

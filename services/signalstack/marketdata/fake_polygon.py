@@ -231,6 +231,7 @@ class FakePolygonServer:
         self._bad_n = 0
         self._data_frames = 0
         self._tasks: set[asyncio.Future[None]] = set()
+        self._published_ids: set[tuple[str, int, str]] = set()
 
     # ---------------------------------------------------------------- lifecycle
     @property
@@ -463,7 +464,12 @@ class FakePolygonServer:
                     e["t"] = t // 1_000_000
             else:
                 ts = self.tape.ts_ns(i, j)
+            pub_ids = self._published_ids
             for k, (e, t) in enumerate(zip(events, ts, strict=True)):
+                ident = (e["sym"], e["x"], e["i"])
+                if ident in pub_ids:  # a duplicate delivery: REST lists each trade once
+                    continue
+                pub_ids.add(ident)
                 self.published.add(e["sym"], t, i + k)
             self.position = j
             full = orjson.dumps(events)
@@ -681,7 +687,7 @@ class FakePolygonServer:
             st = self._uncursor(q["cursor"])
             off, limit = st["off"], st["limit"]
         else:
-            off, limit = 0, min(int(q.get("limit", 10)), 1000)
+            off, limit = 0, min(int(q.get("limit", 10)), 1000, self.cfg.rest_page_limit_cap)
         page = full[off : off + limit]
         body: dict[str, Any] = {
             "results": page,

@@ -170,6 +170,7 @@ class PolygonWebSocketClient:
             max_size=None,
             max_queue=64,
             open_timeout=self.handshake_timeout,
+            close_timeout=2.0,  # a server still pushing data must not hold a shutdown for long
             compression=None,
         ) as ws:
             marker = await self._handshake(ws)
@@ -231,13 +232,13 @@ class PolygonWebSocketClient:
 
     async def _read(self, ws: ClientConnection, marker: Connected, stop: asyncio.Event) -> None:
         pending = set(self.params)
-        put = self.queue.put
-        stop_task = asyncio.ensure_future(stop.wait())
+        q = self.queue
+        stop_task: asyncio.Future[Any] = asyncio.ensure_future(stop.wait())
         try:
-            while True:
-                recv = asyncio.ensure_future(ws.recv())
+            while not stop.is_set():
+                recv: asyncio.Future[Any] = asyncio.ensure_future(ws.recv())
                 done, _ = await asyncio.wait({recv, stop_task}, return_when=asyncio.FIRST_COMPLETED)
-                if recv not in done:
+                if stop_task in done:
                     recv.cancel()
                     await ws.close()
                     return
@@ -257,7 +258,16 @@ class PolygonWebSocketClient:
                         marker.subscribed.set()
                         self.observer.on_connected(True)
                         log.info("polygon_ws_subscribed", params=len(self.params))
-                await put(frame)
+                if not q.full():
+                    q.put_nowait(frame)
+                    continue
+                # Back-pressure: wait for the parser, but never past a stop request.
+                put: asyncio.Future[Any] = asyncio.ensure_future(q.put(frame))
+                done, _ = await asyncio.wait({put, stop_task}, return_when=asyncio.FIRST_COMPLETED)
+                if put not in done:
+                    put.cancel()
+                    await ws.close()
+                    return
         finally:
             stop_task.cancel()
 

@@ -45,6 +45,7 @@ NS_PER_MIN: Final = 60_000_000_000
 SESSION_MINUTES: Final = 390
 REGIMES: Final = ("calm", "trending", "volatile")
 ANOMALY_KINDS: Final = ("spike", "volume_burst", "flash_crash")
+MAX_LATE_S: Final = 240.0
 
 # Exchange ids (Polygon stocks): 4 is FINRA ADF/TRF (off-exchange, a third of the tape).
 _EXCHANGES: Final = np.array([1, 2, 3, 4, 7, 8, 9, 10, 11, 12, 15, 17, 18, 19, 21], dtype=np.int16)
@@ -454,7 +455,10 @@ def _simulate_symbol(
     arrival = ts + rng.integers(200_000, 3_000_000, size=n, dtype=np.int64)
     late = rng.random(n) < cfg.late_frac
     late &= anomaly == 0
-    delay = (np.exp(rng.normal(np.log(20.0), 1.0, size=int(late.sum()))) * 1e9).astype(np.int64)
+    # Reporting delays: lognormal around 20 s, capped at MAX_LATE_S (a consumer's gap fill
+    # looks back that far, see ingest gap_lookback_s).
+    delay_s = np.minimum(np.exp(rng.normal(np.log(20.0), 1.0, size=int(late.sum()))), MAX_LATE_S)
+    delay = (np.maximum(delay_s, 1.5) * 1e9).astype(np.int64)
     arrival[late] = ts[late] + delay
     if late.any():
         table = pats.table()

@@ -24,7 +24,21 @@ import pandas as pd
 from signalstack.marketdata.errors import HistoryLimitError, MarketDataError
 
 UTC: Final = dt.UTC
-INTERVALS: Final = ("1m", "2m", "5m", "15m", "30m", "60m", "90m", "1h", "1d", "5d", "1wk", "1mo", "3mo")
+INTERVALS: Final = (
+    "1m",
+    "2m",
+    "5m",
+    "15m",
+    "30m",
+    "60m",
+    "90m",
+    "1h",
+    "1d",
+    "5d",
+    "1wk",
+    "1mo",
+    "3mo",
+)
 _INTRADAY_MAX_AGE: Final = {
     "1m": dt.timedelta(days=30),
     **{i: dt.timedelta(days=60) for i in ("2m", "5m", "15m", "30m", "90m")},
@@ -57,7 +71,10 @@ def _utc(t: dt.datetime | dt.date) -> dt.datetime:
 
 
 def plan_requests(
-    interval: str, start: dt.datetime | dt.date, end: dt.datetime | dt.date, now: dt.datetime | None = None
+    interval: str,
+    start: dt.datetime | dt.date,
+    end: dt.datetime | dt.date,
+    now: dt.datetime | None = None,
 ) -> list[Request]:
     """Split [start, end) into requests Yahoo accepts; raise :class:`HistoryLimitError` if it
     reaches further back than the interval allows."""
@@ -84,7 +101,9 @@ def plan_requests(
     return out
 
 
-def normalize(frame: pd.DataFrame, symbol: str, interval: str, now: dt.datetime | None = None) -> pd.DataFrame:
+def normalize(
+    frame: pd.DataFrame, symbol: str, interval: str, now: dt.datetime | None = None
+) -> pd.DataFrame:
     """A ``Ticker.history`` frame (index = bar start, exchange tz) → the store's bar shape."""
     if frame.empty:
         return pd.DataFrame({c: pd.Series(dtype=object) for c in COLUMNS})
@@ -145,9 +164,15 @@ class YFinanceSource:
                     actions=False, auto_adjust=False, repair=False, timeout=self.timeout,
                 )  # fmt: skip
             except Exception as err:  # yfinance raises its own tree (YFRateLimitError, ...)
-                raise MarketDataError(f"yfinance {symbol} {interval} {req.start}..{req.end}: {err}") from err
+                raise MarketDataError(
+                    f"yfinance {symbol} {interval} {req.start}..{req.end}: {err}"
+                ) from err
             parts.append(normalize(frame, symbol, interval, now))
-        out = pd.concat(parts, ignore_index=True) if parts else normalize(pd.DataFrame(), symbol, interval)
+        out = (
+            pd.concat(parts, ignore_index=True)
+            if parts
+            else normalize(pd.DataFrame(), symbol, interval)
+        )
         return out.drop_duplicates(subset=["symbol", "ts"], keep="last").reset_index(drop=True)
 
     def bars_many(

@@ -40,9 +40,10 @@ def _mini_validate(schema: dict[str, Any], v: Any) -> bool:
         return False
     if "type" in schema and not _types_ok(v, schema["type"]):
         return False
-    if isinstance(v, str):
-        if len(v) < schema.get("minLength", 0) or len(v) > schema.get("maxLength", math.inf):
-            return False
+    if isinstance(v, str) and not (
+        schema.get("minLength", 0) <= len(v) <= schema.get("maxLength", math.inf)
+    ):
+        return False
     if isinstance(v, (int, float)) and not isinstance(v, bool):
         if "exclusiveMinimum" in schema and not v > schema["exclusiveMinimum"]:
             return False
@@ -75,9 +76,10 @@ GOOD = {
 }  # fmt: skip
 
 values = st.one_of(
-    st.none(), st.booleans(), st.integers(-5, 10**19), st.floats(allow_nan=False, allow_infinity=False),
-    st.integers(-5, 50).map(float),
-    st.text(max_size=20), st.lists(st.integers(0, 60), max_size=3), st.lists(st.text(max_size=2), max_size=2),
+    st.none(), st.booleans(), st.integers(-5, 10**19),
+    st.floats(allow_nan=False, allow_infinity=False), st.integers(-5, 50).map(float),
+    st.text(max_size=20), st.lists(st.integers(0, 60), max_size=3),
+    st.lists(st.text(max_size=2), max_size=2),
 )  # fmt: skip
 
 
@@ -111,7 +113,9 @@ def test_non_finite_numbers_are_rejected(key: str, bad: float) -> None:
 
 
 def test_integral_floats_normalise_to_ints() -> None:
-    ev = validate_trade({**GOOD, "exchange": 12.0, "sequence": 5.0, "conditions": [37.0], "tape": 3.0})
+    ev = validate_trade(
+        {**GOOD, "exchange": 12.0, "sequence": 5.0, "conditions": [37.0], "tape": 3.0}
+    )
     assert (ev.exchange, ev.sequence, ev.conditions, ev.tape) == (12, 5, (37,), 3)
     assert all(type(v) is int for v in (ev.exchange, ev.sequence, ev.tape, *ev.conditions))
 

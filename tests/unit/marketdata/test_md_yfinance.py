@@ -56,7 +56,15 @@ class YahooReplay(BaseAdapter):
             else:
                 resp.status_code = 404
                 resp._content = json.dumps(
-                    {"chart": {"result": None, "error": {"code": "Not Found", "description": "No data found, symbol may be delisted"}}}
+                    {
+                        "chart": {
+                            "result": None,
+                            "error": {
+                                "code": "Not Found",
+                                "description": "No data found, symbol may be delisted",
+                            },
+                        }
+                    }
                 ).encode()
         else:  # fc.yahoo.com cookie page and anything else
             resp.status_code, resp._content = 404, b""
@@ -106,7 +114,9 @@ def test_bars_parse_recorded_chart_through_yfinance(yahoo) -> None:
 
 def test_daily_bar_is_exchange_midnight_and_ends_a_day_later(yahoo) -> None:
     session, _ = yahoo
-    bars = YFinanceSource(session=session).bars("AAPL", dt.date(2025, 11, 20), dt.date(2025, 11, 21), "1d", now=NOW)
+    bars = YFinanceSource(session=session).bars(
+        "AAPL", dt.date(2025, 11, 20), dt.date(2025, 11, 21), "1d", now=NOW
+    )
     assert len(bars) == 1
     assert bars["ts_start"].iloc[0] == pd.Timestamp("2025-11-20 05:00", tz="UTC")  # 00:00 New York
     assert bars["ts"].iloc[0] == pd.Timestamp("2025-11-21 05:00", tz="UTC")
@@ -116,7 +126,9 @@ def test_one_minute_history_limits_and_chunking() -> None:
     now = dt.datetime(2025, 11, 21, tzinfo=dt.UTC)
     reqs = plan_requests("1m", dt.date(2025, 11, 1), dt.date(2025, 11, 20), now)
     assert [r.end - r.start for r in reqs] == [dt.timedelta(days=7)] * 2 + [dt.timedelta(days=5)]
-    assert reqs[0].start == dt.datetime(2025, 11, 1, tzinfo=dt.UTC) and reqs[-1].end == dt.datetime(2025, 11, 20, tzinfo=dt.UTC)
+    assert reqs[0].start == dt.datetime(2025, 11, 1, tzinfo=dt.UTC) and reqs[-1].end == dt.datetime(
+        2025, 11, 20, tzinfo=dt.UTC
+    )
     with pytest.raises(HistoryLimitError, match="last 30 days"):
         plan_requests("1m", dt.date(2025, 10, 1), dt.date(2025, 10, 3), now)
     with pytest.raises(HistoryLimitError, match="60 days"):
@@ -130,8 +142,19 @@ def test_one_minute_history_limits_and_chunking() -> None:
 
 
 def test_live_unfinished_bar_is_dropped() -> None:
-    idx = pd.DatetimeIndex(["2025-11-20 15:58", "2025-11-20 15:59"], tz="America/New_York", name="Datetime")
-    f = pd.DataFrame({"Open": [1.0, 2.0], "High": [1.0, 2.0], "Low": [1.0, 2.0], "Close": [1.0, 2.0], "Volume": [5, 6]}, index=idx)
+    idx = pd.DatetimeIndex(
+        ["2025-11-20 15:58", "2025-11-20 15:59"], tz="America/New_York", name="Datetime"
+    )
+    f = pd.DataFrame(
+        {
+            "Open": [1.0, 2.0],
+            "High": [1.0, 2.0],
+            "Low": [1.0, 2.0],
+            "Close": [1.0, 2.0],
+            "Volume": [5, 6],
+        },
+        index=idx,
+    )
     now = dt.datetime(2025, 11, 20, 20, 59, 30, tzinfo=dt.UTC)  # 15:59:30 New York
     out = normalize(f, "AAPL", "1m", now)
     assert list(out["close"]) == [1.0]
@@ -143,4 +166,6 @@ def test_rate_limit_surfaces_as_marketdata_error(yahoo) -> None:
     session, adapter = yahoo
     adapter.status = 429
     with pytest.raises(MarketDataError):
-        YFinanceSource(session=session).bars("AAPL", DAY_OPEN, DAY_OPEN + dt.timedelta(hours=1), "1m", now=NOW)
+        YFinanceSource(session=session).bars(
+            "AAPL", DAY_OPEN, DAY_OPEN + dt.timedelta(hours=1), "1m", now=NOW
+        )
