@@ -124,16 +124,12 @@ def duplicate_mask(
         all_keys = tuple(np.concatenate([p, k]) for p, k in zip(prior_keys, keys, strict=True))
     else:
         all_keys = keys
-    wanted = set(all_h[n_prior:][cand].tolist())
-    seen: dict[int, set[tuple[Any, ...]]] = {}
-    rows = np.flatnonzero(np.isin(all_h, np.fromiter(wanted, np.int64, len(wanted))))
+    # exact confirmation on the rows sharing a candidate hash, vectorised
+    wanted = np.unique(all_h[n_prior:][cand])
+    rows = np.flatnonzero(np.isin(all_h, wanted))
+    sub = pd.DataFrame({f"k{i}": k[rows] for i, k in enumerate(all_keys)})
+    exact = sub.duplicated(keep="first").to_numpy()
     out = np.zeros(len(ident), dtype=bool)
-    for r in rows.tolist():  # in arrival order: prior first, then this batch
-        key = tuple(k[r] for k in all_keys)
-        bucket = seen.setdefault(int(all_h[r]), set())
-        if key in bucket:
-            if r >= n_prior:
-                out[r - n_prior] = True
-        else:
-            bucket.add(key)
+    hit = rows[exact]
+    out[hit[hit >= n_prior] - n_prior] = True
     return out
