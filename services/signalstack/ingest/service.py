@@ -368,9 +368,15 @@ class IngestService:
     def process_rest_trades(self, symbol: str, results: Sequence[Mapping[str, Any]]) -> int:
         """Gap-fill results: validate (no clock check: they are history), dedup, produce."""
         now = time.time_ns()
-        new = 0
+        new = dup = 0
         key = symbol.encode()
+        cur, prev = self.dedup.current, self.dedup.previous
         for r in results:
+            # Most of a gap fill overlaps what was already seen: test the identity first.
+            ident = (symbol, r.get("exchange"), r.get("id"))
+            if ident in cur or ident in prev:
+                dup += 1
+                continue
             rec = rest_trade_to_event(symbol, r, now)
             try:
                 te = validate_trade(rec, symbols=self.symbol_set)
@@ -386,6 +392,9 @@ class IngestService:
                 self.last_seen[symbol] = ts
             self._produce(self.trades_topic, orjson.dumps(te.to_dict()), key)
             new += 1
+        if dup:
+            self.stats.duplicates += dup
+            self.metrics.duplicates.inc(dup)
         self.metrics.messages_in.labels(REST_SOURCE).inc(len(results))
         self.stats.trades_in += len(results)
         self.stats.produced += new

@@ -72,6 +72,7 @@ class SimConfig:
     daily_vol: tuple[float, float] = (0.012, 0.03)  # range drawn per symbol
     odd_lot_frac: float = 0.35
     late_frac: float = 0.002
+    max_late_s: float = MAX_LATE_S  # cap on a late print's reporting delay
     duplicate_frac: float = 0.001
     anomalies_per_day: float = 3.0
     extended_hours: bool = False
@@ -457,7 +458,9 @@ def _simulate_symbol(
     late &= anomaly == 0
     # Reporting delays: lognormal around 20 s, capped at MAX_LATE_S (a consumer's gap fill
     # looks back that far, see ingest gap_lookback_s).
-    delay_s = np.minimum(np.exp(rng.normal(np.log(20.0), 1.0, size=int(late.sum()))), MAX_LATE_S)
+    delay_s = np.minimum(
+        np.exp(rng.normal(np.log(20.0), 1.0, size=int(late.sum()))), cfg.max_late_s
+    )
     delay = (np.maximum(delay_s, 1.5) * 1e9).astype(np.int64)
     arrival[late] = ts[late] + delay
     if late.any():
