@@ -56,11 +56,13 @@ from signalstack.schemas.trade import (
 log = get_logger(__name__)
 INTERNAL_ERROR = "internal_error"
 _INF = float("inf")
+_I64_MIN, _I64_MAX = -(2**63), 2**63 - 1
+_MAX_MS = _I64_MAX // NS_PER_MS  # a millisecond stamp whose ns value still fits int64
 
 
 def _all_ints(values: list[Any]) -> bool:
     for v in values:  # noqa: SIM110 - a plain loop beats all(genexpr) on the hot path
-        if type(v) is not int:
+        if type(v) is not int or not _I64_MIN <= v <= _I64_MAX:
             return False
     return True
 
@@ -133,6 +135,7 @@ class IngestService:
         self._newest_ts = 0
         self._observe_latency = self.metrics.produce_latency.observe
         self._queue_max = 1_000_000
+        self._acks_reported = 0
 
     # ------------------------------------------------------------------ health
     def live(self) -> tuple[bool, str]:
@@ -161,6 +164,13 @@ class IngestService:
             lat = msg.latency()
             if lat is not None:
                 self._observe_latency(lat)
+
+    def _report_acks(self) -> None:
+        """Acks are counted in the delivery callback; the counter is updated in bulk."""
+        delta = self.stats.acked - self._acks_reported
+        if delta:
+            self.metrics.messages_out.inc(delta)
+            self._acks_reported += delta
 
     def _on_dlq_delivery(self, err: KafkaError | None, msg: Any) -> None:
         if err is not None:
@@ -264,15 +274,18 @@ class IngestService:
                     q = ev["q"]
                     fast = (
                         type(t) is int
+                        and 0 < t < _MAX_MS
                         and (type(p) is float or type(p) is int)
                         and 0 < p < _INF
                         and (type(sz) is int or type(sz) is float)
                         and 0 < sz < _INF
                         and type(x) is int
+                        and _I64_MIN <= x <= _I64_MAX
                         and type(i) is str
                         and i != ""
                         and type(q) is int
-                        and (z is None or type(z) is int)
+                        and _I64_MIN <= q <= _I64_MAX
+                        and (z is None or (type(z) is int and _I64_MIN <= z <= _I64_MAX))
                         and type(sym) is str
                         and sym in symbols
                         and (c is None or (type(c) is list and _all_ints(c)))
@@ -349,6 +362,7 @@ class IngestService:
         if n_unknown:
             m.unknown_conditions.inc(n_unknown)
         self.stats.produced += n_out
+        self._report_acks()
         if newest:
             m.last_event_lag.set((now - newest) / NS_PER_S)
 
@@ -430,6 +444,7 @@ class IngestService:
                 item = await asyncio.wait_for(q.get(), timeout=1.0)
             except TimeoutError:
                 poll(0)
+                self._report_acks()
                 if stop.is_set():
                     return
                 continue
@@ -513,6 +528,7 @@ class IngestService:
             remaining = await asyncio.to_thread(self._producer.flush, 30.0)
             if remaining:
                 log.error("kafka_flush_incomplete", remaining=remaining)
+            self._report_acks()
             self._producer = None
             if self._rest is not None:
                 await self._rest.aclose()

@@ -129,15 +129,16 @@ def _num(key: str, v: Any) -> float:
     return f
 
 
+INT64_MIN: Final = -(2**63)
+INT64_MAX: Final = 2**63 - 1
+
+
 def _is_int(v: Any) -> bool:
-    """An integer as JSON Schema means it: any number with a zero fractional part (not a bool)."""
-    if type(v) is int:
-        return True
-    if isinstance(v, bool):
-        return False
-    if isinstance(v, int):
-        return True
-    return isinstance(v, float) and v.is_integer()
+    """An integer as JSON Schema means it (any number with a zero fractional part, not a bool),
+    within int64: every consumer (Kafka JSON readers, TimescaleDB bigint) stores it there."""
+    if type(v) is int or (isinstance(v, int) and not isinstance(v, bool)):
+        return INT64_MIN <= v <= INT64_MAX
+    return isinstance(v, float) and v.is_integer() and INT64_MIN <= v <= INT64_MAX
 
 
 def check_trade(
@@ -182,18 +183,16 @@ def check_trade(
     ts_event = obj["ts_event"]
     for key in ("ts_event", "ts_ingest", "exchange", "sequence"):
         v = obj[key]
-        if type(v) is not int and not _is_int(v):
+        if not _is_int(v):
             raise _bad_int(key, v)
     price = _num("price", obj["price"])
     size = _num("size", obj["size"])
     tape = get("tape")
-    if tape is not None and type(tape) is not int and not _is_int(tape):
+    if tape is not None and not _is_int(tape):
         raise InvalidTradeError(RejectReason.BAD_TYPE, f"tape must be an integer, got {tape!r}")
     conds = get("conditions")
     if conds:
-        if not isinstance(conds, (list, tuple)) or any(
-            type(c) is not int and not _is_int(c) for c in conds
-        ):
+        if not isinstance(conds, (list, tuple)) or not all(_is_int(c) for c in conds):
             raise InvalidTradeError(
                 RejectReason.BAD_TYPE, f"conditions must be integers, got {conds!r}"
             )

@@ -76,7 +76,8 @@ GOOD = {
 }  # fmt: skip
 
 values = st.one_of(
-    st.none(), st.booleans(), st.integers(-5, 10**19),
+    st.none(), st.booleans(), st.integers(-5, 10**19), st.integers(-(2**64), 2**64),
+    st.sampled_from([2**63 - 1, 2**63, -(2**63), -(2**63) - 1, 1e300]),
     st.floats(allow_nan=False, allow_infinity=False), st.integers(-5, 50).map(float),
     st.text(max_size=20), st.lists(st.integers(0, 60), max_size=3),
     st.lists(st.text(max_size=2), max_size=2),
