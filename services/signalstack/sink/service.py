@@ -45,6 +45,7 @@ class SinkConfig:
     http_port: int | None = 9108  # /metrics, /health/live, /health/ready; None = no server
     lag_interval_s: float = 5.0
     retention_interval_s: float = 3600.0  # Apache-edition retention fallback
+    session_timeout_ms: int = 10_000  # how fast a crashed sink's partitions move on
     topics: tuple[str, ...] | None = None  # default: trades, features, predictions
 
 
@@ -94,6 +95,8 @@ class KafkaSink:
                 "fetch.wait.max.ms": 5,
                 "fetch.min.bytes": 1,
                 "partition.assignment.strategy": "cooperative-sticky",
+                "session.timeout.ms": self.config.session_timeout_ms,
+                "heartbeat.interval.ms": max(500, self.config.session_timeout_ms // 5),
             }
         )
         if hasattr(store, "on_retry"):

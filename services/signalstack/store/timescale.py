@@ -32,7 +32,13 @@ from signalstack.store.base import (
     to_utc,
 )
 from signalstack.store.migrations import migrate as run_migrations
-from signalstack.store.writer import RetryPolicy, TradeWriter, WriteResult, with_retry
+from signalstack.store.writer import (
+    RetryPolicy,
+    TradeWriter,
+    WriteResult,
+    on_connection,
+    with_retry,
+)
 
 T = TypeVar("T")
 _TABLES = frozenset({"trades", "ohlcv_1m", "features", "predictions", "anomalies", "dlq", "drift"})
@@ -114,8 +120,7 @@ class TimescaleStore(Store):
             pool = await self._get_pool()
 
             async def once() -> T:
-                async with pool.acquire() as conn:
-                    return await op(conn)
+                return await on_connection(pool, op)
 
             result, _ = await with_retry(once, self.retry, what)
             return result

@@ -55,6 +55,7 @@ _TRANSIENT: Final = (
     asyncpg.exceptions.OperatorInterventionError,  # admin/crash shutdown, cannot connect now
     asyncpg.exceptions.TooManyConnectionsError,
     asyncpg.InterfaceError,  # "connection is closed", "another operation is in progress"
+    asyncpg.exceptions.InternalClientError,  # protocol state broken by a drop mid-COPY
     ConnectionError,
     OSError,
     asyncio.TimeoutError,
@@ -106,6 +107,18 @@ async def with_retry(
             log.warning("store_retry", what=what, attempt=attempt, error=repr(exc), delay_s=delay)
             await asyncio.sleep(delay * (0.5 + random.random()))  # noqa: S311 - jitter only
             delay = min(delay * 2, policy.max_s)
+
+
+async def on_connection(pool: Any, op: Callable[[Any], Awaitable[T]]) -> T:
+    """Run ``op(conn)`` on a pooled connection; after a transient error the connection is
+    terminated rather than returned, so a half-dead protocol state is never reused."""
+    async with pool.acquire() as conn:
+        try:
+            return await op(conn)
+        except Exception as exc:
+            if is_transient(exc):
+                conn.terminate()
+            raise
 
 
 def trade_columns(typed: pd.DataFrame) -> list[Column]:
@@ -191,14 +204,16 @@ class TradeWriter:
             return WriteResult(0, 0, "copy", 0, 0.0)
         state = {"path": "copy"}
 
+        async def on_conn(conn: Any) -> int:
+            if state["path"] == "copy":
+                try:
+                    return await self._copy(conn, batch)
+                except asyncpg.UniqueViolationError:
+                    state["path"] = "merge"
+            return await self._merge(conn, batch)
+
         async def attempt() -> int:
-            async with self.pool.acquire() as conn:
-                if state["path"] == "copy":
-                    try:
-                        return await self._copy(conn, batch)
-                    except asyncpg.UniqueViolationError:
-                        state["path"] = "merge"
-                return await self._merge(conn, batch)
+            return await on_connection(self.pool, on_conn)
 
         n, attempts = await with_retry(attempt, self.retry, "write trades")
         if attempts > 1 and self.on_retry is not None:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 import orjson
+import pandas as pd
 import psycopg
 import pytest
 from confluent_kafka import Producer
@@ -80,11 +81,13 @@ def _produce(bootstrap: str, topic: str, values: list[tuple[str, bytes]]) -> Non
             except BufferError:
                 p.poll(0.1)
         p.poll(0)
-    assert p.flush(30) == 0
+    assert p.flush(120) == 0
 
 
 def _trade_messages(n: int, seed: int) -> list[tuple[str, bytes]]:
-    df = synthetic_trades(n, seed=seed, id_prefix=f"s{seed}-")
+    # Recent timestamps: the sink applies the 7-day retention fallback at start-up.
+    start = pd.Timestamp.now(tz="UTC") - pd.Timedelta(hours=1)
+    df = synthetic_trades(n, seed=seed, id_prefix=f"s{seed}-", start=start, span_s=3000)
     out = []
     for row in df.to_dict("records"):
         row["schema_version"] = SCHEMA_VERSION
@@ -93,6 +96,18 @@ def _trade_messages(n: int, seed: int) -> list[tuple[str, bytes]]:
         )
         out.append((row["symbol"], orjson.dumps(row, option=orjson.OPT_SERIALIZE_NUMPY)))
     return out
+
+
+def _log_end(bootstrap: str, topic: str) -> int:
+    from confluent_kafka import Consumer, TopicPartition
+
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "probe"})
+    try:
+        return sum(
+            c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in range(3)
+        )
+    finally:
+        c.close()
 
 
 def _count(dsn: str, sql: str) -> int:
@@ -183,7 +198,7 @@ def test_sink_writes_all_topics_routes_rejects_and_serves_health(kafka, migrated
     assert not t.is_alive()
 
 
-def _sink_proc(settings: Settings, group: str) -> subprocess.Popen[bytes]:
+def _sink_proc(settings: Settings, group: str, log: Path) -> subprocess.Popen[bytes]:
     k, ts = settings.kafka, settings.timescale
     env = {
         **os.environ,
@@ -200,13 +215,17 @@ def _sink_proc(settings: Settings, group: str) -> subprocess.Popen[bytes]:
         "SINK_MAX_BATCH": "1000",
         "SINK_HTTP_PORT": "",
         "SINK_GROUP_ID": group,
-        "LOG_LEVEL": "WARNING",
+        "LOG_LEVEL": "INFO",
     }
-    return subprocess.Popen([sys.executable, "-m", "signalstack.sink"], env=env, cwd=REPO)
+    with open(log, "ab") as fh:
+        return subprocess.Popen(
+            [sys.executable, "-m", "signalstack.sink"], env=env, cwd=REPO, stdout=fh, stderr=fh
+        )
 
 
 @pytest.mark.slow
-def test_killed_sink_restarts_without_loss_or_duplicates(kafka, migrated) -> None:
+def test_killed_sink_restarts_without_loss_or_duplicates(kafka, migrated, tmp_path) -> None:
+    log = tmp_path / "sink.log"
     topics = _topics(kafka.bootstrap)
     settings = _settings(kafka.bootstrap, migrated, topics)
     group = f"g-{uuid.uuid4().hex[:6]}"
@@ -214,7 +233,7 @@ def test_killed_sink_restarts_without_loss_or_duplicates(kafka, migrated) -> Non
     msgs = _trade_messages(total, seed=7)
     producer = threading.Thread(target=_produce, args=(kafka.bootstrap, topics[0], msgs))
     producer.start()
-    proc = _sink_proc(settings, group)
+    proc = _sink_proc(settings, group, log)
     try:
         _wait(lambda: _count(migrated, "SELECT count(*) FROM trades") >= 5_000, 120, "first rows")
         proc.send_signal(signal.SIGKILL)  # mid-stream: no clean shutdown, no final commit
@@ -222,8 +241,14 @@ def test_killed_sink_restarts_without_loss_or_duplicates(kafka, migrated) -> Non
         killed_at = _count(migrated, "SELECT count(*) FROM trades")
         assert killed_at < total
         producer.join(120)
-        proc = _sink_proc(settings, group)
-        _wait(lambda: _count(migrated, "SELECT count(*) FROM trades") >= total, 180, "all rows")
+        proc = _sink_proc(settings, group, log)
+        try:
+            _wait(lambda: _count(migrated, "SELECT count(*) FROM trades") >= total, 240, "rows")
+        except AssertionError as e:
+            tail = log.read_text(errors="replace")[-3000:]
+            n = _count(migrated, "SELECT count(*) FROM trades")
+            n = f"{n} rows, {_log_end(kafka.bootstrap, topics[0])} messages"
+            raise AssertionError(f"{e} ({n}/{total}); sink log tail:\n{tail}") from None
         time.sleep(1.0)  # any late duplicate would land now
         assert _count(migrated, "SELECT count(*) FROM trades") == total
         assert (
