@@ -7,7 +7,8 @@ component's ``run`` function. Subcommands whose issue has not landed exit with s
 from __future__ import annotations
 
 import sys
-from typing import Annotated, NoReturn
+from pathlib import Path
+from typing import Annotated, Literal, NoReturn
 
 import typer
 
@@ -53,24 +54,33 @@ def ingest(
     ] = None,
 ) -> None:
     """Polygon WebSocket → validate → Kafka market.trades (invalid input → market.trades.dlq)."""
-    _settings()
-    _pending("ingest", "Market data")
+    from signalstack.ingest.service import run
+
+    s = _settings()
+    run(s, symbols=[x.strip().upper() for x in symbols.split(",")] if symbols else None)
 
 
 @app.command()
 def stream(
-    engine: Annotated[str, typer.Option(help="Stream engine: local or spark.")] = "local",
+    engine: Annotated[
+        Literal["local", "spark"], typer.Option(help="Stream engine: local or spark.")
+    ] = "local",
+    lateness_ms: Annotated[
+        int | None, typer.Option(help="Allowed lateness of the event-time watermark, ms.")
+    ] = None,
 ) -> None:
     """Trades → deduplicated 1-minute bars → features (store + Kafka market.features)."""
-    _settings()
-    _pending("stream", "Features")
+    from signalstack.engines.run import run
+
+    run(_settings(), engine, lateness_ms=lateness_ms)
 
 
 @app.command()
 def sink() -> None:
     """Kafka market.trades / market.features / market.predictions → TimescaleDB, idempotently."""
-    _settings()
-    _pending("sink", "Storage")
+    from signalstack.sink.service import run
+
+    run(_settings())
 
 
 @app.command()
@@ -118,10 +128,17 @@ def simulate(
 
 
 @app.command()
-def demo() -> None:
-    """Run the whole pipeline on the embedded default (no cluster) and write a report."""
-    _settings()
-    _pending("demo", "End-to-end demo")
+def demo(
+    seed: Annotated[int, typer.Option(help="Seed of the simulated market.")] = 7,
+    out: Annotated[Path, typer.Option(help="Directory for the report and the store.")] = Path(
+        "demo-output"
+    ),
+    trades_per_day: Annotated[int, typer.Option(help="Trades per symbol per session.")] = 60_000,
+) -> None:
+    """Run the pipeline that exists on the embedded default (no cluster) and write a report."""
+    from signalstack.demo import run
+
+    run(_settings(), seed=seed, out=out, trades_per_day=trades_per_day)
 
 
 @app.command("config")
