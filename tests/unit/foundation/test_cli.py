@@ -81,3 +81,11 @@ def test_config_never_prints_secrets() -> None:
     assert secret not in res.stdout + res.stderr
     assert "hunter2-long" not in res.stdout + res.stderr
     assert "**********" in res.stdout
+
+
+@pytest.mark.parametrize("cmd", ["backfill", "train", "serve", "drift"])
+def test_unbuilt_commands_say_so_and_fail(cmd: str) -> None:
+    res = run_cli(cmd)
+    assert res.returncode == 3
+    assert "not implemented yet" in res.stderr
+    assert "Traceback" not in res.stderr
