@@ -16,6 +16,7 @@ Tasks on one event loop:
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import signal
 import time
@@ -136,6 +137,9 @@ class IngestService:
         self._observe_latency = self.metrics.produce_latency.observe
         self._queue_max = 1_000_000
         self._acks_reported = 0
+        self._sent = self._dlq_sent = self._failed = 0
+        self._errors_only = self.cfg.delivery_reports == "errors"
+        self._pending_frames: collections.deque[tuple[float, int]] = collections.deque()
 
     # ------------------------------------------------------------------ health
     def live(self) -> tuple[bool, str]:
@@ -153,8 +157,10 @@ class IngestService:
 
     # ------------------------------------------------------------------ kafka
     def _on_delivery(self, err: KafkaError | None, msg: Any) -> None:
-        """Default callback (market.trades): count acks, sample the latency 1 in 8."""
+        """Default callback (market.trades): count acks, sample the latency 1 in 8. With
+        ``delivery_reports="errors"`` librdkafka calls it for failures only."""
         if err is not None:
+            self._failed += 1
             self.metrics.delivery_errors.inc()
             log.error("kafka_delivery_failed", topic=msg.topic(), error=str(err))
             return
@@ -166,7 +172,18 @@ class IngestService:
                 self._observe_latency(lat)
 
     def _report_acks(self) -> None:
-        """Acks are counted in the delivery callback; the counter is updated in bulk."""
+        """Update the ack counter in bulk. In ``errors`` mode acks are derived exactly from the
+        producer's queue: a message leaves it only when acknowledged or failed (failures are
+        reported); the latency is then observed per frame (its last message acked)."""
+        if self._errors_only and self._producer is not None:
+            acked_all = self._sent + self._dlq_sent - len(self._producer) - self._failed
+            self.stats.acked = max(self.stats.acked, acked_all - self._dlq_sent)
+            pend = self._pending_frames
+            if pend:
+                now = time.perf_counter()
+                observe = self._observe_latency
+                while pend and pend[0][1] <= acked_all:
+                    observe(now - pend.popleft()[0])
         delta = self.stats.acked - self._acks_reported
         if delta:
             self.metrics.messages_out.inc(delta)
@@ -185,6 +202,7 @@ class IngestService:
         while True:
             try:
                 p.produce(topic, value, key)
+                self._sent += 1
                 return
             except BufferError:
                 p.poll(0.05)
@@ -198,6 +216,9 @@ class IngestService:
         while len(p) + len(batch) > self._queue_max:
             p.poll(0.05)
         n = p.produce_batch(self.trades_topic, batch)
+        self._sent += n
+        if self._errors_only:
+            self._pending_frames.append((time.perf_counter(), self._sent + self._dlq_sent))
         if n < len(batch):
             for m in batch:
                 if m.get("_error") is not None:
@@ -214,6 +235,7 @@ class IngestService:
         while True:
             try:
                 p.produce(self.dlq_topic, value, key, on_delivery=self._on_dlq_delivery)
+                self._dlq_sent += 1
                 break
             except BufferError:
                 p.poll(0.05)
@@ -479,6 +501,8 @@ class IngestService:
         self.topics_ready = True
         conf = producer_config(bootstrap, self.cfg, self._producer_overrides)
         conf["on_delivery"] = self._on_delivery
+        if self._errors_only:
+            conf["delivery.report.only.error"] = True
         self._queue_max = int(conf["queue.buffering.max.messages"]) // 2
         self._producer = Producer(conf)
         key = s.polygon.api_key.get_secret_value() if s.polygon.api_key else ""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -24,4 +26,7 @@ class IngestSettings(BaseSettings):
     backoff_base_s: float = Field(default=0.5, gt=0)
     backoff_cap_s: float = Field(default=30.0, gt=0)
     max_connections_backoff_s: tuple[float, float] = (60.0, 180.0)
+    # "all": a delivery report per message (acks and latency per message, ~1.5 µs each);
+    # "errors": reports for failures only, acks derived from the producer queue, latency per frame.
+    delivery_reports: Literal["all", "errors"] = "errors"
     stale_after_s: float = Field(default=30.0, gt=0)  # liveness: processor silent this long

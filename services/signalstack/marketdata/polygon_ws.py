@@ -236,7 +236,8 @@ class PolygonWebSocketClient:
         stop_task: asyncio.Future[Any] = asyncio.ensure_future(stop.wait())
         try:
             while not stop.is_set():
-                recv: asyncio.Future[Any] = asyncio.ensure_future(ws.recv())
+                # bytes, not str: orjson parses bytes, and UTF-8 decoding is left to it
+                recv: asyncio.Future[Any] = asyncio.ensure_future(ws.recv(decode=False))
                 done, _ = await asyncio.wait({recv, stop_task}, return_when=asyncio.FIRST_COMPLETED)
                 if stop_task in done:
                     recv.cancel()

@@ -95,7 +95,7 @@ def test_client_subscribes_and_queues_raw_frames_after_a_marker(
 
     items, rec = asyncio.run(main())
     assert isinstance(items[0], Connected) and items[0].ok and items[0].subscribed.is_set()
-    assert all(isinstance(i, str) for i in items[1:])  # unparsed frames
+    assert all(isinstance(i, bytes) for i in items[1:])  # unparsed frames
     assert len(_trades(items)) == len(small_market)
     assert rec.states[0] is True and rec.reconnects == 0
 
