@@ -41,7 +41,7 @@ def start_fake(trades_per_day: int, batch: int) -> tuple[subprocess.Popen[bytes]
     port_file = Path(tempfile.mkdtemp()) / "port"
     proc = subprocess.Popen(
         [sys.executable, "-m", "signalstack.marketdata.fake_polygon", "--rate", "0",
-         "--no-restamp", "--batch", str(batch), "--symbols", ",".join(SYMBOLS),
+         "--no-restamp", "--preencode", "--batch", str(batch), "--symbols", ",".join(SYMBOLS),
          "--trades-per-day", str(trades_per_day), "--port-file", str(port_file)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         env={**os.environ, "LOG_LEVEL": "WARNING"},
@@ -68,10 +68,11 @@ def settings(bootstrap: str, port: int, suffix: str) -> Settings:
     )  # fmt: skip
 
 
-async def measure_ingest(s: Settings, expected: int) -> dict[str, float]:
-    svc = IngestService(
-        s, IngestSettings(http_port=0, max_skew_s=None, gap_fill=False, queue_frames=1024)
+async def measure_ingest(s: Settings, expected: int, reports: str) -> dict[str, float]:
+    ing = IngestSettings(
+        http_port=0, max_skew_s=None, gap_fill=False, queue_frames=1024, delivery_reports=reports
     )
+    svc = IngestService(s, ing)
     stop = asyncio.Event()
     first: list[float] = []
     orig = svc.process_frame
@@ -91,8 +92,10 @@ async def measure_ingest(s: Settings, expected: int) -> dict[str, float]:
     stop.set()
     stats = await task
     secs, cpu = end - first[0], cpu_end - first[1]
-    return {"trades": stats.acked, "seconds": secs, "trades_per_s": stats.acked / secs,
-            "cpu_seconds": cpu, "rejected": stats.rejected, "duplicates": stats.duplicates}  # fmt: skip
+    return {
+        "trades": stats.acked, "seconds": secs, "trades_per_s": stats.acked / secs,
+        "cpu_seconds": cpu, "rejected": stats.rejected, "duplicates": stats.duplicates,
+    }  # fmt: skip
 
 
 async def measure_baseline(s: Settings, limit: int) -> dict[str, float]:
@@ -142,19 +145,23 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=500, help="trades per WebSocket frame")
     a = ap.parse_args()
     per_day = a.trades // len(SYMBOLS)
-    with KafkaServer() as kafka:
-        fake, port = start_fake(per_day, a.batch)
-        try:
-            s = settings(kafka.bootstrap, port, "fast")
-            ensure_topics(kafka.bootstrap, trade_topics(s.kafka, IngestSettings()))
-            from signalstack.marketdata.simulator import SimConfig, simulate
+    from signalstack.marketdata.simulator import SimConfig, simulate
 
-            sim = simulate(SimConfig(symbols=SYMBOLS, trades_per_day=per_day))
-            expected = len(sim) - int(sim.is_duplicate.sum())  # the ingest drops duplicates
-            fast = asyncio.run(measure_ingest(s, expected))
-        finally:
-            fake.terminate()
-            fake.wait()
+    sim = simulate(SimConfig(symbols=SYMBOLS, trades_per_day=per_day))
+    expected = len(sim) - int(sim.is_duplicate.sum())  # the ingest drops duplicates
+    del sim
+    with KafkaServer() as kafka:
+        runs = {}
+        for reports in ("errors", "all"):  # the shipped default first
+            fake, port = start_fake(per_day, a.batch)
+            try:
+                s = settings(kafka.bootstrap, port, "fast-" + reports)
+                ensure_topics(kafka.bootstrap, trade_topics(s.kafka, IngestSettings()))
+                runs[reports] = asyncio.run(measure_ingest(s, expected, reports))
+            finally:
+                fake.terminate()
+                fake.wait()
+        fast = runs["errors"]
         fake, port = start_fake(max(1000, a.baseline_trades), a.batch)
         try:
             sb = settings(kafka.bootstrap, port, "naive")
@@ -167,6 +174,9 @@ def main() -> None:
         "trades_per_s": round(fast["trades_per_s"]),
         "baseline_trades_per_s": round(base["trades_per_s"], 1),
         "speedup": round(fast["trades_per_s"] / base["trades_per_s"], 1),
+        "delivery_reports": "errors",
+        "trades_per_s_all_reports": round(runs["all"]["trades_per_s"]),
+        "trades_per_cpu_s_all_reports": round(runs["all"]["trades"] / runs["all"]["cpu_seconds"]),
         "trades": fast["trades"],
         "seconds": round(fast["seconds"], 3),
         # CPU of the ingest process (its Python thread + librdkafka's threads) over the same span:

@@ -167,6 +167,9 @@ class FakeConfig:
     rest_503_every: int | None = None
     retry_after: str | None = "0"
     rest_page_limit_cap: int = MAX_LIMIT
+    # Benchmark mode (needs restamp=False): every frame encoded and every trade indexed for REST
+    # before the market opens, so serving costs the server next to nothing while measured.
+    preencode: bool = False
 
 
 @dataclass
@@ -448,14 +451,32 @@ class FakePolygonServer:
     async def _market(self) -> None:
         cfg = self.cfg
         n = len(self.tape)
-        if cfg.start_on_subscribe:
-            await self._market_started.wait()
-        t0 = time.perf_counter()
         sent_trades = 0
         syms_all = set(self.tape.symbols)
         kinds = cfg.malformed_kinds
+        pre: list[bytes] | None = None
+        if cfg.preencode and not cfg.restamp:
+            pre = []
+            for i in range(0, n, cfg.batch):
+                j = min(n, i + cfg.batch)
+                evs = self.tape.ws_events(i, j)
+                self._publish(evs, self.tape.ts_ns(i, j), i)
+                pre.append(orjson.dumps(evs))
+        if cfg.start_on_subscribe:
+            await self._market_started.wait()
+        t0 = time.perf_counter()
         while self.position < n:
             i, j = self.position, min(n, self.position + cfg.batch)
+            if pre is not None:
+                full = pre[i // cfg.batch]
+                self.position = j
+                await self._broadcast(full, None)
+                sent_trades += j - i
+                if cfg.rate:
+                    await asyncio.sleep(max(0.0, t0 + sent_trades / cfg.rate - time.perf_counter()))
+                else:
+                    await asyncio.sleep(0)
+                continue
             events = self.tape.ws_events(i, j)
             if cfg.restamp:
                 now = time.time_ns()
@@ -464,30 +485,10 @@ class FakePolygonServer:
                     e["t"] = t // 1_000_000
             else:
                 ts = self.tape.ts_ns(i, j)
-            pub_ids = self._published_ids
-            for k, (e, t) in enumerate(zip(events, ts, strict=True)):
-                ident = (e["sym"], e["x"], e["i"])
-                if ident in pub_ids:  # a duplicate delivery: REST lists each trade once
-                    continue
-                pub_ids.add(ident)
-                self.published.add(e["sym"], t, i + k)
+            self._publish(events, ts, i)
             self.position = j
             full = orjson.dumps(events)
-            self._data_frames += 1
-            sends = []
-            for c in list(self.clients):
-                if c.dead or not c.topics:
-                    continue
-                if c.all_trades:
-                    payload = full
-                else:
-                    sel = [e for e in events if f"T.{e['sym']}" in c.topics]
-                    if not sel:
-                        continue
-                    payload = orjson.dumps(sel)
-                sends.append(self._deliver(c, payload))
-            if sends:
-                await asyncio.gather(*sends)
+            await self._broadcast(full, events)
             if cfg.malformed_every and self._data_frames % cfg.malformed_every == 0:
                 kind = kinds[(self._data_frames // cfg.malformed_every - 1) % len(kinds)]
                 bad = self.bad_frame(kind)
@@ -504,6 +505,34 @@ class FakePolygonServer:
         del syms_all
         self.done.set()
         log.info("fake_polygon_tape_done", published=self.published.count)
+
+    def _publish(self, events: list[dict[str, Any]], ts: Sequence[int], first_row: int) -> None:
+        pub_ids = self._published_ids
+        for k, (e, t) in enumerate(zip(events, ts, strict=True)):
+            ident = (e["sym"], e["x"], e["i"])
+            if ident in pub_ids:  # a duplicate delivery: REST lists each trade once
+                continue
+            pub_ids.add(ident)
+            self.published.add(e["sym"], t, first_row + k)
+
+    async def _broadcast(self, full: bytes, events: list[dict[str, Any]] | None) -> None:
+        """Send a data frame to every subscribed client (filtered per client if needed)."""
+        self._data_frames += 1
+        sends = []
+        for c in list(self.clients):
+            if c.dead or not c.topics:
+                continue
+            if c.all_trades:
+                payload = full
+            else:
+                evs = events if events is not None else orjson.loads(full)
+                sel = [e for e in evs if f"T.{e['sym']}" in c.topics]
+                if not sel:
+                    continue
+                payload = orjson.dumps(sel)
+            sends.append(self._deliver(c, payload))
+        if sends:
+            await asyncio.gather(*sends)
 
     async def _deliver(self, c: _Client, payload: bytes, data: bool = True) -> None:
         try:
@@ -724,6 +753,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--batch", type=int, default=250)
     ap.add_argument("--key", default="test-key")
     ap.add_argument("--no-restamp", action="store_true")
+    ap.add_argument("--preencode", action="store_true", help="benchmark mode (with --no-restamp)")
     ap.add_argument("--drop-every", type=int, default=None)
     ap.add_argument("--malformed-every", type=int, default=None)
     ap.add_argument("--port-file", type=Path, default=None, help="write the bound port here")
@@ -737,6 +767,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         )
     cfg = FakeConfig(
         api_keys=frozenset({a.key}), batch=a.batch, rate=a.rate or None, restamp=not a.no_restamp,
+        preencode=a.preencode,
         drop_every=a.drop_every, malformed_every=a.malformed_every,
     )  # fmt: skip
 
