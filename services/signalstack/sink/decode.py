@@ -5,11 +5,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 import orjson
 import pandas as pd
 
-from signalstack.schemas.trade import InvalidTradeError, RejectReason, validate_trade
+from signalstack.schemas.trade import InvalidTradeError, RejectReason, check_trade
 from signalstack.store.base import DlqRecord
+from signalstack.store.batch import TradeBatch
 
 Raw = tuple[bytes | None, bytes | None]  # (key, value)
 
@@ -26,20 +29,55 @@ def _reject(
     )
 
 
-def decode_trades(topic: str, msgs: Iterable[Raw]) -> tuple[pd.DataFrame, list[DlqRecord]]:
-    rows: list[dict[str, Any]] = []
+def decode_trades(topic: str, msgs: Iterable[Raw]) -> tuple[TradeBatch, list[DlqRecord]]:
+    """Trade messages → columns. Each message is checked with ``check_trade`` (the rules of
+    ``validate_trade``, without building a ``TradeEvent`` per message); the accepted objects
+    are then turned into numpy columns one column at a time, with ``validate_trade``'s
+    conversions (integral floats → int, ints → float, conditions → ints)."""
+    objs: list[dict[str, Any]] = []
     bad: list[DlqRecord] = []
+    loads = orjson.loads
     for key, value in msgs:
         try:
-            obj = orjson.loads(value or b"")
+            obj = loads(value or b"")
         except orjson.JSONDecodeError as e:
             bad.append(_reject(topic, key, value, RejectReason.BAD_JSON.value, str(e)))
             continue
         try:
-            rows.append(validate_trade(obj).to_dict())
+            check_trade(obj)
         except InvalidTradeError as e:
             bad.append(_reject(topic, key, value, e.reason.value, e.detail))
-    return pd.DataFrame.from_records(rows), bad
+            continue
+        objs.append(obj)
+    tapes = [o.get("tape") for o in objs]
+    tape_null = np.fromiter((t is None for t in tapes), dtype=bool, count=len(objs))
+    batch = TradeBatch(
+        symbol=_objects([o["symbol"] for o in objs]),
+        ts_event=np.array([o["ts_event"] for o in objs], dtype=np.int64),
+        price=np.array([o["price"] for o in objs], dtype=np.float64),
+        size=np.array([o["size"] for o in objs], dtype=np.float64),
+        exchange=np.array([o["exchange"] for o in objs], dtype=np.int64),
+        trade_id=_objects([o["trade_id"] for o in objs]),
+        sequence=np.array([o["sequence"] for o in objs], dtype=np.int64),
+        conditions=[_ints(o.get("conditions")) for o in objs],
+        tape=np.array([0 if t is None else t for t in tapes], dtype=np.int64),
+        tape_null=tape_null,
+        source=_objects([o["source"] for o in objs]),
+        ts_ingest=np.array([o["ts_ingest"] for o in objs], dtype=np.int64),
+    )
+    return batch, bad
+
+
+def _objects(values: list[Any]) -> npt.NDArray[np.object_]:
+    out = np.empty(len(values), dtype=object)
+    out[:] = values
+    return out
+
+
+def _ints(conds: Any) -> list[int]:
+    if not conds:
+        return []
+    return [c if type(c) is int else int(c) for c in conds]
 
 
 def _ts(v: Any) -> pd.Timestamp:

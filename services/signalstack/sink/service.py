@@ -1,8 +1,15 @@
 """The sink: Kafka ``market.trades`` / ``market.features`` / ``market.predictions`` → the store.
 
-Delivery: auto-commit is off; a batch's offsets are committed only after its rows are durable
-(the store call returned after COMMIT). A crash between the write and the commit replays the
-batch on restart, and the idempotent writes absorb the replay, so each row lands exactly once.
+Delivery: auto-commit is off; a batch's offsets (explicit, per partition) are committed only
+after its rows are durable (the store call returned after COMMIT). A crash between the write
+and the commit replays the batch on restart, and the idempotent writes absorb the replay, so
+each row lands exactly once.
+
+Pipeline (bounded): one writer thread writes batch N while the consumer thread polls and
+decodes batch N+1; N+1 is handed over only once N is durable, and N's offsets are then
+committed asynchronously (a later commit supersedes a failed one; shutdown and partition
+revocation wait for the write in flight and commit synchronously). So at most two batches
+are in memory, and commits stay in batch order.
 
 Rejects: messages that do not decode or validate, and rows the database refuses for a
 constraint (found by bisecting the failed batch), go to the ``dlq`` table with the reason, and
@@ -17,12 +24,14 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from confluent_kafka import TopicPartition
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from signalstack.config import Settings
@@ -30,11 +39,26 @@ from signalstack.logs import get_logger
 from signalstack.sink import metrics
 from signalstack.sink.decode import Raw, decode_rows, decode_trades
 from signalstack.store.base import FEATURE_COLUMNS, DlqRecord, Store, open_store
+from signalstack.store.batch import TradeBatch
 from signalstack.store.writer import WriteAbortedError
 
 log = get_logger(__name__)
+Rows = TradeBatch | pd.DataFrame
 
 PREDICTION_REQUIRED = ("symbol", "ts", "model_name", "model_version", "value")
+
+
+def _rows(data: Rows, start: int, stop: int) -> Rows:
+    return data.take(slice(start, stop)) if isinstance(data, TradeBatch) else data.iloc[start:stop]
+
+
+@dataclass(slots=True)
+class Batch:
+    """One poll, decoded: what to write, what goes to the DLQ, the offsets to commit after."""
+
+    offsets: list[Any]
+    writes: list[tuple[str, Rows, Callable[[Any], int], str]] = field(default_factory=list)
+    dlq: list[DlqRecord] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,13 +114,14 @@ class KafkaSink:
                 "bootstrap.servers": k.bootstrap_servers,
                 "group.id": self.config.group_id,
                 "enable.auto.commit": False,
-                "enable.auto.offset.store": True,
+                "enable.auto.offset.store": False,  # offsets are committed explicitly
                 "auto.offset.reset": "earliest",
                 "fetch.wait.max.ms": 5,
                 "fetch.min.bytes": 1,
                 "partition.assignment.strategy": "cooperative-sticky",
                 "session.timeout.ms": self.config.session_timeout_ms,
                 "heartbeat.interval.ms": max(500, self.config.session_timeout_ms // 5),
+                "on_commit": self._on_commit,
             }
         )
         if hasattr(store, "on_retry"):
@@ -106,6 +131,8 @@ class KafkaSink:
         self._http: ThreadingHTTPServer | None = None
         self._last_lag = 0.0
         self._last_retention = 0.0
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="sink-writer")
+        self._inflight: tuple[Future[None], list[Any]] | None = None
 
     # ---- lifecycle -----------------------------------------------------------------------------
     def stop(self) -> None:
@@ -124,7 +151,9 @@ class KafkaSink:
         """Consume until ``stop`` is set (or ``until()`` is true); then close the consumer."""
         stop = stop or self._stop
         self._start_http()
-        self.consumer.subscribe(list(self.topics), on_assign=self._on_assign)
+        self.consumer.subscribe(
+            list(self.topics), on_assign=self._on_assign, on_revoke=self._on_revoke
+        )
         log.info("sink_started", topics=list(self.topics), store=self.store.kind)
         try:
             while not stop.is_set() and not self._stop.is_set():
@@ -133,50 +162,101 @@ class KafkaSink:
                 msgs = self.consumer.consume(
                     num_messages=self.config.max_batch, timeout=self.config.poll_timeout_s
                 )
-                if msgs:
-                    self.handle(msgs)
+                work = self.prepare(msgs) if msgs else None
+                if self._inflight is not None and (work is not None or self._inflight[0].done()):
+                    self._finish(asynchronous=True)
+                if work is not None:
+                    self._inflight = (self._pool.submit(self.execute, work), work.offsets)
                 self._housekeeping()
+            self._finish(asynchronous=False)
         finally:
             self.ready = False
+            self._pool.shutdown(wait=True)
             self.consumer.close()
             if self._http is not None:
                 self._http.shutdown()
             log.info("sink_stopped")
 
+    def _finish(self, *, asynchronous: bool) -> None:
+        """Wait for the write in flight (re-raising its error: nothing is committed then), then
+        commit its offsets."""
+        if self._inflight is None:
+            return
+        fut, offsets = self._inflight
+        self._inflight = None
+        fut.result()
+        self._commit(offsets, asynchronous=asynchronous)
+
+    def _commit(self, offsets: list[Any], *, asynchronous: bool) -> None:
+        if not offsets:
+            return
+        if asynchronous:
+            self.consumer.commit(offsets=offsets, asynchronous=True)
+        else:
+            self.consumer.commit(offsets=offsets, asynchronous=False)
+        metrics.COMMITS.inc()
+
     def _on_assign(self, consumer: Any, partitions: Any) -> None:
         self.ready = True
 
+    def _on_revoke(self, consumer: Any, partitions: Any) -> None:
+        # Called inside consume() on this thread: finish the batch in flight so its offsets are
+        # committed while we still own the partitions (otherwise its rows are replayed by the
+        # next owner, which the idempotent writes absorb anyway).
+        try:
+            self._finish(asynchronous=False)
+        except Exception as e:
+            log.warning("revoke_commit_failed", error=repr(e))
+
+    def _on_commit(self, err: Any, partitions: Any) -> None:
+        if err is not None:
+            log.warning("offset_commit_failed", error=str(err))
+
     # ---- one batch -----------------------------------------------------------------------------
     def handle(self, msgs: list[Any]) -> None:
+        """Decode, write and commit one poll's messages synchronously (no pipelining)."""
+        work = self.prepare(msgs)
+        self.execute(work)
+        self._commit(work.offsets, asynchronous=False)
+
+    def prepare(self, msgs: list[Any]) -> Batch:
+        """Decode a poll's messages by topic (consumer thread); note the offsets to commit."""
         by_topic: dict[str, list[Raw]] = defaultdict(list)
+        last: dict[tuple[str, int], int] = {}
         for m in msgs:
             if m.error() is not None:
                 log.warning("kafka_error", error=str(m.error()))
                 continue
-            by_topic[m.topic()].append((m.key(), m.value()))
+            topic = m.topic()
+            by_topic[topic].append((m.key(), m.value()))
+            last[(topic, m.partition())] = m.offset()
         metrics.BATCH_SIZE.observe(len(msgs))
         k = self.settings.kafka
+        work = Batch(offsets=[TopicPartition(t, p, o + 1) for (t, p), o in last.items()])
         for topic, raw in by_topic.items():
             metrics.MESSAGES.labels(topic).inc(len(raw))
             if topic == k.trades_topic:
-                df, bad = decode_trades(topic, raw)
-                self._dlq(bad)
-                self._write("trades", df, self.store.write_trades, topic)
+                trades, bad = decode_trades(topic, raw)
+                work.dlq += bad
+                work.writes.append(("trades", trades, self.store.write_trade_batch, topic))
             elif topic == k.features_topic:
                 df, bad = decode_rows(topic, raw, ("symbol", "ts"))
-                self._dlq(bad)
+                work.dlq += bad
                 for c in FEATURE_COLUMNS:
                     if not df.empty and c not in df:
                         df[c] = np.nan
-                self._write("features", df, self.store.write_features, topic)
+                work.writes.append(("features", df, self.store.write_features, topic))
             elif topic == k.predictions_topic:
                 df, bad = decode_rows(topic, raw, PREDICTION_REQUIRED)
-                self._dlq(bad)
-                self._write("predictions", df, self.store.write_predictions, topic)
-        if by_topic:
-            # Everything consumed so far is durable (or in the DLQ): commit synchronously.
-            self.consumer.commit(asynchronous=False)
-            metrics.COMMITS.inc()
+                work.dlq += bad
+                work.writes.append(("predictions", df, self.store.write_predictions, topic))
+        return work
+
+    def execute(self, work: Batch) -> None:
+        """Write a decoded batch (writer thread): rejects to the DLQ, rows to their tables."""
+        self._dlq(work.dlq)
+        for table, data, write, topic in work.writes:
+            self._write(table, data, write, topic)
 
     def _dlq(self, records: list[DlqRecord]) -> None:
         if records:
@@ -184,44 +264,45 @@ class KafkaSink:
             for r in records:
                 metrics.DLQ_ROWS.labels(r.reason).inc()
 
-    def _write(
-        self, table: str, df: pd.DataFrame, write: Callable[[pd.DataFrame], int], topic: str
-    ) -> None:
-        if df.empty:
+    def _write(self, table: str, data: Rows, write: Callable[[Any], int], topic: str) -> None:
+        if len(data) == 0:
             return
         t0 = time.perf_counter()
-        n = self._write_bisect(table, df, write, topic)
+        n = self._write_bisect(table, data, write, topic)
         metrics.WRITE_LATENCY.labels(table).observe(time.perf_counter() - t0)
         metrics.ROWS_WRITTEN.labels(table).inc(n)
 
-    def _write_bisect(
-        self, table: str, df: pd.DataFrame, write: Callable[[pd.DataFrame], int], topic: str
-    ) -> int:
+    def _write_bisect(self, table: str, data: Rows, write: Callable[[Any], int], topic: str) -> int:
         """Write; if the store refuses the batch (not a connection problem), split it until the
         offending rows are isolated and send them to the DLQ with the error."""
         try:
-            return write(df)
+            return write(data)
         except WriteAbortedError:
             raise
         except Exception as e:
-            if len(df) == 1:
-                row = df.iloc[0]
+            if len(data) == 1:
+                if isinstance(data, TradeBatch):
+                    payload, key = data.row_json(0), str(data.symbol[0])
+                else:
+                    row = data.iloc[0]
+                    payload = row.to_json(date_format="iso", date_unit="ns")
+                    key = str(row.get("symbol"))
                 self._dlq(
                     [
                         DlqRecord(
                             source=topic,
                             reason=f"store_{type(e).__name__}",
-                            payload=row.to_json(date_format="iso", date_unit="ns"),
+                            payload=payload,
                             detail=str(e)[:1000],
-                            key=str(row.get("symbol")),
+                            key=key,
                         )
                     ]
                 )
                 return 0
-            mid = len(df) // 2
-            return self._write_bisect(table, df.iloc[:mid], write, topic) + self._write_bisect(
-                table, df.iloc[mid:], write, topic
-            )
+            mid = len(data) // 2
+            return self._write_bisect(
+                table, _rows(data, 0, mid), write, topic
+            ) + self._write_bisect(table, _rows(data, mid, len(data)), write, topic)
 
     # ---- periodic ------------------------------------------------------------------------------
     def _housekeeping(self) -> None:

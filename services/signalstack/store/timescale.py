@@ -31,6 +31,7 @@ from signalstack.store.base import (
     TimeLike,
     to_utc,
 )
+from signalstack.store.batch import TradeBatch, check_batch
 from signalstack.store.migrations import migrate as run_migrations
 from signalstack.store.writer import (
     RetryPolicy,
@@ -176,7 +177,16 @@ class TimescaleStore(Store):
         typed, rejects = frames.prepare_trades(df)
         if rejects:
             self.write_dlq(rejects)
+        return self._write_batch(TradeBatch.from_typed(typed))
 
+    def write_trade_batch(self, batch: TradeBatch) -> int:
+        """Numpy-only path (no DataFrame): constraint split, then the idempotent COPY."""
+        ok, rejects = check_batch(batch)
+        if rejects:
+            self.write_dlq(rejects)
+        return self._write_batch(ok)
+
+    def _write_batch(self, batch: TradeBatch) -> int:
         async def go() -> WriteResult:
             pool = await self._get_pool()
             if self._writer is None:
@@ -187,7 +197,7 @@ class TimescaleStore(Store):
                     retry=self.retry,
                     on_retry=self.on_retry,
                 )
-            return await self._writer.write(typed)
+            return await self._writer.write(batch)
 
         self.last_write = self._loop.run(go())
         return self.last_write.inserted

@@ -25,11 +25,10 @@ from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
 import asyncpg
-import numpy as np
-import pandas as pd
 
 from signalstack.logs import get_logger
 from signalstack.store.base import StoreError
+from signalstack.store.batch import TradeBatch
 from signalstack.store.pgcopy import HEADER, TRAILER, Column, encode
 
 log = get_logger(__name__)
@@ -121,40 +120,42 @@ async def on_connection(pool: Any, op: Callable[[Any], Awaitable[T]]) -> T:
             raise
 
 
-def trade_columns(typed: pd.DataFrame) -> list[Column]:
-    """COPY columns for a frame from :func:`signalstack.store.frames.prepare_trades`."""
-    tape = typed["tape"]
-    tape_null = tape.isna().to_numpy()
+def trade_columns(batch: TradeBatch) -> list[Column]:
+    """COPY columns (in ``TRADE_COPY_COLUMNS`` order) for a batch of trades."""
     return [
-        Column("ts", "timestamptz_ns", typed["ts_event"].to_numpy()),
-        Column("symbol", "text", typed["symbol"].to_numpy()),
-        Column("exchange", "int2", typed["exchange"].to_numpy()),
-        Column("trade_id", "text", typed["trade_id"].to_numpy()),
-        Column("ts_event_ns", "int8", typed["ts_event"].to_numpy()),
-        Column("price", "float8", typed["price"].to_numpy()),
-        Column("size", "float8", typed["size"].to_numpy()),
-        Column("sequence", "int8", typed["sequence"].to_numpy()),
-        Column("conditions", "int2[]", typed["conditions"].to_numpy()),
-        Column("tape", "int2", tape.fillna(0).to_numpy(dtype=np.int64), null=tape_null),
-        Column("source", "text", typed["source"].to_numpy()),
-        Column("ts_ingest_ns", "int8", typed["ts_ingest"].to_numpy()),
+        Column("ts", "timestamptz_ns", batch.ts_event),
+        Column("symbol", "text", batch.symbol),
+        Column("exchange", "int2", batch.exchange),
+        Column("trade_id", "text", batch.trade_id),
+        Column("ts_event_ns", "int8", batch.ts_event),
+        Column("price", "float8", batch.price),
+        Column("size", "float8", batch.size),
+        Column("sequence", "int8", batch.sequence),
+        Column("conditions", "int2[]", batch.conditions),
+        Column("tape", "int2", batch.tape, null=batch.tape_null),
+        Column("source", "text", batch.source),
+        Column("ts_ingest_ns", "int8", batch.ts_ingest),
     ]
 
 
-def _body(typed: pd.DataFrame) -> bytes:
+def _body(batch: TradeBatch) -> bytes:
     """Tuples only (no header/trailer), so chunks can be streamed inside one COPY."""
-    full = encode(trade_columns(typed), len(typed))
+    full = encode(trade_columns(batch), len(batch))
     return full[len(HEADER) : len(full) - len(TRAILER)]
 
 
-async def _stream(typed: pd.DataFrame, chunk_rows: int) -> AsyncIterator[bytes]:
-    """Header, then each chunk encoded in a worker thread while the previous one is sent."""
+async def _stream(batch: TradeBatch, chunk_rows: int) -> AsyncIterator[bytes]:
+    """Header, then each chunk; with several chunks, the next is encoded in a worker thread
+    while the previous one is sent. A single-chunk batch (the sink's) is encoded inline: the
+    executor hop would cost more than it overlaps."""
+    if len(batch) <= chunk_rows:
+        yield HEADER + _body(batch) + TRAILER
+        return
     loop = asyncio.get_running_loop()
     yield HEADER
-    starts = range(0, len(typed), chunk_rows)
     pending: asyncio.Future[bytes] | None = None
-    for s in starts:
-        nxt = loop.run_in_executor(None, _body, typed.iloc[s : s + chunk_rows])
+    for s in range(0, len(batch), chunk_rows):
+        nxt = loop.run_in_executor(None, _body, batch.take(slice(s, s + chunk_rows)))
         if pending is not None:
             yield await pending
         pending = nxt
@@ -169,7 +170,7 @@ def _copied(status: str) -> int:
 
 
 class TradeWriter:
-    """Writes prepared trade frames idempotently through an asyncpg pool."""
+    """Writes trade batches idempotently through an asyncpg pool."""
 
     def __init__(
         self,
@@ -186,21 +187,21 @@ class TradeWriter:
         self.retry = retry or RetryPolicy()
         self.on_retry = on_retry
 
-    async def write(self, typed: pd.DataFrame) -> WriteResult:
+    async def write(self, batch: TradeBatch) -> WriteResult:
         """Write all rows (in bounded batches); return totals over the batches."""
         t0 = time.perf_counter()
         inserted, attempts, paths = 0, 0, set()
-        for s in range(0, len(typed), self.batch_rows):
-            res = await self.write_batch(typed.iloc[s : s + self.batch_rows])
+        for s in range(0, len(batch), self.batch_rows):
+            res = await self.write_batch(batch.take(slice(s, s + self.batch_rows)))
             inserted += res.inserted
             attempts += res.attempts
             paths.add(res.path)
         path = "merge" if "merge" in paths else "copy"
-        return WriteResult(len(typed), inserted, path, attempts, time.perf_counter() - t0)
+        return WriteResult(len(batch), inserted, path, attempts, time.perf_counter() - t0)
 
-    async def write_batch(self, batch: pd.DataFrame) -> WriteResult:
+    async def write_batch(self, batch: TradeBatch) -> WriteResult:
         t0 = time.perf_counter()
-        if batch.empty:
+        if len(batch) == 0:
             return WriteResult(0, 0, "copy", 0, 0.0)
         state = {"path": "copy"}
 
@@ -221,7 +222,7 @@ class TradeWriter:
                 self.on_retry()
         return WriteResult(len(batch), n, state["path"], attempts, time.perf_counter() - t0)
 
-    async def _copy(self, conn: Any, batch: pd.DataFrame) -> int:
+    async def _copy(self, conn: Any, batch: TradeBatch) -> int:
         async with conn.transaction():
             status = await conn.copy_to_table(
                 "trades",
@@ -231,7 +232,7 @@ class TradeWriter:
             )
         return _copied(status)
 
-    async def _merge(self, conn: Any, batch: pd.DataFrame) -> int:
+    async def _merge(self, conn: Any, batch: TradeBatch) -> int:
         cols = ", ".join(TRADE_COPY_COLUMNS)
         async with conn.transaction():
             await conn.execute(

@@ -1,0 +1,156 @@
+"""Trades as columns (numpy arrays), the sink's hot-path shape: no DataFrame per batch.
+
+A :class:`TradeBatch` holds the columns of validated trade events (``validate_trade``
+semantics, see :mod:`signalstack.sink.decode`); :func:`check_batch` splits off rows that would
+violate a ``trades`` constraint, with the same reasons as
+:func:`signalstack.store.frames.prepare_trades`. Stores write it with
+``Store.write_trade_batch`` (TimescaleDB encodes it straight to binary COPY).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import orjson
+import pandas as pd
+
+from signalstack.store.base import DlqRecord
+
+I64 = npt.NDArray[np.int64]
+F64 = npt.NDArray[np.float64]
+OBJ = npt.NDArray[np.object_]
+TRADE_DLQ_SOURCE = "store.trades"
+INT2_MIN, INT2_MAX = -32768, 32767
+
+
+@dataclass(frozen=True, slots=True)
+class TradeBatch:
+    symbol: OBJ
+    ts_event: I64
+    price: F64
+    size: F64
+    exchange: I64
+    trade_id: OBJ
+    sequence: I64
+    conditions: list[list[int]]
+    tape: I64  # 0 where tape_null
+    tape_null: npt.NDArray[np.bool_]
+    source: OBJ
+    ts_ingest: I64
+
+    def __len__(self) -> int:
+        return len(self.ts_event)
+
+    def take(self, idx: slice | npt.NDArray[Any]) -> TradeBatch:
+        if isinstance(idx, slice):
+            conds = self.conditions[idx]
+        else:
+            pos = np.flatnonzero(idx) if idx.dtype == bool else idx
+            conds = [self.conditions[int(i)] for i in pos]
+        return TradeBatch(
+            symbol=self.symbol[idx],
+            ts_event=self.ts_event[idx],
+            price=self.price[idx],
+            size=self.size[idx],
+            exchange=self.exchange[idx],
+            trade_id=self.trade_id[idx],
+            sequence=self.sequence[idx],
+            conditions=conds,
+            tape=self.tape[idx],
+            tape_null=self.tape_null[idx],
+            source=self.source[idx],
+            ts_ingest=self.ts_ingest[idx],
+        )
+
+    def row(self, i: int) -> dict[str, Any]:
+        """Row ``i`` as a trade-event dict (``TradeEvent.to_dict()`` without schema_version)."""
+        return {
+            "symbol": str(self.symbol[i]),
+            "ts_event": int(self.ts_event[i]),
+            "price": float(self.price[i]),
+            "size": float(self.size[i]),
+            "exchange": int(self.exchange[i]),
+            "conditions": list(self.conditions[i]),
+            "trade_id": str(self.trade_id[i]),
+            "sequence": int(self.sequence[i]),
+            "tape": None if self.tape_null[i] else int(self.tape[i]),
+            "source": str(self.source[i]),
+            "ts_ingest": int(self.ts_ingest[i]),
+        }
+
+    def row_json(self, i: int) -> str:
+        return orjson.dumps(self.row(i)).decode()
+
+    def to_frame(self) -> pd.DataFrame:
+        """The store frame convention for trades (``store/base.py``)."""
+        return pd.DataFrame(
+            {
+                "symbol": self.symbol,
+                "ts_event": self.ts_event,
+                "price": self.price,
+                "size": self.size,
+                "exchange": self.exchange,
+                "trade_id": self.trade_id,
+                "sequence": self.sequence,
+                "conditions": pd.Series(self.conditions, dtype=object),
+                "tape": pd.Series(self.tape, dtype="Int64").mask(self.tape_null),
+                "source": self.source,
+                "ts_ingest": self.ts_ingest,
+            }
+        )
+
+    @staticmethod
+    def from_typed(typed: pd.DataFrame) -> TradeBatch:
+        """From a frame typed by :func:`signalstack.store.frames.prepare_trades`."""
+        tape = typed["tape"]
+        null = tape.isna().to_numpy()
+        return TradeBatch(
+            symbol=typed["symbol"].to_numpy(dtype=object),
+            ts_event=typed["ts_event"].to_numpy(dtype=np.int64),
+            price=typed["price"].to_numpy(dtype=np.float64),
+            size=typed["size"].to_numpy(dtype=np.float64),
+            exchange=typed["exchange"].to_numpy(dtype=np.int64),
+            trade_id=typed["trade_id"].to_numpy(dtype=object),
+            sequence=typed["sequence"].to_numpy(dtype=np.int64),
+            conditions=list(typed["conditions"]),
+            tape=tape.fillna(0).to_numpy(dtype=np.int64),
+            tape_null=null,
+            source=typed["source"].to_numpy(dtype=object),
+            ts_ingest=typed["ts_ingest"].to_numpy(dtype=np.int64),
+        )
+
+
+def check_batch(batch: TradeBatch) -> tuple[TradeBatch, list[DlqRecord]]:
+    """Split off rows violating a ``trades`` constraint (reasons as in ``prepare_trades``;
+    NULL keys cannot occur: the columns are typed)."""
+    reasons = np.full(len(batch), "", dtype=object)
+    ok = reasons == ""
+    for mask, reason in (
+        (~(batch.price > 0), "trades_price_positive"),
+        (~(batch.size > 0), "trades_size_positive"),
+        ((batch.exchange < INT2_MIN) | (batch.exchange > INT2_MAX), "exchange_out_of_range"),
+        (
+            ~batch.tape_null & ((batch.tape < INT2_MIN) | (batch.tape > INT2_MAX)),
+            "tape_out_of_range",
+        ),
+    ):
+        hit = ok & mask
+        if hit.any():
+            reasons[hit] = reason
+            ok &= ~hit
+    if ok.all():
+        return batch, []
+    rejects = [
+        DlqRecord(
+            source=TRADE_DLQ_SOURCE,
+            reason=str(reasons[i]),
+            payload=batch.row_json(int(i)),
+            detail="row violates a trades constraint",
+            key=str(batch.symbol[i]),
+        )
+        for i in np.flatnonzero(~ok)
+    ]
+    return batch.take(ok), rejects
