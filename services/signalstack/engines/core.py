@@ -25,11 +25,18 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from signalstack.features.bars import Minutes, TradeArrays, aggregate_minutes, minute_end
+from signalstack.features.bars import Minutes, TradeArrays, aggregate_minutes
 from signalstack.features.conditions import EligibilityRules
 from signalstack.features.definitions import feature_frame
-from signalstack.features.sessions import SessionIndex
-from signalstack.features.trades import Prepared, SymbolCodes, duplicate_mask, prepare
+from signalstack.features.sessions import NS_PER_MINUTE, SessionIndex
+from signalstack.features.trades import (
+    Prepared,
+    SymbolCodes,
+    TradeBatch,
+    TradeIdBytes,
+    duplicate_mask,
+    prepare,
+)
 
 NS_PER_MS: Final = 1_000_000
 
@@ -40,7 +47,7 @@ class Pending:
 
     trades: TradeArrays
     exchange: npt.NDArray[np.int64]
-    trade_id: npt.NDArray[np.object_]
+    trade_id: TradeIdBytes  # zero-padded UTF-8 bytes (features.trades)
     ident: npt.NDArray[np.int64]
 
     @staticmethod
@@ -48,7 +55,7 @@ class Pending:
         return Pending(
             TradeArrays.empty(),
             np.zeros(0, np.int64),
-            np.zeros(0, dtype=object),
+            np.zeros(0, dtype="S8"),
             np.zeros(0, np.int64),
         )
 
@@ -125,13 +132,28 @@ class FeatureStateMachine:
         self.rules = rules
         self.sessions = sessions
         self.codes = codes or SymbolCodes()
-        self.pending = Pending.empty()
+        # pending trades as chunks in arrival order (concatenated only when read as a whole)
+        self._chunks: list[Pending] = []
         self.history = Minutes.empty()
 
+    @property
+    def pending(self) -> Pending:
+        """Trades of minutes not yet final, in arrival order."""
+        if not self._chunks:
+            return Pending.empty()
+        if len(self._chunks) > 1:
+            self._chunks = [Pending.concat(self._chunks)]
+        return self._chunks[0]
+
+    @pending.setter
+    def pending(self, p: Pending) -> None:
+        self._chunks = [p] if len(p) else []
+
     # -- one batch ---------------------------------------------------------------------------
-    def ingest(self, batch: pd.DataFrame, watermark_ns: int) -> StepResult:
-        """Classify a batch against the watermark; keep the on-time, new, in-session trades."""
-        if batch.empty:
+    def ingest(self, batch: TradeBatch, watermark_ns: int) -> StepResult:
+        """Classify a batch (pandas frame or Arrow batch/table) against the watermark; keep the
+        on-time, new, in-session trades."""
+        if len(batch) == 0:
             return StepResult(np.zeros(0, np.intp), 0, 0, 0)
         p = prepare(batch, self.rules, self.sessions, self.codes)
         return self.ingest_prepared(p, watermark_ns)
@@ -140,38 +162,55 @@ class FeatureStateMachine:
         t = p.trades
         late = t.ts < watermark_ns
         late_rows = np.flatnonzero(late)
-        ontime = np.flatnonzero(~late) if len(late_rows) else None
-        cand = p if ontime is None else _take_prepared(p, ontime)
+        if len(late_rows):
+            ontime: npt.NDArray[np.intp] | None = np.flatnonzero(~late)
+            ident = p.ident[ontime]
+            keys = (t.sym[ontime], p.exchange[ontime], p.trade_id[ontime])
+            session = t.session[ontime]
+        else:
+            ontime = None
+            ident, keys, session = p.ident, (t.sym, p.exchange, p.trade_id), t.session
         pend = self.pending
         dup = duplicate_mask(
-            cand.ident,
-            (cand.trades.sym, cand.exchange, cand.trade_id),
-            pend.ident,
-            (pend.trades.sym, pend.exchange, pend.trade_id),
+            ident, keys, pend.ident, (pend.trades.sym, pend.exchange, pend.trade_id)
         )
-        in_session = cand.trades.session >= 0
+        in_session = session >= 0
         keep = ~dup & in_session
         n_dup = int(dup.sum())
         n_out = int((~dup & ~in_session).sum())
-        if keep.any():
-            new = Pending(cand.trades, cand.exchange, cand.trade_id, cand.ident)
-            if not keep.all():
-                new = new.take(keep)
-            self.pending = new if len(pend) == 0 else Pending.concat([pend, new])
+        n_keep = int(keep.sum())
+        if n_keep == len(t):  # every row kept: no copy
+            self._chunks.append(Pending(t, p.exchange, p.trade_id, p.ident))
+        elif n_keep:
+            sel = np.flatnonzero(keep)
+            if ontime is not None:
+                sel = ontime[sel]
+            self._chunks.append(
+                Pending(t.take(sel), p.exchange[sel], p.trade_id[sel], p.ident[sel])
+            )
         return StepResult(late_rows, n_dup, n_out, p.unknown_conditions)
 
     def finalize(self, watermark_ns: int) -> Emitted:
         """Emit every minute with end <= watermark: bars and features, once."""
-        pend = self.pending
-        names = self.codes.names
-        if len(pend) == 0:
+        # minute_end(ts) <= W  <=>  ts < W floored to the minute
+        cut = (watermark_ns // NS_PER_MINUTE) * NS_PER_MINUTE
+        due_parts: list[TradeArrays] = []
+        rest: list[Pending] = []
+        for c in self._chunks:
+            due = c.trades.ts < cut
+            n_due = int(np.count_nonzero(due))
+            if n_due == len(c):
+                due_parts.append(c.trades)
+            elif n_due == 0:
+                rest.append(c)
+            else:
+                due_parts.append(c.trades.take(due))
+                rest.append(c.take(~due))
+        if not due_parts:
             return Emitted(_empty_bars(), _empty_features())
-        due = minute_end(pend.trades.ts) <= watermark_ns
-        if not due.any():
-            return Emitted(_empty_bars(), _empty_features())
-        new_minutes = aggregate_minutes(pend.trades.take(due))
-        self.pending = pend.take(~due)
-        return self._emit(new_minutes, names)
+        self._chunks = rest
+        due_trades = due_parts[0] if len(due_parts) == 1 else TradeArrays.concat(due_parts)
+        return self._emit(aggregate_minutes(due_trades), self.codes.names)
 
     def _emit(self, new_minutes: Minutes, names: npt.NDArray[np.object_]) -> Emitted:
         hist = self.history
@@ -186,10 +225,6 @@ class FeatureStateMachine:
         bars = allm.take(is_new).bar_frame(names)
         self.history = _current_sessions(allm)
         return Emitted(bars, feats)
-
-
-def _take_prepared(p: Prepared, idx: npt.NDArray[np.intp]) -> Prepared:
-    return Prepared(p.trades.take(idx), p.exchange[idx], p.trade_id[idx], p.ident[idx], 0)
 
 
 def _current_sessions(m: Minutes) -> Minutes:

@@ -15,8 +15,11 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 import orjson
 import pandas as pd
+import pyarrow as pa  # type: ignore[import-untyped]
 
 from signalstack.engines.base import (
     BarFeatureSink,
@@ -29,6 +32,7 @@ from signalstack.engines.core import Emitted, FeatureStateMachine, Watermark
 from signalstack.engines.metrics import record_batch
 from signalstack.features.conditions import EligibilityRules, bundled_rules
 from signalstack.features.sessions import SessionIndex, session_index
+from signalstack.features.trades import TradeBatch
 from signalstack.logs import get_logger
 
 log = get_logger(__name__)
@@ -48,7 +52,7 @@ class LateTrade:
     received_at: dt.datetime
 
 
-def late_records(batch: pd.DataFrame, rows: Any, watermark_ns: int) -> list[Any]:
+def late_records(batch: TradeBatch, rows: Any, watermark_ns: int) -> list[Any]:
     """DLQ records for the late rows of a batch (few: a Python loop is fine here)."""
     if len(rows) == 0:
         return []
@@ -59,7 +63,11 @@ def late_records(batch: pd.DataFrame, rows: Any, watermark_ns: int) -> list[Any]
     now = dt.datetime.now(dt.UTC)
     out: list[Any] = []
     wm = pd.Timestamp(watermark_ns, tz="UTC").isoformat()
-    for rec in batch.iloc[rows].to_dict("records"):
+    if isinstance(batch, (pa.RecordBatch, pa.Table)):
+        recs = batch.take(pa.array(np.asarray(rows, dtype=np.int64))).to_pylist()
+    else:
+        recs = batch.iloc[rows].to_dict("records")
+    for rec in recs:
         payload = orjson.dumps(
             rec, default=_json_default, option=orjson.OPT_SERIALIZE_NUMPY
         ).decode()
@@ -74,6 +82,16 @@ def late_records(batch: pd.DataFrame, rows: Any, watermark_ns: int) -> list[Any]
             )
         )
     return out
+
+
+def _event_times(batch: TradeBatch) -> npt.NDArray[np.int64]:
+    if isinstance(batch, (pa.RecordBatch, pa.Table)):
+        col = batch.column("ts_event")
+        if isinstance(col, pa.ChunkedArray):
+            col = col.combine_chunks()
+        return np.asarray(col.to_numpy(zero_copy_only=False), dtype=np.int64)
+    ts: npt.NDArray[np.int64] = batch["ts_event"].to_numpy(dtype="int64")
+    return ts
 
 
 def _json_default(v: Any) -> Any:
@@ -96,7 +114,7 @@ class LocalEngine(StreamEngine):
         *,
         dlq: DlqSink | None = None,
         publisher: FeaturePublisher | None = None,
-        source: Iterable[pd.DataFrame] | None = None,
+        source: Iterable[TradeBatch] | None = None,
         rules: EligibilityRules | None = None,
         sessions: SessionIndex | None = None,
         lateness: dt.timedelta = dt.timedelta(seconds=5),
@@ -113,13 +131,13 @@ class LocalEngine(StreamEngine):
         self.watermark = Watermark(int(lateness / dt.timedelta(milliseconds=1)))
         self.stats = EngineStats()
 
-    def process(self, batch: pd.DataFrame) -> Emitted:
-        """One micro-batch: classify against the current watermark, then advance it and emit
-        every minute it has passed."""
+    def process(self, batch: TradeBatch) -> Emitted:
+        """One micro-batch (pandas frame or Arrow batch/table): classify against the current
+        watermark, then advance it and emit every minute it has passed."""
         wm = self.watermark.ns
         step = self.machine.ingest(batch, wm)
         if len(batch):
-            self.watermark.observe(batch["ts_event"].to_numpy(dtype="int64"))
+            self.watermark.observe(_event_times(batch))
         emitted = self.machine.finalize(self.watermark.advance())
         self._write(emitted, batch, step.late_rows, wm)
         s = self.stats
@@ -150,7 +168,7 @@ class LocalEngine(StreamEngine):
         self.stats.features_out += len(emitted.features)
         return emitted
 
-    def _write(self, emitted: Emitted, batch: pd.DataFrame, late_rows: Any, wm: int) -> None:
+    def _write(self, emitted: Emitted, batch: TradeBatch, late_rows: Any, wm: int) -> None:
         if len(emitted.bars):
             self.sink.write_bars(emitted.bars)
         if len(emitted.features):

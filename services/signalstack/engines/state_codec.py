@@ -13,10 +13,14 @@ import pyarrow as pa  # type: ignore[import-untyped]
 
 from signalstack.engines.core import FeatureStateMachine, Pending
 from signalstack.features.bars import Minutes, TradeArrays
+from signalstack.features.trades import identity_hash, trade_id_bytes
 
 
 def _to_ipc(columns: dict[str, np.ndarray]) -> bytes:
-    table = pa.table(columns)
+    return _table_ipc(pa.table(columns))
+
+
+def _table_ipc(table: pa.Table) -> bytes:
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, table.schema) as w:
         w.write_table(table)
@@ -30,8 +34,11 @@ def _from_ipc(blob: bytes) -> dict[str, np.ndarray]:
 
 def encode_pending(p: Pending) -> bytes:
     cols = {f.name: getattr(p.trades, f.name) for f in fields(TradeArrays)}
-    cols |= {"exchange": p.exchange, "trade_id": p.trade_id.astype(str), "ident": p.ident}
-    return _to_ipc(cols)
+    cols |= {"exchange": p.exchange, "ident": p.ident}
+    table = pa.table(cols).append_column(
+        "trade_id_bytes", pa.array(p.trade_id.astype(object), type=pa.binary())
+    )
+    return _table_ipc(table)
 
 
 def decode_pending(blob: bytes) -> Pending:
@@ -45,12 +52,14 @@ def decode_pending(blob: bytes) -> Pending:
         flags=c["flags"].astype(np.uint8),
         session=c["session"].astype(np.int64),
     )
-    return Pending(
-        trades,
-        c["exchange"].astype(np.int64),
-        c["trade_id"].astype(object),
-        c["ident"].astype(np.int64),
-    )
+    exchange = c["exchange"].astype(np.int64)
+    if "trade_id_bytes" in c:  # bytes as kept in memory (trailing zeros dropped: re-padded)
+        raw = c["trade_id_bytes"]
+        width = 8 * max(1, -(-max((len(b) for b in raw), default=0) // 8))
+        return Pending(trades, exchange, raw.astype(f"S{width}"), c["ident"].astype(np.int64))
+    # a blob of the earlier layout (trade_id strings, an older hash): recompute both
+    tid, length = trade_id_bytes(c["trade_id"].astype(object))
+    return Pending(trades, exchange, tid, identity_hash(trades.sym, exchange, tid, length))
 
 
 def encode_minutes(m: Minutes) -> bytes:

@@ -7,8 +7,11 @@ market-realistic generator is ``signalstack.marketdata.simulator``.
 
 from __future__ import annotations
 
+from typing import Final
+
 import numpy as np
 import pandas as pd
+import pyarrow as pa  # type: ignore[import-untyped]
 
 CONDITION_POOL: tuple[tuple[int, ...], ...] = (
     (),
@@ -136,9 +139,34 @@ def sentinel(symbols: list[str], when: str, seq: int) -> pd.DataFrame:
     )
 
 
+TRADES_ARROW_SCHEMA: Final = pa.schema(
+    [
+        ("symbol", pa.dictionary(pa.int32(), pa.string())),
+        ("ts_event", pa.int64()),
+        ("price", pa.float64()),
+        ("size", pa.float64()),
+        ("exchange", pa.int64()),
+        ("trade_id", pa.string()),
+        ("sequence", pa.int64()),
+        ("conditions", pa.list_(pa.int64())),
+        ("tape", pa.int64()),
+        ("source", pa.string()),
+        ("ts_ingest", pa.int64()),
+    ]
+)
+
+
+def to_arrow(df: pd.DataFrame) -> pa.RecordBatch:
+    """Trades frame → an Arrow record batch of the same columns (:data:`TRADES_ARROW_SCHEMA`:
+    dictionary-encoded symbol, ``list<int64>`` conditions) — the engines' columnar input."""
+    cols = [c for c in TRADES_ARROW_SCHEMA.names if c in df.columns]
+    schema = pa.schema([TRADES_ARROW_SCHEMA.field(c) for c in cols])
+    return pa.RecordBatch.from_pandas(df[cols], schema=schema, preserve_index=False)
+
+
 def in_batches(df: pd.DataFrame, size: int) -> list[pd.DataFrame]:
     """Consecutive arrival-order slices of ``size`` rows."""
     return [df.iloc[i : i + size].reset_index(drop=True) for i in range(0, len(df), size)]
 
 
-__all__ = ["in_batches", "seeded_ticks"]
+__all__ = ["TRADES_ARROW_SCHEMA", "in_batches", "seeded_ticks", "to_arrow"]

@@ -151,8 +151,9 @@ def minute_end(ts: I8) -> I8:
 def sort_order(sym: npt.NDArray[np.int32], ts: I8, seq: I8) -> npt.NDArray[np.intp]:
     """Order by (sym, ts_event, sequence); stable, so exact ties keep arrival order.
 
-    Fast path: one argsort of a packed int64 key (symbol code in the top bits, time offset below)
-    when the span allows; sequence only breaks exact (sym, ts) ties.
+    Fast path: one value sort of a packed int64 key — symbol code in the top bits, time offset,
+    then the row number in the low bits, so the sorted keys carry the permutation — when the
+    bits allow; exact (sym, ts) ties are rare and go to a lexsort that adds sequence.
     """
     n = len(ts)
     if n == 0:
@@ -160,13 +161,24 @@ def sort_order(sym: npt.NDArray[np.int32], ts: I8, seq: I8) -> npt.NDArray[np.in
     t0 = int(ts.min())
     span = int(ts.max()) - t0
     nsym = int(sym.max()) + 1
-    if span < (1 << 52) and nsym <= (1 << 10) and int(sym.min()) >= 0:
-        key = (sym.astype(np.int64) << 52) | (ts - t0)
-        order = np.argsort(key, kind="stable")
-        k = key[order]
-        if not (k[1:] == k[:-1]).any():
-            return order
-        return np.lexsort((seq, key))
+    if int(sym.min()) >= 0:
+        row_bits = max(1, (n - 1).bit_length())
+        ts_bits = max(1, span.bit_length())
+        if row_bits + ts_bits + max(1, (nsym - 1).bit_length()) <= 63:
+            packed = (sym.astype(np.int64) << (ts_bits + row_bits)) | ((ts - t0) << row_bits)
+            packed |= np.arange(n, dtype=np.int64)
+            packed.sort()
+            key = packed >> row_bits
+            if not (key[1:] == key[:-1]).any():
+                return (packed & ((1 << row_bits) - 1)).astype(np.intp, copy=False)
+            return np.lexsort((seq, ts, sym))
+        if span < (1 << 52) and nsym <= (1 << 10):
+            key = (sym.astype(np.int64) << 52) | (ts - t0)
+            order = np.argsort(key, kind="stable")
+            k = key[order]
+            if not (k[1:] == k[:-1]).any():
+                return order
+            return np.lexsort((seq, key))
     return np.lexsort((seq, ts, sym))
 
 

@@ -29,6 +29,8 @@ from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
+import pyarrow as pa  # type: ignore[import-untyped]
+import pyarrow.compute as pc  # type: ignore[import-untyped]
 
 VOLUME: Final = np.uint8(1)
 LAST: Final = np.uint8(2)
@@ -101,11 +103,15 @@ class EligibilityRules:
         return int(self.flags(one).flags[0])
 
     def flags(self, conditions: Any) -> Eligibility:
-        """Flags for a sequence of per-trade condition lists (object array/Series of lists).
+        """Flags for a sequence of per-trade condition lists: an Arrow list array (columnar
+        path: the flattened codes are used as they are), or an object array/Series of lists.
 
-        Two C-level passes over the Python lists (lengths, then the flattened codes), then pure
-        numpy: codes → cleared bits, OR-reduced per trade, inverted.
+        Object path: two C-level passes over the Python lists (lengths, then the flattened
+        codes). Both paths then run the same numpy: codes → cleared bits, OR-reduced per trade,
+        inverted.
         """
+        if isinstance(conditions, (pa.Array, pa.ChunkedArray)):
+            return self.flags_arrow(conditions)
         vals = _object_array(conditions)
         n = len(vals)
         if n == 0:
@@ -116,14 +122,47 @@ class EligibilityRules:
             vals = np.array([v if isinstance(v, (list, tuple)) else () for v in vals], dtype=object)
             lens = np.fromiter(map(len, vals), dtype=np.int64, count=n)
         total = int(lens.sum())
-        flags = np.full(n, ALL_FLAGS, dtype=np.uint8)
         if total == 0:
-            return Eligibility(flags, 0)
+            return Eligibility(np.full(n, ALL_FLAGS, dtype=np.uint8), 0)
         codes = np.fromiter(itertools.chain.from_iterable(vals), dtype=np.int64, count=total)
+        return self.flags_flat(codes, lens)
+
+    def flags_arrow(self, conditions: pa.Array | pa.ChunkedArray) -> Eligibility:
+        """Flags from an Arrow ``list<int>`` array (a null list counts as no conditions, a null
+        code as an unknown one): no Python object is touched."""
+        arr = conditions.combine_chunks() if isinstance(conditions, pa.ChunkedArray) else conditions
+        if not (pa.types.is_list(arr.type) or pa.types.is_large_list(arr.type)):
+            raise TypeError(f"conditions must be an Arrow list array, not {arr.type}")
+        n = len(arr)
+        if arr.null_count:
+            lens = pc.list_value_length(arr).fill_null(0).to_numpy().astype(np.int64)
+        else:  # offsets are the lengths' prefix sums; no null slot to skip
+            offs = arr.offsets.to_numpy()
+            lens = np.diff(offs).astype(np.int64, copy=False)
+        values = pc.list_flatten(arr)  # the codes of the non-null lists, in row order
+        if values.null_count:
+            values = values.fill_null(-1)
+        codes = values.to_numpy()
+        if len(codes) == 0:
+            return Eligibility(np.full(n, ALL_FLAGS, dtype=np.uint8), 0)
+        return self.flags_flat(codes, lens)
+
+    def flags_flat(
+        self, codes: npt.NDArray[np.integer[Any]], lens: npt.NDArray[np.int64]
+    ) -> Eligibility:
+        """Flags from the flattened codes of all trades and each trade's number of codes."""
+        n = len(lens)
+        flags = np.full(n, ALL_FLAGS, dtype=np.uint8)
+        if len(codes) == 0:
+            return Eligibility(flags, 0)
         inside = (codes >= 0) & (codes < _TABLE_SIZE)
-        safe = np.where(inside, codes, 0)
-        cleared = np.where(inside, self._clear[safe], np.uint8(0))
-        unknown = ~(inside & self._known[safe])
+        if inside.all():
+            cleared = self._clear[codes]
+            unknown = ~self._known[codes]
+        else:
+            safe = np.where(inside, codes, 0)
+            cleared = np.where(inside, self._clear[safe], np.uint8(0))
+            unknown = ~(inside & self._known[safe])
         has = lens > 0
         starts = np.concatenate(([0], np.cumsum(lens)[:-1]))[has]
         flags[has] = ALL_FLAGS & ~np.bitwise_or.reduceat(cleared, starts)

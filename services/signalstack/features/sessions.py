@@ -29,6 +29,15 @@ class SessionIndex:
 
     def session_start(self, ts_ns: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
         """Start (ns) of the session containing each timestamp, or -1 outside every session."""
+        if len(ts_ns) == 0:
+            return np.zeros(0, dtype=np.int64)
+        # fast path: the whole batch lies between one session's start and the next one's
+        lo, hi = np.searchsorted(self.starts, [ts_ns.min(), ts_ns.max()], side="right") - 1
+        if lo == hi:
+            if lo < 0:
+                return np.full(len(ts_ns), NO_SESSION, dtype=np.int64)
+            start = self.starts[lo]
+            return np.where(ts_ns < self.ends[lo], start, NO_SESSION).astype(np.int64, copy=False)
         i = np.searchsorted(self.starts, ts_ns, side="right") - 1
         ok = i >= 0
         j = np.where(ok, i, 0)
