@@ -162,3 +162,29 @@ def test_extended_hours_prints_are_form_t() -> None:
     conds = m.conditions()
     assert outside.sum() > 10
     assert all(12 in conds[k] for k in np.flatnonzero(outside))
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "jsonl", "ws"])
+def test_simulate_entry_point_writes_trades_and_labels(tmp_path, fmt) -> None:
+    import json
+
+    import pandas as pd
+
+    from signalstack.config import MarketSettings, Settings
+    from signalstack.marketdata.simulator import run
+
+    s = Settings(market=MarketSettings(symbols=("AAPL", "MSFT")))
+    out, labels = run(s, seed=9, out=tmp_path / f"day.{fmt}", fmt=fmt, trades_per_day=1_000)
+    lab = json.loads(labels.read_text())
+    assert lab["symbols"] == ["AAPL", "MSFT"] and set(lab["regimes"]) == {"AAPL", "MSFT"}
+    expect = len(simulate(SimConfig(seed=9, symbols=("AAPL", "MSFT"), trades_per_day=1_000)))
+    if fmt == "parquet":
+        df = pd.read_parquet(out)
+        assert len(df) == expect and {"symbol", "ts_event", "regime", "anomaly"} <= set(df.columns)
+    elif fmt == "jsonl":
+        rows = [orjson.loads(line) for line in out.read_bytes().splitlines()]
+        assert len(rows) == expect
+        validate_trade(rows[0])
+    else:
+        n = sum(len(orjson.loads(line)) for line in out.read_bytes().splitlines())
+        assert n == expect
