@@ -8,8 +8,10 @@ measures the real servers on this machine. Writes bench/results/store.json:
 - baseline_rows_per_s: the same rows, asyncpg executemany INSERT … ON CONFLICT DO NOTHING
 - staging_rows_per_s: the same rows, staging table + INSERT … ON CONFLICT on every batch
 - replay_rows_per_s: the same rows written again (all duplicates; the conflict path)
-- tick_to_row_p50_ms / p99_ms: produce to Kafka → row committed in TimescaleDB by the sink,
-  at --rate trades/s for --seconds
+- tick_to_row_p50_ms / p99_ms: produce to Kafka → row visible in TimescaleDB, at --rate
+  trades/s for --seconds: the sink runs as its own process (``python -m signalstack.sink``),
+  and a poller on a separate connection stamps each row when a query first returns it
+  (see Poller), against the produce time the producer wrote into ts_ingest
 
 Usage: python bench/store.py [--rows 300000] [--rate 10000] [--seconds 60] [--skip-latency]
 """
@@ -22,7 +24,8 @@ import json
 import multiprocessing as mp
 import os
 import platform
-import threading
+import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -34,8 +37,8 @@ import orjson
 import pandas as pd
 import psycopg
 
-from signalstack.config import KafkaSettings, Settings, StoreSettings, TimescaleSettings
 from signalstack.devstack import KafkaServer, TimescaleServer
+from signalstack.store.batch import TradeBatch
 from signalstack.store.frames import prepare_trades
 from signalstack.store.synthetic import synthetic_trades
 from signalstack.store.timescale import TimescaleStore
@@ -73,6 +76,7 @@ def throughput(server: TimescaleServer, rows: int, baseline_rows: int) -> dict[s
     dsn = fresh_db(server)
     df = synthetic_trades(rows, seed=42)
     typed, _ = prepare_trades(df)
+    batch = TradeBatch.from_typed(typed)  # raw COPY and staging start from encoded-ready columns
     out: dict[str, float] = {}
     print(f"throughput, {rows:,} trades (baseline on the first {baseline_rows:,}):")
 
@@ -91,8 +95,8 @@ def throughput(server: TimescaleServer, rows: int, baseline_rows: int) -> dict[s
             pool = await asyncpg.create_pool(dsn, min_size=1, max_size=1)
             w = TradeWriter(pool)
             async with pool.acquire() as conn:
-                for s in range(0, len(typed), w.batch_rows):
-                    await w._copy(conn, typed.iloc[s : s + w.batch_rows])
+                for s in range(0, len(batch), w.batch_rows):
+                    await w._copy(conn, batch.take(slice(s, s + w.batch_rows)))
             await pool.close()
 
         raw_rates.append(timed("raw COPY", rows, lambda: asyncio.run(raw())))
@@ -112,30 +116,30 @@ def throughput(server: TimescaleServer, rows: int, baseline_rows: int) -> dict[s
         pool = await asyncpg.create_pool(dsn, min_size=1, max_size=1)
         w = TradeWriter(pool)
         async with pool.acquire() as conn:
-            for s in range(0, len(typed), w.batch_rows):
-                await w._merge(conn, typed.iloc[s : s + w.batch_rows])
+            for s in range(0, len(batch), w.batch_rows):
+                await w._merge(conn, batch.take(slice(s, s + w.batch_rows)))
         await pool.close()
 
     out["staging_rows_per_s"] = timed("staging + ON CONFLICT", rows, lambda: asyncio.run(staging()))
 
     truncate(dsn)
-    base = typed.iloc[:baseline_rows]
+    b = batch.take(slice(0, baseline_rows))
     records = [
         (
-            pd.Timestamp(r.ts_event // 1000 * 1000, tz="UTC").to_pydatetime(),
-            r.symbol,
-            r.exchange,
-            r.trade_id,
-            r.ts_event,
-            r.price,
-            r.size,
-            r.sequence,
-            list(r.conditions),
-            None if pd.isna(r.tape) else int(r.tape),
-            r.source,
-            r.ts_ingest,
+            pd.Timestamp(int(b.ts_event[i]) // 1000 * 1000, tz="UTC").to_pydatetime(),
+            str(b.symbol[i]),
+            int(b.exchange[i]),
+            str(b.trade_id[i]),
+            int(b.ts_event[i]),
+            float(b.price[i]),
+            float(b.size[i]),
+            int(b.sequence[i]),
+            list(b.conditions[i]),
+            None if b.tape_null[i] else int(b.tape[i]),
+            str(b.source[i]),
+            int(b.ts_ingest[i]),
         )
-        for r in base.itertuples(index=False)
+        for i in range(len(b))
     ]
     cols = ", ".join(TRADE_COPY_COLUMNS)
     marks = ", ".join(f"${i + 1}" for i in range(len(TRADE_COPY_COLUMNS)))
@@ -156,7 +160,9 @@ def throughput(server: TimescaleServer, rows: int, baseline_rows: int) -> dict[s
     return out
 
 
-def _producer(bootstrap: str, topic: str, rate: int, seconds: float, ready: Any) -> None:
+def _producer(
+    bootstrap: str, topic: str, rate: int, seconds: float, warmup: float, ready: Any
+) -> None:
     from confluent_kafka import Producer
 
     p = Producer(
@@ -168,12 +174,18 @@ def _producer(bootstrap: str, topic: str, rate: int, seconds: float, ready: Any)
             "compression.type": "lz4",
         }
     )
-    n = int(rate * seconds)
-    df = synthetic_trades(n, seed=7, start=pd.Timestamp.now(tz="UTC"), span_s=seconds)
-    rows = df.to_dict("records")
-    for r in rows:
+    # Warm-up trades first (ids 0 … n_warm-1, same rate), then the measured ones: one stream,
+    # each symbol's trades in ts_event order.
+    n = int(rate * (warmup + seconds))
+    df = synthetic_trades(n, seed=7, start=pd.Timestamp.now(tz="UTC"), span_s=warmup + seconds)
+    # Everything but ts_ingest is serialised up front; ts_ingest (the produce time) is appended
+    # at produce time, so the load generator spends little CPU on the shared cores.
+    heads = []
+    for r in df.to_dict("records"):
         r["schema_version"] = 1
         r["tape"] = None if pd.isna(r["tape"]) else int(r["tape"])
+        del r["ts_ingest"]
+        heads.append((r["symbol"].encode(), orjson.dumps(r)[:-1] + b',"ts_ingest":'))
     p.produce(topic + ".warmup", value=b"{}")  # acquire the idempotent PID before timing
     p.flush(30)
     ready.set()
@@ -186,87 +198,216 @@ def _producer(bootstrap: str, topic: str, rate: int, seconds: float, ready: Any)
         delay = target - time.perf_counter()
         if delay > 0:
             time.sleep(delay)
-        for r in rows[i : i + per_tick]:
-            r["ts_ingest"] = time.time_ns()  # produce time, carried into the row
-            p.produce(topic, key=r["symbol"].encode(), value=orjson.dumps(r))
+        for key, head in heads[i : i + per_tick]:
+            p.produce(topic, key=key, value=b"%s%d}" % (head, time.time_ns()))
         i += per_tick
         p.poll(0)
     p.flush(30)
 
 
-class LatencyStore(TimescaleStore):
-    """Records, per written batch, commit-return time minus each row's produce time."""
+def _sink_proc(bootstrap: str, topic: str, dsn: str, http_port: int, log: Path) -> Any:
+    """The real service, as deployed: ``python -m signalstack.sink`` in its own process."""
+    from urllib.parse import urlsplit
 
-    def __init__(self, dsn: str) -> None:
-        super().__init__(dsn)
-        self.latencies_ms: list[np.ndarray] = []
+    u = urlsplit(dsn)
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "KAFKA_TRADES_TOPIC": topic,
+        "TIMESCALE_HOST": u.hostname or "",
+        "TIMESCALE_PORT": str(u.port or 5432),
+        "TIMESCALE_USER": u.username or "",
+        "TIMESCALE_PASSWORD": u.password or "",
+        "TIMESCALE_DATABASE": u.path.lstrip("/"),
+        "STORE_TYPE": "timescale",
+        "SINK_HTTP_PORT": str(http_port),
+        "SINK_GROUP_ID": f"bench-{uuid.uuid4().hex[:6]}",
+        "LOG_LEVEL": "WARNING",
+    }
+    with open(log, "ab") as fh:
+        return subprocess.Popen(
+            [sys.executable, "-m", "signalstack.sink"], env=env, stdout=fh, stderr=fh
+        )
 
-    def write_trades(self, df: pd.DataFrame) -> int:
-        n = super().write_trades(df)
+
+POLL_PERIOD_S = 0.005  # measurement resolution vs. load the poller itself puts on PostgreSQL
+POLL_SQL = (
+    "SELECT t.symbol, t.trade_id, t.ts_event_ns, t.ts_ingest_ns "
+    "FROM unnest(%s::text[], %s::bigint[]) AS c(sym, cur) "
+    "JOIN trades t ON t.symbol = c.sym "
+    "AND t.ts >= to_timestamp(c.cur / 1000 / 1e6) - interval '1 microsecond' "
+    "AND t.ts_event_ns >= c.cur"
+)
+
+
+class Poller:
+    """Watches ``trades`` from its own connection and stamps each row with the wall-clock time
+    of the first poll that returned it.
+
+    Each symbol's trades are produced in ts_event order to one partition, and the sink makes
+    batches durable in order, so per symbol they become visible in ts_event order: every poll
+    asks, per symbol, for rows at or after the newest ts_event seen so far (an index range
+    scan on trades_identity). Rows already seen are skipped by trade_id. The run's final count
+    check (rows seen by the poller == rows in the table) proves no row slipped past a cursor.
+    A row's visible time is taken when the poll's result has arrived: an upper bound, late by
+    up to one poll period (5 ms) plus the query's own time (cycle times are reported)."""
+
+    def __init__(self, dsn: str, symbols: tuple[str, ...], start_ns: int, n_warm: int) -> None:
+        self.conn = psycopg.connect(dsn, autocommit=True)
+        self.n_warm = n_warm
+        self.symbols = list(symbols)
+        self.cursor = dict.fromkeys(symbols, start_ns)
+        self.seen: set[str] = set()
+        self.latency_ms: list[float] = []
+        self.cycles_ms: list[float] = []
+
+    def poll(self) -> int:
+        t0 = time.perf_counter()
+        rows = self.conn.execute(
+            POLL_SQL, (self.symbols, [self.cursor[s] for s in self.symbols])
+        ).fetchall()
         now = time.time_ns()
-        self.latencies_ms.append((now - df["ts_ingest"].to_numpy(dtype=np.int64)) / 1e6)
-        return n
+        new = 0
+        for sym, trade_id, ts_event, ts_ingest in rows:
+            if trade_id in self.seen:
+                continue
+            self.seen.add(trade_id)
+            new += 1
+            if int(trade_id) >= self.n_warm:
+                self.latency_ms.append((now - ts_ingest) / 1e6)
+            if ts_event > self.cursor[sym]:
+                self.cursor[sym] = ts_event
+        self.cycles_ms.append((time.perf_counter() - t0) * 1000)
+        return new
 
 
-def latency(server: TimescaleServer, rate: int, seconds: float) -> dict[str, float]:
-    from confluent_kafka.admin import AdminClient, NewTopic
+def _histogram(body: str, name: str) -> dict[str, float]:
+    """Count, mean and bucket-interpolated p50/p99 of a Prometheus histogram (all labels)."""
+    buckets: dict[float, float] = {}
+    total = count = 0.0
+    for line in body.splitlines():
+        if line.startswith(name + "_bucket"):
+            le = line.split('le="', 1)[1].split('"', 1)[0]
+            bound = float("inf") if le == "+Inf" else float(le)
+            buckets[bound] = buckets.get(bound, 0.0) + float(line.rsplit(" ", 1)[1])
+        elif line.startswith(name + "_sum"):
+            total += float(line.rsplit(" ", 1)[1])
+        elif line.startswith(name + "_count"):
+            count += float(line.rsplit(" ", 1)[1])
+    out = {"count": count, "mean": total / count if count else float("nan")}
+    bounds = sorted(buckets)
+    for q in (0.5, 0.99):
+        target, prev_b, prev_c = q * count, 0.0, 0.0
+        out[f"p{int(q * 100)}"] = float("nan")
+        for b in bounds:
+            c = buckets[b]
+            if c >= target and count:
+                hi = b if b != float("inf") else prev_b
+                frac = (target - prev_c) / (c - prev_c) if c > prev_c else 1.0
+                out[f"p{int(q * 100)}"] = prev_b + (hi - prev_b) * frac
+                break
+            prev_b, prev_c = b, c
+    return out
 
-    from signalstack.sink import KafkaSink, SinkConfig
 
-    print(f"tick → row latency at {rate:,} trades/s for {seconds:.0f} s:")
+def latency(server: TimescaleServer, rate: int, seconds: float, warmup: float) -> dict[str, Any]:
+    import httpx
+    from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+
+    from signalstack.devstack import free_port
+    from signalstack.store.synthetic import SYMBOLS
+
+    print(
+        f"tick → row latency at {rate:,} trades/s for {seconds:.0f} s "
+        f"(after {warmup:.0f} s of warm-up at the same rate):"
+    )
     dsn = fresh_db(server)
+    log = RESULTS.parent / "store-sink.log"
+    log.unlink(missing_ok=True)
     with KafkaServer() as kafka:
         topic = "market.trades"
         admin = AdminClient({"bootstrap.servers": kafka.bootstrap})
         new = [NewTopic(topic, num_partitions=6), NewTopic(topic + ".warmup", num_partitions=1)]
         for f in admin.create_topics(new).values():
             f.result(30)
-        from urllib.parse import urlsplit
-
-        u = urlsplit(dsn)
-        settings = Settings(
-            kafka=KafkaSettings(bootstrap_servers=kafka.bootstrap, trades_topic=topic),
-            timescale=TimescaleSettings(
-                host=u.hostname or "",
-                port=u.port or 5432,
-                user=u.username or "",
-                password=u.password or "",
-                database=u.path.lstrip("/"),  # type: ignore[arg-type]
-            ),
-            store=StoreSettings(type="timescale"),
+        port = free_port()
+        sink = _sink_proc(kafka.bootstrap, topic, dsn, port, log)
+        try:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                try:
+                    if httpx.get(f"http://127.0.0.1:{port}/health/ready", timeout=1).is_success:
+                        break
+                except httpx.HTTPError:
+                    pass
+                time.sleep(0.2)
+            else:
+                raise RuntimeError(f"sink not ready; see {log}")
+            start_ns = time.time_ns()  # the producer stamps its trades from now on
+            n_warm = int(rate * warmup)
+            poller = Poller(dsn, SYMBOLS, start_ns - 10**9, n_warm)
+            ctx = mp.get_context("spawn")
+            ready = ctx.Event()
+            prod = ctx.Process(
+                target=_producer, args=(kafka.bootstrap, topic, rate, seconds, warmup, ready)
+            )
+            prod.start()
+            expected = n_warm + int(rate * seconds)
+            deadline = time.monotonic() + seconds * 3 + 120
+            while len(poller.seen) < expected and time.monotonic() < deadline:
+                t0 = time.perf_counter()
+                poller.poll()
+                time.sleep(max(0.0, POLL_PERIOD_S - (time.perf_counter() - t0)))
+            prod.join(60)
+            # Stage histograms cover the whole run, warm-up included.
+            body = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+        finally:
+            sink.terminate()
+            sink.wait(30)
+        with psycopg.connect(dsn) as conn:
+            row = conn.execute("SELECT count(*) FROM trades").fetchone()
+            written = int(row[0]) if row else 0
+    lat = np.asarray(poller.latency_ms) if poller.latency_ms else np.array([np.nan])
+    cycles = np.asarray(poller.cycles_ms)
+    stages = {
+        name: _histogram(body, f"signalstack_sink_{name}")
+        for name in (
+            "record_age_seconds",
+            "decode_seconds",
+            "queue_seconds",
+            "write_latency_seconds",
+            "batch_size",
         )
-        store = LatencyStore(dsn)
-        sink = KafkaSink(settings, store, SinkConfig(http_port=None, topics=(topic,)))
-        stop = threading.Event()
-        t = threading.Thread(target=sink.run, args=(stop,))
-        t.start()
-        time.sleep(3)  # join the group before producing
-        ctx = mp.get_context("spawn")
-        ready = ctx.Event()
-        prod = ctx.Process(target=_producer, args=(kafka.bootstrap, topic, rate, seconds, ready))
-        prod.start()
-        prod.join(seconds * 3 + 60)
-        expected = int(rate * seconds)
-        deadline = time.monotonic() + 60
-        while store.count("trades") < expected and time.monotonic() < deadline:
-            time.sleep(0.2)
-        stop.set()
-        t.join(30)
-        written = store.count("trades")
-        store.close()
-    lat = np.concatenate(store.latencies_ms) if store.latencies_ms else np.array([np.nan])
-    res = {
+    }
+    res: dict[str, Any] = {
         "tick_to_row_p50_ms": float(np.percentile(lat, 50)),
         "tick_to_row_p99_ms": float(np.percentile(lat, 99)),
         "tick_to_row_max_ms": float(lat.max()),
         "tick_rate_per_s": float(rate),
         "tick_seconds": float(seconds),
+        "tick_warmup_seconds": float(warmup),
+        "tick_rows_measured": float(len(poller.latency_ms)),
         "tick_rows": float(written),
+        "tick_rows_seen_by_poller": float(len(poller.seen)),
+        "poll_cycle_p50_ms": float(np.percentile(cycles, 50)),
+        "poll_cycle_p99_ms": float(np.percentile(cycles, 99)),
+        "sink_stages": stages,
     }
     print(
         f"  p50 {res['tick_to_row_p50_ms']:.1f} ms  p99 {res['tick_to_row_p99_ms']:.1f} ms  "
-        f"max {res['tick_to_row_max_ms']:.1f} ms  rows {written:,}/{expected:,}"
+        f"max {res['tick_to_row_max_ms']:.1f} ms  rows {written:,}/{expected:,} "
+        f"(poller saw {len(poller.seen):,}; poll cycle p50 {res['poll_cycle_p50_ms']:.2f} ms, "
+        f"p99 {res['poll_cycle_p99_ms']:.2f} ms)"
     )
+    for name, h in stages.items():
+        scale = 1 if name == "batch_size" else 1000
+        print(
+            f"  {name:<24} n={h['count']:>7,.0f}  mean {h['mean'] * scale:8.2f}  "
+            f"p50 {h['p50'] * scale:8.2f}  p99 {h['p99'] * scale:8.2f}"
+            + ("" if name == "batch_size" else " ms")
+        )
+    if len(poller.seen) != written:
+        raise RuntimeError(f"poller saw {len(poller.seen)} rows of {written}: measurement invalid")
     return res
 
 
@@ -276,6 +417,7 @@ def main() -> None:
     ap.add_argument("--baseline-rows", type=int, default=50_000)
     ap.add_argument("--rate", type=int, default=10_000)
     ap.add_argument("--seconds", type=float, default=60.0)
+    ap.add_argument("--warmup", type=float, default=20.0, help="s at --rate before measuring")
     ap.add_argument("--skip-latency", action="store_true")
     ap.add_argument("--only-latency", action="store_true", help="diagnostics; writes no JSON")
     args = ap.parse_args()
@@ -286,12 +428,12 @@ def main() -> None:
     }
     with TimescaleServer() as server:
         if args.only_latency:
-            result.update(latency(server, args.rate, args.seconds))
+            result.update(latency(server, args.rate, args.seconds, args.warmup))
             print(json.dumps(result, indent=2))
             return
         result.update(throughput(server, args.rows, args.baseline_rows))
         if not args.skip_latency:
-            result.update(latency(server, args.rate, args.seconds))
+            result.update(latency(server, args.rate, args.seconds, args.warmup))
     result["writer_vs_raw"] = result["rows_per_s"] / result["raw_copy_rows_per_s"]
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")

@@ -18,11 +18,43 @@ BATCH_SIZE = Histogram(
     "Messages per consumed batch.",
     buckets=(1, 10, 50, 100, 500, 1_000, 2_000, 5_000, 10_000, 20_000, 50_000),
 )
+_SECONDS = (
+    0.001,
+    0.0025,
+    0.005,
+    0.0075,
+    0.01,
+    0.015,
+    0.02,
+    0.03,
+    0.05,
+    0.075,
+    0.1,
+    0.25,
+    0.5,
+    1,
+    2.5,
+    5,
+    10,
+)
 WRITE_LATENCY = Histogram(
     "signalstack_sink_write_latency_seconds",
     "Time to make one batch durable in the store, by table.",
     ["table"],
-    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+    buckets=_SECONDS,
+)
+RECORD_AGE = Histogram(
+    "signalstack_sink_record_age_seconds",
+    "Age of each batch's first message when polled (Kafka CreateTime to poll return).",
+    buckets=_SECONDS,
+)
+DECODE_SECONDS = Histogram(
+    "signalstack_sink_decode_seconds", "Time to decode and validate one batch.", buckets=_SECONDS
+)
+QUEUE_SECONDS = Histogram(
+    "signalstack_sink_queue_seconds",
+    "Time a decoded batch waits for the previous write before its own write starts.",
+    buckets=_SECONDS,
 )
 CONSUMER_LAG = Gauge(
     "signalstack_sink_consumer_lag", "Messages behind the log end, summed per topic.", ["topic"]

@@ -59,6 +59,7 @@ class Batch:
     offsets: list[Any]
     writes: list[tuple[str, Rows, Callable[[Any], int], str]] = field(default_factory=list)
     dlq: list[DlqRecord] = field(default_factory=list)
+    prepared_at: float = 0.0  # perf_counter when decoded
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,6 +222,10 @@ class KafkaSink:
 
     def prepare(self, msgs: list[Any]) -> Batch:
         """Decode a poll's messages by topic (consumer thread); note the offsets to commit."""
+        t0 = time.perf_counter()
+        created_type, created_ms = msgs[0].timestamp() if msgs else (0, 0)
+        if created_type != 0:  # TIMESTAMP_NOT_AVAILABLE == 0
+            metrics.RECORD_AGE.observe(max(0.0, time.time() - created_ms / 1000))
         by_topic: dict[str, list[Raw]] = defaultdict(list)
         last: dict[tuple[str, int], int] = {}
         for m in msgs:
@@ -250,10 +255,13 @@ class KafkaSink:
                 df, bad = decode_rows(topic, raw, PREDICTION_REQUIRED)
                 work.dlq += bad
                 work.writes.append(("predictions", df, self.store.write_predictions, topic))
+        work.prepared_at = time.perf_counter()
+        metrics.DECODE_SECONDS.observe(work.prepared_at - t0)
         return work
 
     def execute(self, work: Batch) -> None:
         """Write a decoded batch (writer thread): rejects to the DLQ, rows to their tables."""
+        metrics.QUEUE_SECONDS.observe(time.perf_counter() - work.prepared_at)
         self._dlq(work.dlq)
         for table, data, write, topic in work.writes:
             self._write(table, data, write, topic)

@@ -38,6 +38,7 @@ from signalstack.store.writer import (
     TradeWriter,
     WriteResult,
     on_connection,
+    reset_connection,
     with_retry,
 )
 
@@ -108,7 +109,11 @@ class TimescaleStore(Store):
 
             async def connect() -> asyncpg.Pool:
                 return await asyncpg.create_pool(
-                    self.dsn, min_size=1, max_size=self._pool_size, command_timeout=300
+                    self.dsn,
+                    min_size=1,
+                    max_size=self._pool_size,
+                    command_timeout=300,
+                    reset=reset_connection,
                 )
 
             self._pool, _ = await with_retry(connect, self.retry, "connect")
