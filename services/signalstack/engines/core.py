@@ -25,7 +25,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from signalstack.features.bars import Minutes, TradeArrays, aggregate_minutes
+from signalstack.features.bars import Minutes, Selection, TradeArrays, aggregate_selected
 from signalstack.features.conditions import EligibilityRules
 from signalstack.features.definitions import feature_frame
 from signalstack.features.sessions import NS_PER_MINUTE, SessionIndex
@@ -132,8 +132,10 @@ class FeatureStateMachine:
         self.rules = rules
         self.sessions = sessions
         self.codes = codes or SymbolCodes()
-        # pending trades as chunks in arrival order (concatenated only when read as a whole)
-        self._chunks: list[Pending] = []
+        # pending trades as chunks in arrival order: (arrays, the rows of them that are
+        # pending — None: all); a batch's chunk is its prepared arrays plus the kept rows, so
+        # rows that are final at the next watermark are never copied out of the batch
+        self._chunks: list[tuple[Pending, npt.NDArray[np.intp] | None]] = []
         self.history = Minutes.empty()
 
     @property
@@ -141,13 +143,14 @@ class FeatureStateMachine:
         """Trades of minutes not yet final, in arrival order."""
         if not self._chunks:
             return Pending.empty()
-        if len(self._chunks) > 1:
-            self._chunks = [Pending.concat(self._chunks)]
-        return self._chunks[0]
+        if len(self._chunks) > 1 or self._chunks[0][1] is not None:
+            parts = [p if rows is None else p.take(rows) for p, rows in self._chunks]
+            self._chunks = [(parts[0] if len(parts) == 1 else Pending.concat(parts), None)]
+        return self._chunks[0][0]
 
     @pending.setter
     def pending(self, p: Pending) -> None:
-        self._chunks = [p] if len(p) else []
+        self._chunks = [(p, None)] if len(p) else []
 
     # -- one batch ---------------------------------------------------------------------------
     def ingest(self, batch: TradeBatch, watermark_ns: int) -> StepResult:
@@ -162,55 +165,57 @@ class FeatureStateMachine:
         t = p.trades
         late = t.ts < watermark_ns
         late_rows = np.flatnonzero(late)
+        ident = p.ident
         if len(late_rows):
-            ontime: npt.NDArray[np.intp] | None = np.flatnonzero(~late)
-            ident = p.ident[ontime]
-            keys = (t.sym[ontime], p.exchange[ontime], p.trade_id[ontime])
-            session = t.session[ontime]
-        else:
-            ontime = None
-            ident, keys, session = p.ident, (t.sym, p.exchange, p.trade_id), t.session
+            # late rows take no part in dedup: their hash is replaced by its complement, which
+            # no row with the same key has, and exact confirmation compares hashes too
+            ident = ident.copy()
+            ident[late_rows] = ~ident[late_rows]
         pend = self.pending
         dup = duplicate_mask(
-            ident, keys, pend.ident, (pend.trades.sym, pend.exchange, pend.trade_id)
+            ident,
+            (t.sym, p.exchange, p.trade_id),
+            pend.ident,
+            (pend.trades.sym, pend.exchange, pend.trade_id),
         )
-        in_session = session >= 0
-        keep = ~dup & in_session
-        n_dup = int(dup.sum())
-        n_out = int((~dup & ~in_session).sum())
-        n_keep = int(keep.sum())
-        if n_keep == len(t):  # every row kept: no copy
-            self._chunks.append(Pending(t, p.exchange, p.trade_id, p.ident))
-        elif n_keep:
-            sel = np.flatnonzero(keep)
-            if ontime is not None:
-                sel = ontime[sel]
-            self._chunks.append(
-                Pending(t.take(sel), p.exchange[sel], p.trade_id[sel], p.ident[sel])
-            )
+        in_session = t.session >= 0
+        fresh = ~dup
+        if len(late_rows):
+            fresh &= ~late
+            dup &= ~late
+        keep = fresh & in_session
+        n_dup = int(np.count_nonzero(dup))
+        n_keep = int(np.count_nonzero(keep))
+        n_out = len(t) - len(late_rows) - n_dup - n_keep
+        if n_keep:
+            rows = None if n_keep == len(t) else np.flatnonzero(keep)
+            self._chunks.append((Pending(t, p.exchange, p.trade_id, p.ident), rows))
         return StepResult(late_rows, n_dup, n_out, p.unknown_conditions)
 
     def finalize(self, watermark_ns: int) -> Emitted:
         """Emit every minute with end <= watermark: bars and features, once."""
         # minute_end(ts) <= W  <=>  ts < W floored to the minute
         cut = (watermark_ns // NS_PER_MINUTE) * NS_PER_MINUTE
-        due_parts: list[TradeArrays] = []
+        due_parts: list[Selection] = []
         rest: list[Pending] = []
-        for c in self._chunks:
-            due = c.trades.ts < cut
+        for c, rows in self._chunks:
+            ts = c.trades.ts if rows is None else c.trades.ts[rows]
+            due = ts < cut
             n_due = int(np.count_nonzero(due))
-            if n_due == len(c):
-                due_parts.append(c.trades)
+            if n_due == len(ts):
+                due_parts.append((c.trades, rows))
             elif n_due == 0:
-                rest.append(c)
+                rest.append(c if rows is None else c.take(rows))
             else:
-                due_parts.append(c.trades.take(due))
-                rest.append(c.take(~due))
+                all_rows = np.arange(len(c), dtype=np.intp) if rows is None else rows
+                due_parts.append((c.trades, all_rows[due]))
+                rest.append(c.take(all_rows[~due]))
         if not due_parts:
             return Emitted(_empty_bars(), _empty_features())
-        self._chunks = rest
-        due_trades = due_parts[0] if len(due_parts) == 1 else TradeArrays.concat(due_parts)
-        return self._emit(aggregate_minutes(due_trades), self.codes.names)
+        self._chunks = []
+        if rest:
+            self.pending = rest[0] if len(rest) == 1 else Pending.concat(rest)
+        return self._emit(aggregate_selected(due_parts), self.codes.names)
 
     def _emit(self, new_minutes: Minutes, names: npt.NDArray[np.object_]) -> Emitted:
         hist = self.history

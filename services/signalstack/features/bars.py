@@ -149,11 +149,18 @@ def minute_end(ts: I8) -> I8:
 
 
 def sort_order(sym: npt.NDArray[np.int32], ts: I8, seq: I8) -> npt.NDArray[np.intp]:
-    """Order by (sym, ts_event, sequence); stable, so exact ties keep arrival order.
+    """Order by (sym, ts_event, sequence); stable, so exact ties keep arrival order."""
+    order = _packed_order(sym, ts)
+    return np.lexsort((seq, ts, sym)) if order is None else order
 
-    Fast path: one value sort of a packed int64 key — symbol code in the top bits, time offset,
-    then the row number in the low bits, so the sorted keys carry the permutation — when the
-    bits allow; exact (sym, ts) ties are rare and go to a lexsort that adds sequence.
+
+def _packed_order(sym: npt.NDArray[np.int32], ts: I8) -> npt.NDArray[np.intp] | None:
+    """Order by (sym, ts_event) when no two rows tie on it, else None (the caller then breaks
+    ties by sequence, then arrival, with a lexsort).
+
+    One value sort of a packed int64 key — symbol code in the top bits, time offset, then the
+    row number in the low bits, so the sorted keys carry the permutation — when the bits allow;
+    otherwise a stable argsort of (symbol, time offset).
     """
     n = len(ts)
     if n == 0:
@@ -161,25 +168,26 @@ def sort_order(sym: npt.NDArray[np.int32], ts: I8, seq: I8) -> npt.NDArray[np.in
     t0 = int(ts.min())
     span = int(ts.max()) - t0
     nsym = int(sym.max()) + 1
-    if int(sym.min()) >= 0:
-        row_bits = max(1, (n - 1).bit_length())
-        ts_bits = max(1, span.bit_length())
-        if row_bits + ts_bits + max(1, (nsym - 1).bit_length()) <= 63:
-            packed = (sym.astype(np.int64) << (ts_bits + row_bits)) | ((ts - t0) << row_bits)
-            packed |= np.arange(n, dtype=np.int64)
-            packed.sort()
-            key = packed >> row_bits
-            if not (key[1:] == key[:-1]).any():
-                return (packed & ((1 << row_bits) - 1)).astype(np.intp, copy=False)
-            return np.lexsort((seq, ts, sym))
-        if span < (1 << 52) and nsym <= (1 << 10):
-            key = (sym.astype(np.int64) << 52) | (ts - t0)
-            order = np.argsort(key, kind="stable")
-            k = key[order]
-            if not (k[1:] == k[:-1]).any():
-                return order
-            return np.lexsort((seq, key))
-    return np.lexsort((seq, ts, sym))
+    if int(sym.min()) < 0:
+        return None
+    row_bits = max(1, (n - 1).bit_length())
+    ts_bits = max(1, span.bit_length())
+    if row_bits + ts_bits + max(1, (nsym - 1).bit_length()) <= 63:
+        packed = sym.astype(np.int64) << (ts_bits + row_bits)
+        packed |= (ts - t0) << row_bits
+        packed |= np.arange(n, dtype=np.int64)
+        packed.sort()
+        key = packed >> row_bits
+        if (key[1:] == key[:-1]).any():
+            return None
+        packed &= (1 << row_bits) - 1
+        return packed.astype(np.intp, copy=False)
+    if span < (1 << 52) and nsym <= (1 << 10):
+        key = (sym.astype(np.int64) << 52) | (ts - t0)
+        order = np.argsort(key, kind="stable")
+        k = key[order]
+        return None if (k[1:] == k[:-1]).any() else order
+    return None
 
 
 def sort_trades(t: TradeArrays) -> TradeArrays:
@@ -187,29 +195,84 @@ def sort_trades(t: TradeArrays) -> TradeArrays:
     return t.take(sort_order(t.sym, t.ts, t.seq))
 
 
+Selection = tuple[TradeArrays, "npt.NDArray[np.intp] | None"]
+
+
 def aggregate_minutes(t: TradeArrays, *, presorted: bool = False) -> Minutes:
     """Aggregate in-session trades (``session >= 0``) into minute rows. Pure, vectorised."""
-    if not presorted:
-        t = sort_trades(t)
-    keep = t.session >= 0
-    if not keep.all():
-        t = t.take(keep)
-    n = len(t)
+    if presorted:
+        keep = t.session >= 0
+        if not keep.all():
+            t = t.take(keep)
+        return _aggregate_sorted(t.sym, t.ts, t.price, t.size, t.flags, t.session, None)
+    return aggregate_selected([(t, None)])
+
+
+def aggregate_selected(parts: list[Selection]) -> Minutes:
+    """``aggregate_minutes`` of the concatenation of ``t.take(rows)`` over ``parts`` (rows None:
+    all), in that order — without materialising the selection: only symbol and time are
+    gathered for the sort, the rest is gathered once, already in sorted order."""
+    sels: list[npt.NDArray[np.intp] | None] = []
+    for t, rows in parts:
+        ok = t.session >= 0 if rows is None else t.session[rows] >= 0
+        if rows is None:
+            sels.append(None if ok.all() else np.flatnonzero(ok))
+        else:
+            sels.append(rows if ok.all() else rows[ok])
+    if len(parts) == 1:
+        src, sel = parts[0][0], sels[0]
+        sym = src.sym if sel is None else src.sym[sel]
+        ts = src.ts if sel is None else src.ts[sel]
+        price, size, flags, session = src.price, src.size, src.flags, src.session
+    else:
+        syms, tss, idx = [], [], []
+        base = 0
+        for (t, _), r in zip(parts, sels, strict=True):
+            syms.append(t.sym if r is None else t.sym[r])
+            tss.append(t.ts if r is None else t.ts[r])
+            idx.append(np.arange(base, base + len(t), dtype=np.intp) if r is None else r + base)
+            base += len(t)
+        sym, ts, sel = np.concatenate(syms), np.concatenate(tss), np.concatenate(idx)
+        price, size, flags, session = (
+            np.concatenate([getattr(t, c) for t, _ in parts])
+            for c in ("price", "size", "flags", "session")
+        )
+    if len(sym) == 0:
+        return Minutes.empty()
+    order = _packed_order(sym, ts)
+    if order is None:  # exact (sym, ts) ties: break them by sequence, then arrival
+        seqs = [t.seq if r is None else t.seq[r] for (t, _), r in zip(parts, sels, strict=True)]
+        order = np.lexsort((np.concatenate(seqs), ts, sym))
+    rows = order if sel is None else sel[order]
+    return _aggregate_sorted(
+        sym[order], ts[order], price[rows], size[rows], flags[rows], session, rows
+    )
+
+
+def _aggregate_sorted(
+    sym: npt.NDArray[np.int32],
+    ts: I8,
+    price: F8,
+    size: F8,
+    flags: npt.NDArray[np.uint8],
+    session: I8,
+    session_rows: npt.NDArray[np.intp] | None,
+) -> Minutes:
+    """Minute rows of in-session trades sorted by (sym, ts, sequence); the session of sorted
+    row ``i`` is ``session[session_rows[i]]`` (``session[i]`` when ``session_rows`` is None)."""
+    n = len(ts)
     if n == 0:
         return Minutes.empty()
-    end = minute_end(t.ts)
+    end = minute_end(ts)
     change = np.empty(n, dtype=bool)
     change[0] = True
     np.not_equal(end[1:], end[:-1], out=change[1:])
-    change[1:] |= t.sym[1:] != t.sym[:-1]
+    change[1:] |= sym[1:] != sym[:-1]
     starts = np.flatnonzero(change)
-    flags = t.flags
     vol = (flags & VOLUME) != 0
     last = (flags & LAST) != 0
     hl = ((flags & HIGH_LOW) != 0) | last
     vw = (flags & VWAP) != 0
-    price = t.price
-    size = t.size
     volume = np.add.reduceat(np.where(vol, size, 0.0), starts)
     count = np.add.reduceat(vol.astype(np.int64), starts)
     pv = np.add.reduceat(np.where(vw, price * size, 0.0), starts)
@@ -223,9 +286,9 @@ def aggregate_minutes(t: TradeArrays, *, presorted: bool = False) -> Minutes:
     first_c = np.where(has_bar, first, 0)
     last_c = np.where(has_bar, lastpos, 0)
     return Minutes(
-        sym=t.sym[starts],
+        sym=sym[starts],
         ts=end[starts],
-        session=t.session[starts],
+        session=session[starts if session_rows is None else session_rows[starts]],
         has_bar=has_bar,
         open=np.where(has_bar, price[first_c], np.nan),
         high=np.where(has_bar, high, np.nan),

@@ -33,6 +33,10 @@ _MIX_EXCHANGE: Final = np.uint64(0x9E3779B97F4A7C15)
 _MIX_SYMBOL: Final = np.uint64(0xC2B2AE3D27D4EB4F)
 _MIX_LENGTH: Final = np.uint64(0x165667B19E3779F9)
 _MIX_WORD: Final = np.uint64(0xD6E8FEB86659FD93)
+# _BYTE_MASKS[r] keeps the low r bytes of a little-endian word
+_BYTE_MASKS: Final = np.array(
+    [(1 << (8 * r)) - 1 for r in range(8)] + [(1 << 64) - 1], dtype=np.uint64
+)
 _NULL_LENGTH: Final = -1  # a null trade_id: distinct from the empty string
 
 TradeIdBytes: TypeAlias = npt.NDArray[np.bytes_]
@@ -133,15 +137,16 @@ def trade_id_bytes(
     start = offsets[:-1] - lo
     words = np.empty((n, width), dtype="<u8")
     last = len(data) - 8
+    short = int(lens.min(initial=0))
     for k in range(width):
-        rem = lens - 8 * k
-        w = at[np.minimum(start + 8 * k, last)]
-        keep = np.where(
-            rem >= 8,
-            ~np.uint64(0),
-            (np.uint64(1) << (8 * np.clip(rem, 0, 7)).astype(np.uint64)) - np.uint64(1),
-        )
-        words[:, k] = w & keep
+        pos = start + 8 * k if k else start
+        if k and int(pos.max(initial=0)) > last:  # rows shorter than 8·k bytes read past the end
+            np.minimum(pos, last, out=pos)
+        w = at[pos]
+        if short < 8 * (k + 1):  # some ids end inside this word: zero the bytes after them
+            rem = lens - 8 * k if k else lens
+            w &= _BYTE_MASKS[np.clip(rem, 0, 8)]
+        words[:, k] = w
     out: TradeIdBytes = words.view(f"S{8 * width}").reshape(n)
     if valid is not None:
         lens = np.where(valid, lens, _NULL_LENGTH)
@@ -284,9 +289,27 @@ def duplicate_mask(
         cols = [np.concatenate([p[pr], k[nr]]) for p, k in zip(prior_keys, keys, strict=True)]
     else:
         cols = [k[rows] for k in keys]
-    sub = pd.DataFrame({f"k{i}": c for i, c in enumerate([*cols, all_h[rows]])})
-    exact = sub.duplicated(keep="first").to_numpy()
+    exact = _exact_repeats(all_h[rows], cols)
     out = np.zeros(len(ident), dtype=bool)
     hit = rows[exact]
     out[hit[hit >= n_prior] - n_prior] = True
     return out
+
+
+def _exact_repeats(h: npt.NDArray[np.int64], cols: list[npt.NDArray[Any]]) -> npt.NDArray[np.bool_]:
+    """``DataFrame({h, *cols}).duplicated(keep="first")``: rows repeating an earlier row exactly.
+
+    Usual case, vectorised: every row agrees on all columns with the first row of its hash.
+    Otherwise (a real 64-bit collision) the frame does it.
+    """
+    order = np.argsort(h, kind="stable")
+    hs = h[order]
+    head = np.ones(len(hs), dtype=bool)
+    head[1:] = hs[1:] != hs[:-1]
+    first = order[np.flatnonzero(head)[np.cumsum(head) - 1]]  # each row's group head (input idx)
+    if all(np.array_equal(c[order], c[first]) for c in cols):
+        out = np.ones(len(h), dtype=bool)
+        out[order[head]] = False
+        return out
+    frame = pd.DataFrame({f"k{i}": c for i, c in enumerate([*cols, h])})
+    return frame.duplicated(keep="first").to_numpy()
