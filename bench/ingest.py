@@ -2,7 +2,12 @@
 
 Set-up: a real Kafka broker (devstack, loopback), the fake Polygon server in its own process
 serving a simulated day as fast as the client reads, and the ingest service in this process.
-``trades_per_s`` = trades acknowledged by Kafka / (last ack − first frame received).
+``trades_per_s`` = trades acknowledged by Kafka / (last ack − first frame received), best of
+``--rounds`` interleaved runs (the machine is shared; every sample is kept in the JSON), with
+the shipped ``delivery_reports="all"`` (a report per message); ``…_error_reports_only`` with
+failure reports only.
+``trades_per_cpu_s``: the same trades per CPU-second of the ingest process (its thread and
+librdkafka's), the one-core figure when other processes compete for the cores.
 ``baseline_trades_per_s``: a naive loop on the same feed in the same run — stdlib ``json`` per
 frame, ``validate_trade`` per trade, ``produce`` then ``flush()`` each (measured on a prefix).
 
@@ -29,7 +34,7 @@ from websockets.asyncio.client import connect
 from signalstack.config import KafkaSettings, MarketSettings, PolygonSettings, Settings
 from signalstack.devstack import KafkaServer
 from signalstack.ingest import IngestService, IngestSettings
-from signalstack.ingest.kafka_io import ensure_topics, trade_topics
+from signalstack.ingest.kafka_io import TopicSpec, ensure_topics, trade_topics
 from signalstack.marketdata.wire import ws_trade_to_event
 from signalstack.schemas.trade import validate_trade
 
@@ -125,6 +130,20 @@ async def measure_baseline(s: Settings, limit: int) -> dict[str, float]:
     return {"trades": n, "seconds": secs, "trades_per_s": n / secs}
 
 
+def warm_up(bootstrap: str) -> None:
+    """A fresh broker's first idempotent producer waits for the transaction coordinator and
+    topic leadership: pay that before anything is measured."""
+    ensure_topics(bootstrap, [TopicSpec("bench.warmup", 6)])
+    p = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all",
+                  "compression.type": "lz4", "linger.ms": 20,
+                  "queue.buffering.max.messages": 1_000_000})  # fmt: skip
+    for i in range(200_000):
+        p.produce("bench.warmup", b"x" * 200, SYMBOLS[i % len(SYMBOLS)])
+        if i % 10_000 == 0:
+            p.poll(0)
+    p.flush(60)
+
+
 def machine() -> dict[str, object]:
     cpu = "unknown"
     try:
@@ -143,6 +162,7 @@ def main() -> None:
     ap.add_argument("--trades", type=int, default=1_000_000, help="approximate trades in the feed")
     ap.add_argument("--baseline-trades", type=int, default=3_000)
     ap.add_argument("--batch", type=int, default=500, help="trades per WebSocket frame")
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved runs per mode; best kept")
     a = ap.parse_args()
     per_day = a.trades // len(SYMBOLS)
     from signalstack.marketdata.simulator import SimConfig, simulate
@@ -151,17 +171,25 @@ def main() -> None:
     expected = len(sim) - int(sim.is_duplicate.sum())  # the ingest drops duplicates
     del sim
     with KafkaServer() as kafka:
-        runs = {}
-        for reports in ("errors", "all"):  # the shipped default first
+        warm_up(kafka.bootstrap)
+        runs: dict[str, dict[str, float]] = {}
+        samples: dict[str, list[dict[str, float]]] = {"all": [], "errors": []}
+        for reports in ("all", "errors") * a.rounds:
             fake, port = start_fake(per_day, a.batch)
             try:
-                s = settings(kafka.bootstrap, port, "fast-" + reports)
+                s = settings(kafka.bootstrap, port, f"fast-{reports}-{len(runs)}-{time.time_ns()}")
                 ensure_topics(kafka.bootstrap, trade_topics(s.kafka, IngestSettings()))
-                runs[reports] = asyncio.run(measure_ingest(s, expected, reports))
+                r = asyncio.run(measure_ingest(s, expected, reports))
+                r["trades_per_cpu_s"] = r["trades"] / r["cpu_seconds"]
+                print(reports, round(r["trades_per_s"]), round(r["trades_per_cpu_s"]), flush=True)
+                samples[reports].append(r)
+                best = runs.get(reports)
+                if best is None or r["trades_per_s"] > best["trades_per_s"]:
+                    runs[reports] = r
             finally:
                 fake.terminate()
                 fake.wait()
-        fast = runs["errors"]
+        fast = runs["all"]
         fake, port = start_fake(max(1000, a.baseline_trades), a.batch)
         try:
             sb = settings(kafka.bootstrap, port, "naive")
@@ -174,9 +202,16 @@ def main() -> None:
         "trades_per_s": round(fast["trades_per_s"]),
         "baseline_trades_per_s": round(base["trades_per_s"], 1),
         "speedup": round(fast["trades_per_s"] / base["trades_per_s"], 1),
-        "delivery_reports": "errors",
-        "trades_per_s_all_reports": round(runs["all"]["trades_per_s"]),
-        "trades_per_cpu_s_all_reports": round(runs["all"]["trades"] / runs["all"]["cpu_seconds"]),
+        "delivery_reports": "all",
+        "rounds": a.rounds,
+        "samples_trades_per_s": {
+            k: [round(x["trades_per_s"]) for x in v] for k, v in samples.items()
+        },
+        "samples_trades_per_cpu_s": {
+            k: [round(x["trades_per_cpu_s"]) for x in v] for k, v in samples.items()
+        },
+        "trades_per_s_error_reports_only": round(runs["errors"]["trades_per_s"]),
+        "trades_per_cpu_s_error_reports_only": round(runs["errors"]["trades_per_cpu_s"]),
         "trades": fast["trades"],
         "seconds": round(fast["seconds"], 3),
         # CPU of the ingest process (its Python thread + librdkafka's threads) over the same span:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -69,7 +70,18 @@ def ensure_topics(bootstrap: str, specs: Iterable[TopicSpec], timeout: float = 3
             except KafkaException as err:
                 if err.args[0].name() != "TOPIC_ALREADY_EXISTS":
                     raise
-        meta = admin.list_topics(timeout=timeout)
+        # Creation returns before every broker's metadata shows the topic: wait for it.
+        deadline = time.monotonic() + timeout
+        names = {s.name for s in missing}
+        while True:
+            meta = admin.list_topics(timeout=timeout)
+            ready = {
+                n for n in names
+                if n in meta.topics and meta.topics[n].error is None and meta.topics[n].partitions
+            }  # fmt: skip
+            if ready == names or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
     problems = []
     for s in specs:
         t = meta.topics.get(s.name)

@@ -28,5 +28,5 @@ class IngestSettings(BaseSettings):
     max_connections_backoff_s: tuple[float, float] = (60.0, 180.0)
     # "all": a delivery report per message (acks and latency per message, ~1.5 µs each);
     # "errors": reports for failures only, acks derived from the producer queue, latency per frame.
-    delivery_reports: Literal["all", "errors"] = "errors"
+    delivery_reports: Literal["all", "errors"] = "all"
     stale_after_s: float = Field(default=30.0, gt=0)  # liveness: processor silent this long
