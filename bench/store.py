@@ -259,6 +259,7 @@ class Poller:
         self.cursor = dict.fromkeys(symbols, start_ns)
         self.seen: set[str] = set()
         self.latency_ms: list[float] = []
+        self.produced_ns: list[int] = []
         self.cycles_ms: list[float] = []
 
     def poll(self) -> int:
@@ -275,6 +276,7 @@ class Poller:
             new += 1
             if int(trade_id) >= self.n_warm:
                 self.latency_ms.append((now - ts_ingest) / 1e6)
+                self.produced_ns.append(ts_ingest)
             if ts_event > self.cursor[sym]:
                 self.cursor[sym] = ts_event
         self.cycles_ms.append((time.perf_counter() - t0) * 1000)
@@ -369,6 +371,12 @@ def latency(server: TimescaleServer, rate: int, seconds: float, warmup: float) -
             written = int(row[0]) if row else 0
     lat = np.asarray(poller.latency_ms) if poller.latency_ms else np.array([np.nan])
     cycles = np.asarray(poller.cycles_ms)
+    # p99 per second of production: shows whether the tail is spread or a few stalls.
+    if poller.produced_ns:
+        sec = (np.asarray(poller.produced_ns) - min(poller.produced_ns)) // 10**9
+        per_s = [float(np.percentile(lat[sec == k], 99)) for k in np.unique(sec)]
+    else:
+        per_s = []
     stages = {
         name: _histogram(body, f"signalstack_sink_{name}")
         for name in (
@@ -392,6 +400,7 @@ def latency(server: TimescaleServer, rate: int, seconds: float, warmup: float) -
         "poll_cycle_p50_ms": float(np.percentile(cycles, 50)),
         "poll_cycle_p99_ms": float(np.percentile(cycles, 99)),
         "sink_stages": stages,
+        "tick_to_row_p99_ms_per_second": per_s,
     }
     print(
         f"  p50 {res['tick_to_row_p50_ms']:.1f} ms  p99 {res['tick_to_row_p99_ms']:.1f} ms  "
@@ -406,6 +415,7 @@ def latency(server: TimescaleServer, rate: int, seconds: float, warmup: float) -
             f"p50 {h['p50'] * scale:8.2f}  p99 {h['p99'] * scale:8.2f}"
             + ("" if name == "batch_size" else " ms")
         )
+    print("  p99 per second of production (ms):", " ".join(f"{v:.0f}" for v in per_s))
     if len(poller.seen) != written:
         raise RuntimeError(f"poller saw {len(poller.seen)} rows of {written}: measurement invalid")
     return res

@@ -66,7 +66,7 @@ class Batch:
 class SinkConfig:
     group_id: str = "signalstack-sink"
     max_batch: int = 5_000  # messages per poll: bounds memory and batch latency
-    poll_timeout_s: float = 0.005
+    poll_timeout_s: float = 0.002  # consume() waits this long unless max_batch arrive
     http_port: int | None = 9108  # /metrics, /health/live, /health/ready; None = no server
     lag_interval_s: float = 5.0
     retention_interval_s: float = 3600.0  # Apache-edition retention fallback
@@ -242,6 +242,7 @@ class KafkaSink:
             metrics.MESSAGES.labels(topic).inc(len(raw))
             if topic == k.trades_topic:
                 trades, bad = decode_trades(topic, raw)
+                trades = self.store.prepare_trade_batch(trades)  # overlaps the write in flight
                 work.dlq += bad
                 work.writes.append(("trades", trades, self.store.write_trade_batch, topic))
             elif topic == k.features_topic:
@@ -333,7 +334,9 @@ class KafkaSink:
                 return
             lag: dict[str, int] = defaultdict(int)
             for tp, pos in zip(parts, self.consumer.position(parts), strict=True):
-                _, high = self.consumer.get_watermark_offsets(tp, timeout=1.0, cached=False)
+                # Cached: the high watermark from the last fetch response, no broker round trip
+                # (a blocking query per partition would stall this loop every interval).
+                _, high = self.consumer.get_watermark_offsets(tp, cached=True)
                 lag[tp.topic] += max(0, high - pos.offset) if pos.offset >= 0 else high
             for topic, v in lag.items():
                 metrics.CONSUMER_LAG.labels(topic).set(v)

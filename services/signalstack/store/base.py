@@ -179,6 +179,11 @@ class Store(ABC):
         """Insert trades; rows whose (symbol, exchange, trade_id, ts_event) exists are skipped.
         Returns the number of rows newly inserted."""
 
+    def prepare_trade_batch(self, batch: TradeBatch) -> TradeBatch:
+        """CPU-only work for a later :meth:`write_trade_batch` that a caller may run ahead,
+        e.g. while the previous batch is being written. Default: nothing."""
+        return batch
+
     def write_trade_batch(self, batch: TradeBatch) -> int:
         """:meth:`write_trades` for columns (the sink's hot path); stores with a faster path
         than a DataFrame override it."""

@@ -9,7 +9,7 @@ violate a ``trades`` constraint, with the same reasons as
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -26,7 +26,7 @@ TRADE_DLQ_SOURCE = "store.trades"
 INT2_MIN, INT2_MAX = -32768, 32767
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class TradeBatch:
     symbol: OBJ
     ts_event: I64
@@ -40,6 +40,9 @@ class TradeBatch:
     tape_null: npt.NDArray[np.bool_]
     source: OBJ
     ts_ingest: I64
+    # The rows' binary COPY tuples, when encoded ahead of the write (TimescaleStore.
+    # prepare_trade_batch); a subset made by take() starts without them.
+    copy_body: bytes | None = field(default=None, repr=False, compare=False)
 
     def __len__(self) -> int:
         return len(self.ts_event)

@@ -37,6 +37,7 @@ from signalstack.store.writer import (
     RetryPolicy,
     TradeWriter,
     WriteResult,
+    encode_ahead,
     on_connection,
     reset_connection,
     with_retry,
@@ -183,6 +184,11 @@ class TimescaleStore(Store):
         if rejects:
             self.write_dlq(rejects)
         return self._write_batch(TradeBatch.from_typed(typed))
+
+    def prepare_trade_batch(self, batch: TradeBatch) -> TradeBatch:
+        """Encode the COPY tuples ahead (used only if every row passes the constraint split,
+        which is the common case; otherwise the accepted subset is re-encoded)."""
+        return encode_ahead(batch)
 
     def write_trade_batch(self, batch: TradeBatch) -> int:
         """Numpy-only path (no DataFrame): constraint split, then the idempotent COPY."""

@@ -148,6 +148,8 @@ def trade_columns(batch: TradeBatch) -> list[Column]:
 
 def _body(batch: TradeBatch) -> bytes:
     """Tuples only (no header/trailer), so chunks can be streamed inside one COPY."""
+    if batch.copy_body is not None:
+        return batch.copy_body
     full = encode(trade_columns(batch), len(batch))
     return full[len(HEADER) : len(full) - len(TRAILER)]
 
@@ -156,7 +158,7 @@ async def _stream(batch: TradeBatch, chunk_rows: int) -> AsyncIterator[bytes]:
     """Header, then each chunk; with several chunks, the next is encoded in a worker thread
     while the previous one is sent. A single-chunk batch (the sink's) is encoded inline: the
     executor hop would cost more than it overlaps."""
-    if len(batch) <= chunk_rows:
+    if batch.copy_body is not None or len(batch) <= chunk_rows:
         yield HEADER + _body(batch) + TRAILER
         return
     loop = asyncio.get_running_loop()
@@ -170,6 +172,13 @@ async def _stream(batch: TradeBatch, chunk_rows: int) -> AsyncIterator[bytes]:
     if pending is not None:
         yield await pending
     yield TRAILER
+
+
+def encode_ahead(batch: TradeBatch) -> TradeBatch:
+    """Encode a batch's COPY tuples now (the caller's thread), so the write only sends them."""
+    if batch.copy_body is None and len(batch) > 0:
+        batch.copy_body = _body(batch)
+    return batch
 
 
 def _copied(status: str) -> int:
