@@ -3,6 +3,8 @@ same reject reasons."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import orjson
 import pandas as pd
@@ -13,9 +15,10 @@ from signalstack.sink.decode import decode_trades
 from signalstack.store.synthetic import synthetic_trades
 
 
-def _messages(n: int) -> list[dict[str, object]]:
-    out = []
-    for row in synthetic_trades(n, seed=5).to_dict("records"):
+def _messages(n: int) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for rec in synthetic_trades(n, seed=5).to_dict("records"):
+        row = {str(k): v for k, v in rec.items()}
         row["schema_version"] = 1
         row["tape"] = None if pd.isna(row["tape"]) else int(row["tape"])
         out.append(row)
@@ -23,17 +26,17 @@ def _messages(n: int) -> list[dict[str, object]]:
 
 
 def test_rows_equal_validate_trade_and_rejects_carry_its_reason() -> None:
-    objs: list[object] = list(_messages(200))
-    odd = dict(objs[0])  # type: ignore[arg-type]
+    objs: list[dict[str, Any]] = _messages(200)
+    odd = dict(objs[0])
     odd.update(trade_id="odd", ts_event=float(odd["ts_event"] // 1000 * 1000), price=7, size=3)
     odd.update(conditions=[12.0, 37], tape=2.0)
     objs.append(odd)
-    bad = [
-        {**objs[1], "price": 0},  # type: ignore[dict-item]
-        {**objs[2], "size": -1.0},  # type: ignore[dict-item]
-        {**objs[3], "exchange": 1.5},  # type: ignore[dict-item]
-        {**objs[4], "source": "nope"},  # type: ignore[dict-item]
-        {**objs[5], "schema_version": 2},  # type: ignore[dict-item]
+    bad: list[Any] = [
+        {**objs[1], "price": 0},
+        {**objs[2], "size": -1.0},
+        {**objs[3], "exchange": 1.5},
+        {**objs[4], "source": "nope"},
+        {**objs[5], "schema_version": 2},
         {"symbol": "AAPL"},
         [1, 2],
     ]
