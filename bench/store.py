@@ -261,6 +261,7 @@ class Poller:
         self.latency_ms: list[float] = []
         self.produced_ns: list[int] = []
         self.cycles_ms: list[float] = []
+        self.polls: list[tuple[int, int, int]] = []
 
     def poll(self) -> int:
         t0 = time.perf_counter()
@@ -280,6 +281,7 @@ class Poller:
             if ts_event > self.cursor[sym]:
                 self.cursor[sym] = ts_event
         self.cycles_ms.append((time.perf_counter() - t0) * 1000)
+        self.polls.append((now, len(rows), new))
         return new
 
 
@@ -370,6 +372,13 @@ def latency(server: TimescaleServer, rate: int, seconds: float, warmup: float) -
             row = conn.execute("SELECT count(*) FROM trades").fetchone()
             written = int(row[0]) if row else 0
     lat = np.asarray(poller.latency_ms) if poller.latency_ms else np.array([np.nan])
+    if os.environ.get("BENCH_DEBUG"):
+        np.savez(
+            os.environ["BENCH_DEBUG"],
+            lat=lat,
+            produced=np.asarray(poller.produced_ns),
+            polls=np.asarray(poller.polls),
+        )
     cycles = np.asarray(poller.cycles_ms)
     # p99 per second of production: shows whether the tail is spread or a few stalls.
     if poller.produced_ns:
