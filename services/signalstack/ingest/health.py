@@ -1,4 +1,4 @@
-"""A tiny asyncio HTTP server: ``/metrics`` (Prometheus), ``/healthz``, ``/readyz``."""
+"""A tiny asyncio HTTP server: ``/metrics`` (Prometheus), ``/health/live``, ``/health/ready``."""
 
 from __future__ import annotations
 
@@ -41,8 +41,8 @@ class HealthServer:
             ctype = "text/plain; charset=utf-8"
             if path == "/metrics":
                 status, body, ctype = 200, generate_latest(self.registry), CONTENT_TYPE_LATEST
-            elif path in ("/healthz", "/readyz"):
-                ok, why = (self.live if path == "/healthz" else self.ready)()
+            elif path in ("/health/live", "/health/ready"):
+                ok, why = (self.live if path == "/health/live" else self.ready)()
                 status, body = (200 if ok else 503), (why + "\n").encode()
             else:
                 status, body = 404, b"not found\n"

@@ -10,7 +10,7 @@ Tasks on one event loop:
   with the raw input and the reason. On a reconnect marker it waits for the new subscription,
   then fills the gap from REST ``/v3/trades`` (last trade seen per symbol − lookback → now)
   before it goes on with the new stream;
-- a small HTTP server for ``/metrics``, ``/healthz`` and ``/readyz``.
+- a small HTTP server for ``/metrics``, ``/health/live`` and ``/health/ready``.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ class IngestSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="INGEST_", extra="ignore", frozen=True)
 
     http_host: str = "127.0.0.1"
-    http_port: int = Field(default=9108, ge=0, lt=65536)  # /metrics /healthz /readyz; 0 = any
+    http_port: int = Field(default=9108, ge=0, lt=65536)  # /metrics /health/live /health/ready; 0 = any
     queue_frames: int = Field(default=4096, ge=1)  # bounded socket → parser queue
     max_skew_s: float | None = Field(default=900.0, gt=0)  # live trades further off → DLQ
     dedup_horizon_s: float = Field(default=600.0, gt=0)  # identities remembered (event time)

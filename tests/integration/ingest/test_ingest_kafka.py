@@ -99,8 +99,8 @@ def test_each_bad_input_class_lands_in_the_dlq_with_its_reason(kafka, fake_polyg
         "all routed",
     )
     health = svc.health.url
-    assert httpx.get(health + "/healthz").status_code == 200
-    assert httpx.get(health + "/readyz").status_code == 200  # still running and subscribed
+    assert httpx.get(health + "/health/live").status_code == 200
+    assert httpx.get(health + "/health/ready").status_code == 200  # still running and subscribed
     metrics = httpx.get(health + "/metrics").text
     stats = run.stop()
 
@@ -157,7 +157,7 @@ def test_max_connections_backs_off_and_shows_in_metrics(kafka, fake_polygon) -> 
     url = svc.health.url
     wait_for(lambda: svc.stats.acked > 0, 30, "trades after the back-off")
     text = httpx.get(url + "/metrics").text
-    assert httpx.get(url + "/readyz").status_code == 200
+    assert httpx.get(url + "/health/ready").status_code == 200
     run.stop()
 
     def metric(name: str) -> float:
