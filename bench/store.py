@@ -444,6 +444,7 @@ def main() -> None:
         "machine": f"{platform.node()} {platform.machine()} {os.cpu_count()} cpus",
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "rows": args.rows,
+        "loadavg_start": list(os.getloadavg()),
     }
     with TimescaleServer() as server:
         if args.only_latency:
@@ -451,8 +452,10 @@ def main() -> None:
             print(json.dumps(result, indent=2))
             return
         result.update(throughput(server, args.rows, args.baseline_rows))
+        result["loadavg_after_throughput"] = list(os.getloadavg())
         if not args.skip_latency:
             result.update(latency(server, args.rate, args.seconds, args.warmup))
+    result["loadavg_end"] = list(os.getloadavg())
     result["writer_vs_raw"] = result["rows_per_s"] / result["raw_copy_rows_per_s"]
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")
