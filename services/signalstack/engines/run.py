@@ -12,12 +12,12 @@ import os
 from collections.abc import Iterable
 from typing import Literal
 
-import pandas as pd
-
 from signalstack.config import Settings
+from signalstack.engines.alloc import reuse_freed_arrays
 from signalstack.engines.base import EngineStats
 from signalstack.engines.kafka_io import KafkaFeaturePublisher, kafka_batches
 from signalstack.engines.local import LocalEngine
+from signalstack.features.trades import TradeBatch
 from signalstack.logs import get_logger
 
 log = get_logger(__name__)
@@ -32,21 +32,23 @@ def run(
     settings: Settings,
     engine: Literal["local", "spark"] = "local",
     *,
-    source: Iterable[pd.DataFrame] | None = None,
+    source: Iterable[TradeBatch] | None = None,
     lateness_ms: int | None = None,
     checkpoint_dir: str | None = None,
     publish: bool = True,
 ) -> EngineStats:
     """Run the stream component until its source ends (bounded) or forever (Kafka).
 
-    ``source``: an in-process iterator of trade frames (embedded default); when None the local
-    engine consumes Kafka ``market.trades``.
+    ``source``: an in-process iterator of trade batches — pandas frames or Arrow record batches
+    (embedded default); when None the local engine consumes Kafka ``market.trades``. The local
+    engine's process gets the allocator setting of :mod:`signalstack.engines.alloc`.
     """
     lateness = lateness_ms if lateness_ms is not None else _env_int("STREAM_LATENESS_MS", 5_000)
     if engine == "spark":
         return run_spark(settings, lateness_ms=lateness, checkpoint_dir=checkpoint_dir)
     from signalstack.store import open_store
 
+    reuse_freed_arrays()
     store = open_store(settings)
     publisher = (
         KafkaFeaturePublisher(settings.kafka.bootstrap_servers, settings.kafka.features_topic)
