@@ -27,13 +27,12 @@ from typing import Any
 import orjson
 from confluent_kafka import KafkaError, Producer
 
-from signalstack.config import Settings
+from signalstack.config import IngestSettings, Settings
 from signalstack.ingest.dedup import DedupWindow
 from signalstack.ingest.dlq import dlq_record
 from signalstack.ingest.health import HealthServer
 from signalstack.ingest.kafka_io import ensure_topics, producer_config, trade_topics
 from signalstack.ingest.metrics import IngestMetrics
-from signalstack.ingest.settings import IngestSettings
 from signalstack.logs import get_logger
 from signalstack.marketdata.conditions import ConditionTable
 from signalstack.marketdata.errors import PolygonAuthError
@@ -111,7 +110,7 @@ class IngestService:
         rest_options: Mapping[str, Any] | None = None,
     ) -> None:
         self.settings = settings
-        self.cfg = ingest or IngestSettings()
+        self.cfg = ingest or settings.ingest
         self.symbols = tuple(symbols or settings.market.symbols)
         self.symbol_set = frozenset(self.symbols)
         self.metrics = metrics or IngestMetrics()
