@@ -215,7 +215,8 @@ class FeatureStateMachine:
         self._chunks = []
         if rest:
             self.pending = rest[0] if len(rest) == 1 else Pending.concat(rest)
-        return self._emit(aggregate_selected(due_parts), self.codes.names)
+        # pending rows are in session by construction (ingest keeps no other)
+        return self._emit(aggregate_selected(due_parts, in_session=True), self.codes.names)
 
     def _emit(self, new_minutes: Minutes, names: npt.NDArray[np.object_]) -> Emitted:
         hist = self.history

@@ -208,12 +208,16 @@ def aggregate_minutes(t: TradeArrays, *, presorted: bool = False) -> Minutes:
     return aggregate_selected([(t, None)])
 
 
-def aggregate_selected(parts: list[Selection]) -> Minutes:
+def aggregate_selected(parts: list[Selection], *, in_session: bool = False) -> Minutes:
     """``aggregate_minutes`` of the concatenation of ``t.take(rows)`` over ``parts`` (rows None:
     all), in that order — without materialising the selection: only symbol and time are
-    gathered for the sort, the rest is gathered once, already in sorted order."""
+    gathered for the sort, the rest is gathered once, already in sorted order.
+    ``in_session``: the caller guarantees every selected row is in a session (no check)."""
     sels: list[npt.NDArray[np.intp] | None] = []
     for t, rows in parts:
+        if in_session:
+            sels.append(rows)
+            continue
         ok = t.session >= 0 if rows is None else t.session[rows] >= 0
         if rows is None:
             sels.append(None if ok.all() else np.flatnonzero(ok))

@@ -129,23 +129,21 @@ def trade_id_bytes(
         valid = None
     width = max(1, -(-int(lens.max(initial=0)) // 8))  # 8-byte words per id
     lo, hi = int(offsets[0]), int(offsets[-1])
-    data = np.zeros(hi - lo + 8, dtype=np.uint8)  # + 8: every 8-byte read stays in bounds
+    # + 8·width: every 8-byte read of every word stays in bounds (reads past an id are masked)
+    data = np.zeros(hi - lo + 8 * width, dtype=np.uint8)
     if hi > lo:
         data[: hi - lo] = np.frombuffer(bufs[2], dtype=np.uint8)[lo:hi]
     # element i = the 8 bytes starting at byte i (little-endian: byte 0 is the low byte)
     at = np.ndarray(shape=(len(data) - 7,), dtype="<u8", buffer=data, strides=(1,))
     start = offsets[:-1] - lo
     words = np.empty((n, width), dtype="<u8")
-    last = len(data) - 8
     short = int(lens.min(initial=0))
+    # masks[lens + 8·(width − k)] keeps the bytes of word k that belong to the id
+    masks = _BYTE_MASKS[np.clip(np.arange(-8 * width, 8 * width + 1), 0, 8)]
     for k in range(width):
-        pos = start + 8 * k if k else start
-        if k and int(pos.max(initial=0)) > last:  # rows shorter than 8·k bytes read past the end
-            np.minimum(pos, last, out=pos)
-        w = at[pos]
+        w = at[start + 8 * k] if k else at[start]
         if short < 8 * (k + 1):  # some ids end inside this word: zero the bytes after them
-            rem = lens - 8 * k if k else lens
-            w &= _BYTE_MASKS[np.clip(rem, 0, 8)]
+            w &= masks[lens + 8 * (width - k)]
         words[:, k] = w
     out: TradeIdBytes = words.view(f"S{8 * width}").reshape(n)
     if valid is not None:
