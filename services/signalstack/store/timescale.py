@@ -10,6 +10,7 @@ statement per batch. Every operation retries transient connection errors with ba
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import datetime as dt
 import threading
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
@@ -187,8 +188,13 @@ class TimescaleStore(Store):
 
     def prepare_trade_batch(self, batch: TradeBatch) -> TradeBatch:
         """Encode the COPY tuples ahead (used only if every row passes the constraint split,
-        which is the common case; otherwise the accepted subset is re-encoded)."""
-        return encode_ahead(batch)
+        which is the common case; otherwise the accepted subset is re-encoded). A batch that
+        cannot be encoded (e.g. an int2[] element out of range) is left as it is: the write
+        meets the same error, and the caller's reject handling applies there."""
+        try:
+            return encode_ahead(batch)
+        except (OverflowError, ValueError, UnicodeError):
+            return batch
 
     def write_trade_batch(self, batch: TradeBatch) -> int:
         """Numpy-only path (no DataFrame): constraint split, then the idempotent COPY."""
@@ -197,21 +203,30 @@ class TimescaleStore(Store):
             self.write_dlq(rejects)
         return self._write_batch(ok)
 
-    def _write_batch(self, batch: TradeBatch) -> int:
-        async def go() -> WriteResult:
-            pool = await self._get_pool()
-            if self._writer is None:
-                self._writer = TradeWriter(
-                    pool,
-                    batch_rows=self._batch_rows,
-                    chunk_rows=self._chunk_rows,
-                    retry=self.retry,
-                    on_retry=self.on_retry,
-                )
-            return await self._writer.write(batch)
+    def submit_trade_batch(self, batch: TradeBatch) -> concurrent.futures.Future[int]:
+        """:meth:`write_trade_batch` without blocking: the constraint split (and its DLQ rows)
+        happens now, the COPY on the store's event loop; the future gives the rows inserted,
+        or the write's error. The sink uses it to skip a thread hand-off per batch."""
+        ok, rejects = check_batch(batch)
+        if rejects:
+            self.write_dlq(rejects)
+        return asyncio.run_coroutine_threadsafe(self._write_async(ok), self._loop.loop)
 
-        self.last_write = self._loop.run(go())
+    async def _write_async(self, batch: TradeBatch) -> int:
+        pool = await self._get_pool()
+        if self._writer is None:
+            self._writer = TradeWriter(
+                pool,
+                batch_rows=self._batch_rows,
+                chunk_rows=self._chunk_rows,
+                retry=self.retry,
+                on_retry=self.on_retry,
+            )
+        self.last_write = await self._writer.write(batch)
         return self.last_write.inserted
+
+    def _write_batch(self, batch: TradeBatch) -> int:
+        return self._loop.run(self._write_async(batch))
 
     def _upsert(
         self, table: str, df: pd.DataFrame, types: Mapping[str, str], key: Sequence[str]

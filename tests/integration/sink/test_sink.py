@@ -263,3 +263,44 @@ def test_killed_sink_restarts_without_loss_or_duplicates(kafka, migrated, tmp_pa
         proc.terminate()
         proc.wait(30)
         producer.join(120)
+
+
+def test_rows_the_store_refuses_are_isolated_to_the_dlq(kafka, migrated) -> None:
+    """A trade valid by the event schema but not storable (a condition code outside int2) is
+    bisected out of its batch on the direct write path; the rest of the batch lands."""
+    topics = _topics(kafka.bootstrap)
+    trades = _trade_messages(300, seed=11)
+    odd = orjson.loads(trades[5][1])
+    odd.update(trade_id="wide-condition", conditions=[12, 70_000])
+    _produce(kafka.bootstrap, topics[0], [*trades, ("AAPL", orjson.dumps(odd))])
+    stop = threading.Event()
+    t = threading.Thread(
+        target=run,
+        args=(_settings(kafka.bootstrap, migrated, topics),),
+        kwargs={
+            "config": SinkConfig(group_id=f"g-{uuid.uuid4().hex[:6]}", http_port=None),
+            "stop": stop,
+        },
+    )
+    t.start()
+    try:
+        _wait(
+            lambda: (
+                _count(migrated, "SELECT count(*) FROM trades") == 300
+                and _count(migrated, "SELECT count(*) FROM dlq") == 1
+            ),
+            60,
+            "rows and the reject",
+        )
+        with psycopg.connect(migrated) as conn:
+            row = conn.execute("SELECT reason, key, payload FROM dlq").fetchone()
+        assert row is not None
+        assert row[0] == "store_OverflowError" and row[1] == odd["symbol"]
+        assert orjson.loads(row[2])["trade_id"] == "wide-condition"
+        assert (
+            _count(migrated, "SELECT count(*) FROM trades WHERE trade_id = 'wide-condition'") == 0
+        )
+    finally:
+        stop.set()
+        t.join(30)
+    assert not t.is_alive()
