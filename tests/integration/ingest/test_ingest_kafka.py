@@ -46,7 +46,9 @@ def _identities(market):
 def test_twenty_forced_disconnects_lose_nothing_and_duplicate_nothing(kafka, fake_polygon) -> None:
     market = simulate(SimConfig(seed=21, symbols=SYMS, trades_per_day=17_500, max_late_s=60))
     assert len(market) >= 100_000
-    srv = fake_polygon(market, rate=12_000, batch=250, drop_every=4, max_drops=20)
+    # The fake market runs on its own clock while the client is away, so each reconnect costs
+    # frames; a pace of ~20 s for the tape leaves room for all 20 drops even on a loaded machine.
+    srv = fake_polygon(market, rate=5_000, batch=100, drop_every=8, max_drops=20)
     s = make_settings(kafka.bootstrap, srv, SYMS)
     run = start_ingest(s, _fast(gap_lookback_s=90))
     svc = run.service
