@@ -232,7 +232,8 @@ def _sink_proc(bootstrap: str, topic: str, dsn: str, http_port: int, log: Path) 
 
 POLL_PERIOD_S = 0.005  # measurement resolution vs. load the poller itself puts on PostgreSQL
 POLL_SQL = (
-    "SELECT t.symbol, t.trade_id, t.ts_event_ns, t.ts_ingest_ns "
+    "SELECT t.symbol, t.trade_id, t.ts_event_ns, t.ts_ingest_ns, "
+    "(extract(epoch FROM pg_xact_commit_timestamp(t.xmin)) * 1e9)::bigint "
     "FROM unnest(%s::text[], %s::bigint[]) AS c(sym, cur) "
     "JOIN trades t ON t.symbol = c.sym "
     "AND t.ts >= to_timestamp(c.cur / 1000 / 1e6) - interval '1 microsecond' "
@@ -260,6 +261,7 @@ class Poller:
         self.seen: set[str] = set()
         self.latency_ms: list[float] = []
         self.produced_ns: list[int] = []
+        self.commit_ms: list[float] = []  # diagnostics: produce → the server's commit timestamp
         self.cycles_ms: list[float] = []
         self.polls: list[tuple[int, int, int]] = []
 
@@ -270,7 +272,7 @@ class Poller:
         ).fetchall()
         now = time.time_ns()
         new = 0
-        for sym, trade_id, ts_event, ts_ingest in rows:
+        for sym, trade_id, ts_event, ts_ingest, committed in rows:
             if trade_id in self.seen:
                 continue
             self.seen.add(trade_id)
@@ -278,6 +280,7 @@ class Poller:
             if int(trade_id) >= self.n_warm:
                 self.latency_ms.append((now - ts_ingest) / 1e6)
                 self.produced_ns.append(ts_ingest)
+                self.commit_ms.append((committed - ts_ingest) / 1e6)
             if ts_event > self.cursor[sym]:
                 self.cursor[sym] = ts_event
         self.cycles_ms.append((time.perf_counter() - t0) * 1000)
@@ -378,6 +381,7 @@ def latency(server: TimescaleServer, rate: int, seconds: float, warmup: float) -
             lat=lat,
             produced=np.asarray(poller.produced_ns),
             polls=np.asarray(poller.polls),
+            commit=np.asarray(poller.commit_ms),
         )
     cycles = np.asarray(poller.cycles_ms)
     # p99 per second of production: shows whether the tail is spread or a few stalls.
@@ -406,6 +410,8 @@ def latency(server: TimescaleServer, rate: int, seconds: float, warmup: float) -
         "tick_rows_measured": float(len(poller.latency_ms)),
         "tick_rows": float(written),
         "tick_rows_seen_by_poller": float(len(poller.seen)),
+        "produce_to_commit_p50_ms": float(np.percentile(poller.commit_ms, 50)),
+        "produce_to_commit_p99_ms": float(np.percentile(poller.commit_ms, 99)),
         "poll_cycle_p50_ms": float(np.percentile(cycles, 50)),
         "poll_cycle_p99_ms": float(np.percentile(cycles, 99)),
         "sink_stages": stages,
@@ -424,6 +430,10 @@ def latency(server: TimescaleServer, rate: int, seconds: float, warmup: float) -
             f"p50 {h['p50'] * scale:8.2f}  p99 {h['p99'] * scale:8.2f}"
             + ("" if name == "batch_size" else " ms")
         )
+    print(
+        f"  produce → COMMIT (server commit timestamp): p50 {res['produce_to_commit_p50_ms']:.1f}"
+        f" ms  p99 {res['produce_to_commit_p99_ms']:.1f} ms"
+    )
     print("  p99 per second of production (ms):", " ".join(f"{v:.0f}" for v in per_s))
     if len(poller.seen) != written:
         raise RuntimeError(f"poller saw {len(poller.seen)} rows of {written}: measurement invalid")
@@ -446,7 +456,9 @@ def main() -> None:
         "rows": args.rows,
         "loadavg_start": list(os.getloadavg()),
     }
-    with TimescaleServer() as server:
+    # track_commit_timestamp (a production-safe setting, used by logical replication tooling)
+    # lets the poller split its figure into produce → COMMIT and COMMIT → seen.
+    with TimescaleServer(extra_conf={"track_commit_timestamp": "on"}) as server:
         if args.only_latency:
             result.update(latency(server, args.rate, args.seconds, args.warmup))
             print(json.dumps(result, indent=2))
