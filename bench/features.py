@@ -20,7 +20,7 @@ figure.
 real Kafka broker (devstack), trades / wall time of one availableNow run (see engines/spark.py);
 without ``--spark`` the previous result file's Spark figure is carried over and marked so.
 
-    .venv/bin/python bench/features.py [--per-minute 1000] [--repeat 3] [--spark]
+    .venv/bin/python bench/features.py [--per-minute 1000] [--repeat 5] [--spark]
 """
 
 from __future__ import annotations
@@ -218,7 +218,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--per-minute", type=int, default=1000, help="trades per symbol-minute")
     ap.add_argument("--batch", type=int, default=100_000)
-    ap.add_argument("--repeat", type=int, default=3, help="engine replays (best is reported)")
+    ap.add_argument("--repeat", type=int, default=5, help="engine replays (best is reported)")
     ap.add_argument("--json-sample", type=int, default=200_000, help="ticks for the decode rate")
     ap.add_argument("--default-allocator", action="store_true", help="skip engines.alloc")
     ap.add_argument("--spark", action="store_true", help="also measure the Spark job")
@@ -282,6 +282,7 @@ def main() -> None:
         "arrow_conversion_trades_per_s": round(len(ticks) / conv),
         "json_decode_trades_per_s": dec["trades_per_s"],
         "engine_runs_seconds": [round(r, 3) for r in runs],
+        "trades_per_s_median": round(len(ticks) / float(np.median(runs))),
         "input": "Arrow record batches of 100,000 (symbol dictionary, conditions list<int64>, "
         "trade_id string); built outside the timed region",
         "trades": len(ticks),
