@@ -26,6 +26,7 @@ import os
 import platform
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -329,7 +330,7 @@ def latency(server: TimescaleServer, rate: int, seconds: float, warmup: float) -
         f"(after {warmup:.0f} s of warm-up at the same rate):"
     )
     dsn = fresh_db(server)
-    log = RESULTS.parent / "store-sink.log"
+    log = Path(tempfile.gettempdir()) / "signalstack-bench-store-sink.log"
     log.unlink(missing_ok=True)
     with KafkaServer() as kafka:
         topic = "market.trades"
