@@ -145,6 +145,20 @@ class IngestSettings(BaseSettings):
     stale_after_s: float = Field(default=30.0, gt=0)  # liveness: processor silent this long
 
 
+class SinkSettings(BaseSettings):
+    """Knobs of the sink service (see docs/components/sink.md)."""
+
+    model_config = SettingsConfigDict(**_cfg("SINK_"), env_parse_none_str="")  # "" = off
+    group_id: str = "signalstack-sink"
+    max_batch: int = Field(default=5_000, ge=1)  # messages per poll: bounds memory and latency
+    poll_timeout_s: float = Field(default=0.002, gt=0)  # wait unless max_batch arrive
+    http_port: int | None = Field(default=9109, ge=0, lt=65536)  # /metrics, /health/*; unset: off
+    lag_interval_s: float = Field(default=5.0, gt=0)
+    retention_interval_s: float = Field(default=3600.0, gt=0)  # Apache-edition retention fallback
+    session_timeout_ms: int = Field(default=10_000, ge=1000)  # a crashed sink's partitions move on
+    topics: tuple[str, ...] | None = None  # default: trades, features, predictions
+
+
 class Settings(BaseSettings):
     """All configuration; each group reads its own prefixed variables."""
 
@@ -158,6 +172,7 @@ class Settings(BaseSettings):
     serving: ServingSettings = Field(default_factory=ServingSettings)
     mlflow: MlflowSettings = Field(default_factory=MlflowSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
+    sink: SinkSettings = Field(default_factory=SinkSettings)
 
     def secrets(self) -> list[str]:
         """Every configured secret value, for the log redactor."""
@@ -179,6 +194,7 @@ GROUPS: dict[str, type[BaseSettings]] = {
     "serving": ServingSettings,
     "mlflow": MlflowSettings,
     "ingest": IngestSettings,
+    "sink": SinkSettings,
 }
 
 

@@ -1,5 +1,6 @@
 """Kafka → store sink (``signalstack sink``): at-least-once consumption + idempotent writes."""
 
-from signalstack.sink.service import KafkaSink, SinkConfig, run
+from signalstack.config import SinkSettings
+from signalstack.sink.service import KafkaSink, run
 
-__all__ = ["KafkaSink", "SinkConfig", "run"]
+__all__ = ["KafkaSink", "SinkSettings", "run"]

@@ -34,7 +34,7 @@ import pandas as pd
 from confluent_kafka import TopicPartition
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from signalstack.config import Settings
+from signalstack.config import Settings, SinkSettings
 from signalstack.logs import get_logger
 from signalstack.sink import metrics
 from signalstack.sink.decode import Raw, decode_rows, decode_trades
@@ -62,18 +62,6 @@ class Batch:
     prepared_at: float = 0.0  # perf_counter when decoded
     direct: bool = False  # submitted straight to the store's event loop
     submitted_at: float = 0.0
-
-
-@dataclass(frozen=True, slots=True)
-class SinkConfig:
-    group_id: str = "signalstack-sink"
-    max_batch: int = 5_000  # messages per poll: bounds memory and batch latency
-    poll_timeout_s: float = 0.002  # consume() waits this long unless max_batch arrive
-    http_port: int | None = 9108  # /metrics, /health/live, /health/ready; None = no server
-    lag_interval_s: float = 5.0
-    retention_interval_s: float = 3600.0  # Apache-edition retention fallback
-    session_timeout_ms: int = 10_000  # how fast a crashed sink's partitions move on
-    topics: tuple[str, ...] | None = None  # default: trades, features, predictions
 
 
 class _Health(BaseHTTPRequestHandler):
@@ -104,12 +92,14 @@ class _Health(BaseHTTPRequestHandler):
 
 
 class KafkaSink:
-    def __init__(self, settings: Settings, store: Store, config: SinkConfig | None = None) -> None:
+    def __init__(
+        self, settings: Settings, store: Store, config: SinkSettings | None = None
+    ) -> None:
         from confluent_kafka import Consumer
 
         self.settings = settings
         self.store = store
-        self.config = config or SinkConfig()
+        self.config = config or settings.sink
         k = settings.kafka
         self.topics = self.config.topics or (k.trades_topic, k.features_topic, k.predictions_topic)
         self.consumer = Consumer(
@@ -382,7 +372,7 @@ class KafkaSink:
 def run(
     settings: Settings,
     *,
-    config: SinkConfig | None = None,
+    config: SinkSettings | None = None,
     store: Store | None = None,
     stop: threading.Event | None = None,
 ) -> None:

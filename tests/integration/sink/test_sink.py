@@ -22,7 +22,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from signalstack.config import KafkaSettings, Settings, StoreSettings, TimescaleSettings
 from signalstack.devstack import free_port
 from signalstack.schemas.trade import SCHEMA_VERSION
-from signalstack.sink import SinkConfig, run
+from signalstack.sink import SinkSettings, run
 from signalstack.store.synthetic import synthetic_trades
 from signalstack.store.timescale import TimescaleStore
 
@@ -166,7 +166,7 @@ def test_sink_writes_all_topics_routes_rejects_and_serves_health(kafka, migrated
         target=run,
         args=(settings,),
         kwargs={
-            "config": SinkConfig(
+            "config": SinkSettings(
                 group_id=f"g-{uuid.uuid4().hex[:6]}", max_batch=500, http_port=port
             ),
             "stop": stop,
@@ -278,7 +278,7 @@ def test_rows_the_store_refuses_are_isolated_to_the_dlq(kafka, migrated) -> None
         target=run,
         args=(_settings(kafka.bootstrap, migrated, topics),),
         kwargs={
-            "config": SinkConfig(group_id=f"g-{uuid.uuid4().hex[:6]}", http_port=None),
+            "config": SinkSettings(group_id=f"g-{uuid.uuid4().hex[:6]}", http_port=None),
             "stop": stop,
         },
     )
