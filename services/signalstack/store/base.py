@@ -37,46 +37,15 @@ import pandas as pd
 
 from signalstack.errors import SignalStackError
 
+# The frame contracts are the feature library's; re-exported for store users.
+from signalstack.features.columns import BAR_COLUMNS as BAR_COLUMNS
+from signalstack.features.columns import FEATURE_COLUMNS as FEATURE_COLUMNS
+from signalstack.features.columns import TRADE_COLUMNS as TRADE_COLUMNS
+
 if TYPE_CHECKING:
     from signalstack.config import Settings
     from signalstack.store.batch import TradeBatch
 
-FEATURE_COLUMNS: Final = (
-    "vwap_5m",
-    "vwap_15m",
-    "realized_vol_5m",
-    "realized_vol_15m",
-    "price_momentum_1m",
-    "price_momentum_5m",
-    "volume_5m",
-    "volume_ratio",
-    "trade_count_1m",
-    "avg_trade_size_1m",
-)
-TRADE_COLUMNS: Final = (
-    "symbol",
-    "ts_event",
-    "price",
-    "size",
-    "exchange",
-    "trade_id",
-    "sequence",
-    "conditions",
-    "tape",
-    "source",
-    "ts_ingest",
-)
-BAR_COLUMNS: Final = (
-    "symbol",
-    "ts",
-    "open",
-    "high",
-    "low",
-    "close",
-    "volume",
-    "vwap",
-    "trade_count",
-)
 PREDICTION_COLUMNS: Final = (
     "symbol",
     "ts",
