@@ -42,22 +42,12 @@ from signalstack.engines.alloc import reuse_freed_arrays
 from signalstack.engines.base import ListSink
 from signalstack.engines.local import LocalEngine
 from signalstack.engines.ticks import TRADES_ARROW_SCHEMA, in_batches, seeded_ticks, to_arrow
+from signalstack.features.columns import FEATURE_COLUMNS
 from signalstack.features.conditions import HIGH_LOW, LAST, VOLUME, VWAP, bundled_rules
 from signalstack.features.sessions import session_index
 
 ROOT = Path(__file__).resolve().parents[1]
-FEATURES = (
-    "vwap_5m",
-    "vwap_15m",
-    "realized_vol_5m",
-    "realized_vol_15m",
-    "price_momentum_1m",
-    "price_momentum_5m",
-    "volume_5m",
-    "volume_ratio",
-    "trade_count_1m",
-    "avg_trade_size_1m",
-)
+FEATURES = FEATURE_COLUMNS
 SYMBOLS = ("AAPL", "MSFT", "NVDA", "AMZN", "TSLA", "SPY")
 
 

@@ -7,6 +7,7 @@ component's ``run`` function. Subcommands whose issue has not landed exit with s
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Literal, NoReturn
 
@@ -146,6 +147,16 @@ def show_config() -> None:
     """Print the effective configuration (secrets masked) and exit non-zero if it is invalid."""
     s = _settings()
     typer.echo(s.model_dump_json(indent=2))
+
+
+def service_main(name: str, run: Callable[[Settings], object]) -> int:
+    """``python -m signalstack.<service>``: one service without the full CLI, same exit codes."""
+    try:
+        run(_settings())
+    except SignalStackError as err:
+        print(f"signalstack {name}: error: {err}", file=sys.stderr)
+        return err.exit_code
+    return 0
 
 
 def main() -> None:
