@@ -159,6 +159,17 @@ class SinkSettings(BaseSettings):
     topics: tuple[str, ...] | None = None  # default: trades, features, predictions
 
 
+class StreamSettings(BaseSettings):
+    """Knobs of the stream engines (see docs/components/stream.md)."""
+
+    model_config = _cfg("STREAM_")
+    lateness_ms: int = Field(default=5_000, ge=0)  # allowed lateness of the event-time watermark
+    checkpoint_dir: str = ".cache/checkpoints/stream"  # Spark checkpoints (a PVC on a cluster)
+    trigger_seconds: float = Field(default=1.0, gt=0)  # Spark processing-time trigger
+    shuffle_partitions: int = Field(default=2, ge=1)  # fixed once a checkpoint exists
+    spark_master: str = "local[2]"  # the chart's SparkApplication sets the cluster master
+
+
 class Settings(BaseSettings):
     """All configuration; each group reads its own prefixed variables."""
 
@@ -173,6 +184,7 @@ class Settings(BaseSettings):
     mlflow: MlflowSettings = Field(default_factory=MlflowSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     sink: SinkSettings = Field(default_factory=SinkSettings)
+    stream: StreamSettings = Field(default_factory=StreamSettings)
 
     def secrets(self) -> list[str]:
         """Every configured secret value, for the log redactor."""
@@ -195,6 +207,7 @@ GROUPS: dict[str, type[BaseSettings]] = {
     "mlflow": MlflowSettings,
     "ingest": IngestSettings,
     "sink": SinkSettings,
+    "stream": StreamSettings,
 }
 
 

@@ -8,7 +8,6 @@ the stream-specific options below (also readable from STREAM_* variables).
 from __future__ import annotations
 
 import datetime as dt
-import os
 from collections.abc import Iterable
 from typing import Literal
 
@@ -21,11 +20,6 @@ from signalstack.features.trades import TradeBatch
 from signalstack.logs import get_logger
 
 log = get_logger(__name__)
-
-
-def _env_int(name: str, default: int) -> int:
-    v = os.environ.get(name)
-    return int(v) if v else default
 
 
 def run(
@@ -43,7 +37,7 @@ def run(
     (embedded default); when None the local engine consumes Kafka ``market.trades``. The local
     engine's process gets the allocator setting of :mod:`signalstack.engines.alloc`.
     """
-    lateness = lateness_ms if lateness_ms is not None else _env_int("STREAM_LATENESS_MS", 5_000)
+    lateness = lateness_ms if lateness_ms is not None else settings.stream.lateness_ms
     if engine == "spark":
         return run_spark(settings, lateness_ms=lateness, checkpoint_dir=checkpoint_dir)
     from signalstack.store import open_store
@@ -77,23 +71,22 @@ def run(
 def run_spark(
     settings: Settings, *, lateness_ms: int = 5_000, checkpoint_dir: str | None = None
 ) -> EngineStats:
-    """Run the Spark job in this process (``spark.master`` from SPARK_MASTER, default local[2])."""
+    """Run the Spark job in this process (``spark.master`` from STREAM_SPARK_MASTER)."""
     from signalstack.engines.spark import SparkEngine, SparkJobConfig
     from signalstack.store import open_store
 
     cfg = SparkJobConfig(
         bootstrap=settings.kafka.bootstrap_servers,
-        checkpoint_dir=checkpoint_dir
-        or os.environ.get("STREAM_CHECKPOINT_DIR", ".cache/checkpoints/stream"),
+        checkpoint_dir=checkpoint_dir or settings.stream.checkpoint_dir,
         trades_topic=settings.kafka.trades_topic,
         features_topic=settings.kafka.features_topic,
         dlq_topic=settings.kafka.dlq_topic,
         lateness_ms=lateness_ms,
-        trigger_seconds=float(os.environ.get("STREAM_TRIGGER_SECONDS", "1")),
-        shuffle_partitions=_env_int("STREAM_SHUFFLE_PARTITIONS", 2),
+        trigger_seconds=settings.stream.trigger_seconds,
+        shuffle_partitions=settings.stream.shuffle_partitions,
         extended_hours=settings.market.extended_hours,
         calendar=settings.market.calendar,
-        master=os.environ.get("SPARK_MASTER", "local[2]"),
+        master=settings.stream.spark_master,
     )
     store = open_store(settings)
     publisher = KafkaFeaturePublisher(
