@@ -21,10 +21,8 @@ Flags (bits of a ``uint8`` per trade):
 from __future__ import annotations
 
 import itertools
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from importlib import resources
 from typing import Any, Final
 
 import numpy as np
@@ -79,21 +77,14 @@ class EligibilityRules:
 
     @classmethod
     def from_response(cls, body: Mapping[str, Any], source: str = "rest") -> EligibilityRules:
-        """Build from a ``/v3/reference/conditions`` response body (its ``results`` list).
+        """Build from a ``/v3/reference/conditions`` response body, parsed by
+        :func:`signalstack.marketdata.conditions.parse_rules` (trade conditions only)."""
+        from signalstack.marketdata.conditions import parse_rules
 
-        Only conditions whose ``data_types`` include ``trade`` are used; a missing consolidated
-        rule counts as "updates" (regular), the same default as an unknown code.
-        """
-        rules: dict[int, tuple[bool, bool, bool]] = {}
-        for r in body.get("results") or ():
-            if "trade" not in (r.get("data_types") or ["trade"]):
-                continue
-            cons = (r.get("update_rules") or {}).get("consolidated") or {}
-            rules[int(r["id"])] = (
-                bool(cons.get("updates_high_low", True)),
-                bool(cons.get("updates_open_close", True)),
-                bool(cons.get("updates_volume", True)),
-            )
+        rules = {
+            r.id: (r.updates_high_low, r.updates_open_close, r.updates_volume)
+            for r in parse_rules(body)
+        }
         return cls(rules, source=source)
 
     def flags_for(self, conditions: tuple[int, ...] | list[int]) -> int:
@@ -181,12 +172,9 @@ def load_response(body: Mapping[str, Any] | None = None) -> EligibilityRules:
 
 def bundled_rules() -> EligibilityRules:
     """Rules from ``signalstack/marketdata/data/conditions.json`` (a saved REST response)."""
-    text = (
-        resources.files("signalstack.marketdata")
-        .joinpath("data/conditions.json")
-        .read_text(encoding="utf-8")
-    )
-    return EligibilityRules.from_response(json.loads(text), source="bundled")
+    from signalstack.marketdata.conditions import bundled_conditions_response
+
+    return EligibilityRules.from_response(bundled_conditions_response(), source="bundled")
 
 
 def _object_array(conditions: Any) -> npt.NDArray[Any]:

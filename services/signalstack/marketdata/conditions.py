@@ -68,23 +68,31 @@ class ConditionTable:
     @classmethod
     def from_response(cls, body: Mapping[str, Any], source: str = "rest") -> ConditionTable:
         """Build from a ``/v3/reference/conditions`` response body (one page or merged)."""
-        rules = []
-        for r in body.get("results") or ():
-            if "trade" not in (r.get("data_types") or ["trade"]):
-                continue
-            cons = (r.get("update_rules") or {}).get("consolidated") or {}
-            rules.append(
-                ConditionRule(
-                    id=int(r["id"]),
-                    name=str(r.get("name", "")),
-                    updates_high_low=bool(cons.get("updates_high_low", True)),
-                    updates_open_close=bool(cons.get("updates_open_close", True)),
-                    updates_volume=bool(cons.get("updates_volume", True)),
-                )
-            )
+        rules = parse_rules(body)
         if not rules:
             raise ValueError("conditions response has no trade conditions")
         return cls(rules, source=source)
+
+
+def parse_rules(body: Mapping[str, Any]) -> list[ConditionRule]:
+    """The trade conditions of a ``/v3/reference/conditions`` response body: the one parser of
+    that table (the feature library's eligibility rules are built from it too). A missing
+    consolidated rule counts as "updates" (regular), the same default as an unknown code."""
+    rules = []
+    for r in body.get("results") or ():
+        if "trade" not in (r.get("data_types") or ["trade"]):
+            continue
+        cons = (r.get("update_rules") or {}).get("consolidated") or {}
+        rules.append(
+            ConditionRule(
+                id=int(r["id"]),
+                name=str(r.get("name", "")),
+                updates_high_low=bool(cons.get("updates_high_low", True)),
+                updates_open_close=bool(cons.get("updates_open_close", True)),
+                updates_volume=bool(cons.get("updates_volume", True)),
+            )
+        )
+    return rules
 
 
 def bundled_conditions_response() -> dict[str, Any]:
