@@ -26,15 +26,8 @@ TRADE_COLUMNS: Final = (
     "ts_ingest",
 )
 # What the feature math needs from a trade (tape, source and ts_ingest are carried, never used).
-REQUIRED_TRADE_COLUMNS: Final = (
-    "symbol",
-    "ts_event",
-    "price",
-    "size",
-    "exchange",
-    "trade_id",
-    "sequence",
-    "conditions",
+REQUIRED_TRADE_COLUMNS: Final = tuple(
+    c for c in TRADE_COLUMNS if c not in ("tape", "source", "ts_ingest")
 )
 
 BAR_COLUMNS: Final = (
