@@ -64,6 +64,13 @@ class IngestMetrics:
         self.unknown_conditions = Counter(
             p + "unknown_conditions_total", "Condition codes missing from the table.", registry=r
         )
+        self.frames = Counter(
+            p + "frames_total",
+            "WebSocket frames, by path: fast (all trades, compiled checks) or general.",
+            ["path"], registry=r,
+        )  # fmt: skip
+        self.frames_fast = self.frames.labels("fast")
+        self.frames_general = self.frames.labels("general")
         self.ignored_events = Counter(
             p + "ignored_events_total", "Non-trade events (quotes, aggregates), by ev.", ["ev"],
             registry=r,

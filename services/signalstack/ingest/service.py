@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import gc
 import signal
 import time
 from collections.abc import Mapping, Sequence
@@ -30,6 +31,13 @@ from confluent_kafka import KafkaError, Producer
 from signalstack.config import IngestSettings, Settings
 from signalstack.ingest.dedup import DedupWindow
 from signalstack.ingest.dlq import dlq_record
+from signalstack.ingest.fastpath import (
+    FastPathRefused,
+    TradeRecord,
+    WsTrade,
+    decode_trade_frame,
+    encode_records,
+)
 from signalstack.ingest.health import HealthServer
 from signalstack.ingest.kafka_io import ensure_topics, producer_config, trade_topics
 from signalstack.ingest.metrics import IngestMetrics
@@ -245,11 +253,91 @@ class IngestService:
     def process_frame(self, frame: str | bytes) -> None:
         """Parse one WebSocket frame and route every event; never raises on bad input.
 
-        A trade that passes the inline fast check (a strict subset of :func:`validate_trade`'s
-        rules, see tests) is produced directly; anything else goes through ``validate_trade`` for
-        the exact rejection reason, so the rules live in one place.
+        The fast path (:mod:`signalstack.ingest.fastpath`) takes a frame made only of trades that
+        pass its compiled checks, a strict subset of :func:`validate_trade`'s rules. Any other
+        frame goes through the general path, event by event, where whatever the fast checks did
+        not settle goes through ``validate_trade`` for the exact rejection reason, so the rules
+        live in one place.
         """
         self.stats.frames += 1
+        try:
+            trades = decode_trade_frame(frame)
+        except FastPathRefused:
+            trades = None
+        if trades is not None and self._process_fast(trades):
+            self.metrics.frames_fast.inc()
+        else:
+            self.metrics.frames_general.inc()
+            self._process_general(frame)
+
+    def _process_fast(self, trades: list[WsTrade]) -> bool:
+        """Route a frame of well-formed trades. Returns False, having changed nothing, if one of
+        them is for an unknown symbol or off the wall clock (the general path rejects it)."""
+        now = time.time_ns()
+        symbols = self.symbol_set
+        skew = self._skew_ns
+        lo, hi = (
+            (0, _MAX_MS) if skew is None else ((now - skew) // NS_PER_MS, (now + skew) // NS_PER_MS)
+        )
+        cur, prev = self.dedup.current, self.dedup.previous
+        last_seen = self.last_seen
+        records: list[TradeRecord] = []
+        add = records.append
+        n_dup = 0
+        for e in trades:
+            sym = e.sym
+            t = e.t
+            if sym not in symbols or not lo < t < hi:
+                for r in records:  # undo this frame's identities: the general path redoes it
+                    cur.discard((r.symbol, r.exchange, r.trade_id))
+                return False
+            key = (sym, e.x, e.i)
+            if key in cur or key in prev:
+                n_dup += 1
+                continue
+            cur.add(key)
+            tn = t * NS_PER_MS
+            if tn > last_seen.get(sym, 0):
+                last_seen[sym] = tn
+            c = e.c
+            add(TradeRecord(SCHEMA_VERSION, sym, tn, e.p, e.s, e.x, [] if c is None else c,
+                            e.i, e.q, e.z, WS_SOURCE, now))  # fmt: skip
+        n_unknown = 0
+        known = self.conditions.rules if self.conditions is not None else None
+        if known is not None:
+            for r in records:
+                if r.conditions:
+                    for code in r.conditions:
+                        if code not in known:
+                            n_unknown += 1
+        if records:
+            values = encode_records(records)
+            self._produce_batch(
+                [{"value": v, "key": r.symbol} for v, r in zip(values, records, strict=True)]
+            )
+            newest = max(self._newest_ts, max(r.ts_event for r in records))
+            self._newest_ts = newest
+            self.dedup.advance(newest)
+        self._account(len(trades), len(records), n_dup, n_unknown, now)
+        return True
+
+    def _account(self, n_in: int, n_out: int, n_dup: int, n_unknown: int, now: int) -> None:
+        st, m = self.stats, self.metrics
+        if n_in:
+            m.messages_in.labels(WS_SOURCE).inc(n_in)
+            st.trades_in += n_in
+        if n_dup:
+            m.duplicates.inc(n_dup)
+            st.duplicates += n_dup
+        if n_unknown:
+            m.unknown_conditions.inc(n_unknown)
+        st.produced += n_out
+        self._report_acks()
+        if self._newest_ts:
+            m.last_event_lag.set((now - self._newest_ts) / NS_PER_S)
+
+    def _process_general(self, frame: str | bytes) -> None:
+        """Any frame: parse with orjson, dispatch on ``ev``, validate each trade."""
         try:
             events = orjson.loads(frame)
         except orjson.JSONDecodeError as err:
@@ -373,19 +461,7 @@ class IngestService:
         self._newest_ts = newest
         if newest:
             self.dedup.advance(newest)
-        m = self.metrics
-        if n_in:
-            m.messages_in.labels(WS_SOURCE).inc(n_in)
-            self.stats.trades_in += n_in
-        if n_dup:
-            m.duplicates.inc(n_dup)
-            self.stats.duplicates += n_dup
-        if n_unknown:
-            m.unknown_conditions.inc(n_unknown)
-        self.stats.produced += n_out
-        self._report_acks()
-        if newest:
-            m.last_event_lag.set((now - newest) / NS_PER_S)
+        self._account(n_in, n_out, n_dup, n_unknown, now)
 
     def _other_event(self, kind: Any, ev: dict[str, Any]) -> None:
         if kind == "status":
@@ -560,6 +636,14 @@ class IngestService:
         return self.stats
 
 
+def tune_gc() -> None:
+    """The hot path allocates a few tracked objects per trade (dedup keys, batch dicts): freeze
+    what start-up allocated so the collector's full passes skip it, and collect the young
+    generation every 20,000 allocations instead of 700 (measured ~10 % of the hot path)."""
+    gc.freeze()
+    gc.set_threshold(20_000, 20, 20)
+
+
 def run(
     settings: Settings,
     *,
@@ -580,6 +664,8 @@ def run(
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, ev.set)
-        return await IngestService(settings, ingest, symbols=symbols).run(ev)
+        svc = IngestService(settings, ingest, symbols=symbols)
+        tune_gc()
+        return await svc.run(ev)
 
     return asyncio.run(main())
