@@ -166,15 +166,11 @@ def _producer(
 ) -> None:
     from confluent_kafka import Producer
 
-    p = Producer(
-        {
-            "bootstrap.servers": bootstrap,
-            "enable.idempotence": True,
-            "acks": "all",
-            "linger.ms": 1,
-            "compression.type": "lz4",
-        }
-    )
+    from signalstack.config import IngestSettings
+    from signalstack.ingest.kafka_io import producer_config
+
+    # The ingest service's producer, as shipped (idempotent, acks=all, lz4, its linger).
+    p = Producer(producer_config(bootstrap, IngestSettings()))
     # Warm-up trades first (ids 0 … n_warm-1, same rate), then the measured ones: one stream,
     # each symbol's trades in ts_event order.
     n = int(rate * (warmup + seconds))
@@ -206,6 +202,65 @@ def _producer(
     p.flush(30)
 
 
+def _jit_cpu_s(pid: int) -> float:
+    """CPU seconds the JVM's JIT compiler threads have used so far."""
+    tick, total = os.sysconf("SC_CLK_TCK"), 0
+    for t in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            if "Compiler" in (t / "comm").read_text():
+                st = (t / "stat").read_text().rsplit(")", 1)[1].split()
+                total += int(st[11]) + int(st[12])
+        except OSError:
+            continue
+    return total / tick
+
+
+def warm_broker(bootstrap: str, jvm_pid: int, max_s: float = 90.0) -> dict[str, float]:
+    """A fresh JVM interprets, then compiles, Kafka's produce and fetch paths: for its first
+    minutes under load the broker spends up to a core in its JIT compiler threads. A production
+    broker is long warm, so bursts go through a throwaway topic (produced and consumed with the
+    ingest's producer settings) until the compiler threads are nearly idle (< 10 % of a core
+    over a burst), or ``max_s``. Returns the seconds spent and the last burst's JIT share."""
+    from confluent_kafka import Consumer, Producer
+    from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+
+    from signalstack.config import IngestSettings
+    from signalstack.ingest.kafka_io import producer_config
+
+    topic = "bench.jit-warmup"
+    admin = AdminClient({"bootstrap.servers": bootstrap})  # kept alive until the result
+    for f in admin.create_topics([NewTopic(topic, num_partitions=6)]).values():
+        f.result(30)
+    p = Producer(producer_config(bootstrap, IngestSettings()))
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-warmup",
+                  "auto.offset.reset": "earliest", "enable.auto.commit": False})  # fmt: skip
+    c.subscribe([topic])
+    heads = [orjson.dumps(r) for r in synthetic_trades(5000, seed=3).to_dict("records")]
+    t0 = time.monotonic()
+    share = 1.0
+    i = 0
+    while time.monotonic() - t0 < max_s:
+        jit0, w0 = _jit_cpu_s(jvm_pid), time.monotonic()
+        for _ in range(100_000):
+            while True:
+                try:
+                    p.produce(topic, heads[i % len(heads)], b"%d" % (i % 64))
+                    break
+                except BufferError:
+                    p.poll(0.01)
+            i += 1
+            if i % 1000 == 0:
+                p.poll(0)
+                c.consume(10_000, 0)
+                time.sleep(0.002)  # many small requests, as at a steady rate
+        p.flush(60)
+        share = (_jit_cpu_s(jvm_pid) - jit0) / (time.monotonic() - w0)
+        if share < 0.10:
+            break
+    c.close()
+    return {"broker_warmup_seconds": time.monotonic() - t0, "broker_warmup_jit_share": share}
+
+
 def _sink_proc(bootstrap: str, topic: str, dsn: str, http_port: int, log: Path) -> Any:
     """The real service, as deployed: ``python -m signalstack.sink`` in its own process."""
     from urllib.parse import urlsplit
@@ -232,13 +287,16 @@ def _sink_proc(bootstrap: str, topic: str, dsn: str, http_port: int, log: Path) 
 
 
 POLL_PERIOD_S = 0.005  # measurement resolution vs. load the poller itself puts on PostgreSQL
+# Per symbol, an index range scan on trades_identity (symbol, ts, …) from the cursor. LATERAL,
+# kept from being flattened by OFFSET 0, holds the plan to that whatever the statistics say: a
+# plain join let the planner switch to a sequential scan of the whole chunk once autovacuum had
+# analysed it (60 ms a poll and growing), making the poller the heaviest process on the machine.
 POLL_SQL = (
     "SELECT t.symbol, t.trade_id, t.ts_event_ns, t.ts_ingest_ns, "
     "(extract(epoch FROM pg_xact_commit_timestamp(t.xmin)) * 1e9)::bigint "
-    "FROM unnest(%s::text[], %s::bigint[]) AS c(sym, cur) "
-    "JOIN trades t ON t.symbol = c.sym "
-    "AND t.ts >= to_timestamp(c.cur / 1000 / 1e6) - interval '1 microsecond' "
-    "AND t.ts_event_ns >= c.cur"
+    "FROM unnest(%s::text[], %s::bigint[], %s::timestamptz[]) AS c(sym, cur, cur_ts) "
+    "CROSS JOIN LATERAL (SELECT symbol, trade_id, ts_event_ns, ts_ingest_ns, xmin FROM trades "
+    "WHERE symbol = c.sym AND ts >= c.cur_ts AND ts_event_ns >= c.cur OFFSET 0) t"
 )
 
 
@@ -268,9 +326,10 @@ class Poller:
 
     def poll(self) -> int:
         t0 = time.perf_counter()
-        rows = self.conn.execute(
-            POLL_SQL, (self.symbols, [self.cursor[s] for s in self.symbols])
-        ).fetchall()
+        curs = [self.cursor[s] for s in self.symbols]
+        # ts is ts_event cut to the µs: the µs floor of the cursor bounds it from below.
+        lows = [pd.Timestamp(c // 1000, unit="us", tz="UTC").to_pydatetime() for c in curs]
+        rows = self.conn.execute(POLL_SQL, (self.symbols, curs, lows)).fetchall()
         now = time.time_ns()
         new = 0
         for sym, trade_id, ts_event, ts_ingest, committed in rows:
@@ -338,6 +397,10 @@ def latency(server: TimescaleServer, rate: int, seconds: float, warmup: float) -
         new = [NewTopic(topic, num_partitions=6), NewTopic(topic + ".warmup", num_partitions=1)]
         for f in admin.create_topics(new).values():
             f.result(30)
+        assert kafka.proc is not None
+        warm = warm_broker(kafka.bootstrap, kafka.proc.pid)
+        print(f"  broker JIT warm-up: {warm['broker_warmup_seconds']:.1f} s, compiler share "
+              f"of a core in the last burst {warm['broker_warmup_jit_share']:.0%}")  # fmt: skip
         port = free_port()
         sink = _sink_proc(kafka.bootstrap, topic, dsn, port, log)
         try:
@@ -402,6 +465,7 @@ def latency(server: TimescaleServer, rate: int, seconds: float, warmup: float) -
         )
     }
     res: dict[str, Any] = {
+        **warm,
         "tick_to_row_p50_ms": float(np.percentile(lat, 50)),
         "tick_to_row_p99_ms": float(np.percentile(lat, 99)),
         "tick_to_row_max_ms": float(lat.max()),

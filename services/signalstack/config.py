@@ -134,7 +134,7 @@ class IngestSettings(BaseSettings):
     trades_retention_ms: int = 7 * 24 * 3600 * 1000
     dlq_partitions: int = Field(default=1, ge=1)
     dlq_retention_ms: int = 30 * 24 * 3600 * 1000
-    linger_ms: int = Field(default=20, ge=0)
+    linger_ms: int = Field(default=5, ge=0)  # latency (tick→row) vs. requests per second
     batch_size: int = Field(default=1_000_000, ge=1)
     backoff_base_s: float = Field(default=0.5, gt=0)
     backoff_cap_s: float = Field(default=30.0, gt=0)
@@ -152,6 +152,9 @@ class SinkSettings(BaseSettings):
     group_id: str = "signalstack-sink"
     max_batch: int = Field(default=5_000, ge=1)  # messages per poll: bounds memory and latency
     poll_timeout_s: float = Field(default=0.002, gt=0)  # wait unless max_batch arrive
+    fetch_wait_max_ms: int = Field(default=5, ge=0)  # broker holds a fetch this long …
+    fetch_min_bytes: int = Field(default=1, ge=1)  # … unless this much data is there
+    commit_interval_s: float = Field(default=1.0, ge=0)  # offsets of durable batches, batched
     http_port: int | None = Field(default=9109, ge=0, lt=65536)  # /metrics, /health/*; unset: off
     lag_interval_s: float = Field(default=5.0, gt=0)
     retention_interval_s: float = Field(default=3600.0, gt=0)  # Apache-edition retention fallback

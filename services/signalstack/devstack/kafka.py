@@ -57,7 +57,12 @@ class KafkaServer(Server):
             self.java,
             f"-Xmx{self.heap}",
             "-Xms128m",
+            # kafka-run-class.sh's KAFKA_JVM_PERFORMANCE_OPTS: short G1 pauses (they are the
+            # broker's latency tail), concurrent explicit GCs.
             "-XX:+UseG1GC",
+            "-XX:MaxGCPauseMillis=20",
+            "-XX:InitiatingHeapOccupancyPercent=35",
+            "-XX:+ExplicitGCInvokesConcurrent",
             "-Djava.awt.headless=true",
             f"-Dlog4j2.configurationFile={self.workdir / 'log4j2.properties'}",
             "-cp",

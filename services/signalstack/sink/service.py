@@ -7,8 +7,9 @@ each row lands exactly once.
 
 Pipeline (bounded): one writer thread writes batch N while the consumer thread polls and
 decodes batch N+1; N+1 is handed over only once N is durable, and N's offsets are then
-committed asynchronously (a later commit supersedes a failed one; shutdown and partition
-revocation wait for the write in flight and commit synchronously). So at most two batches
+committed asynchronously, at most every ``SINK_COMMIT_INTERVAL_S`` (a later commit supersedes a
+failed one; shutdown and partition revocation wait for the write in flight and commit
+synchronously). So at most two batches
 are in memory, and commits stay in batch order.
 
 Rejects: messages that do not decode or validate, and rows the database refuses for a
@@ -109,8 +110,8 @@ class KafkaSink:
                 "enable.auto.commit": False,
                 "enable.auto.offset.store": False,  # offsets are committed explicitly
                 "auto.offset.reset": "earliest",
-                "fetch.wait.max.ms": 5,
-                "fetch.min.bytes": 1,
+                "fetch.wait.max.ms": self.config.fetch_wait_max_ms,
+                "fetch.min.bytes": self.config.fetch_min_bytes,
                 "partition.assignment.strategy": "cooperative-sticky",
                 "session.timeout.ms": self.config.session_timeout_ms,
                 "heartbeat.interval.ms": max(500, self.config.session_timeout_ms // 5),
@@ -126,6 +127,8 @@ class KafkaSink:
         self._last_retention = 0.0
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="sink-writer")
         self._inflight: tuple[Future[Any], Batch] | None = None
+        self._pending_offsets: dict[tuple[str, int], int] = {}  # durable, not yet committed
+        self._last_commit = 0.0
 
     # ---- lifecycle -----------------------------------------------------------------------------
     def stop(self) -> None:
@@ -190,8 +193,10 @@ class KafkaSink:
 
     def _finish(self, *, asynchronous: bool) -> None:
         """Wait for the write in flight (re-raising its error: nothing is committed then), then
-        commit its offsets."""
+        commit its offsets (with any noted earlier: a synchronous finish commits them all)."""
         if self._inflight is None:
+            if not asynchronous:
+                self._commit([], asynchronous=False)
             return
         fut, work = self._inflight
         self._inflight = None
@@ -214,12 +219,24 @@ class KafkaSink:
         self._commit(work.offsets, asynchronous=asynchronous)
 
     def _commit(self, offsets: list[Any], *, asynchronous: bool) -> None:
-        if not offsets:
+        """Note a durable batch's offsets; commit what is noted synchronously (shutdown,
+        revocation), or asynchronously at most every ``commit_interval_s``: a commit is a broker
+        request, and one per batch cost the broker more CPU than the trades themselves. A crash
+        replays at most that interval, which the idempotent writes absorb."""
+        for tp in offsets:
+            self._pending_offsets[(tp.topic, tp.partition)] = tp.offset
+        if not self._pending_offsets:
             return
+        now = time.monotonic()
+        if asynchronous and now - self._last_commit < self.config.commit_interval_s:
+            return
+        pending = [TopicPartition(t, p, o) for (t, p), o in self._pending_offsets.items()]
+        self._pending_offsets.clear()
+        self._last_commit = now
         if asynchronous:
-            self.consumer.commit(offsets=offsets, asynchronous=True)
+            self.consumer.commit(offsets=pending, asynchronous=True)
         else:
-            self.consumer.commit(offsets=offsets, asynchronous=False)
+            self.consumer.commit(offsets=pending, asynchronous=False)
         metrics.COMMITS.inc()
 
     def _on_assign(self, consumer: Any, partitions: Any) -> None:
@@ -341,6 +358,8 @@ class KafkaSink:
     # ---- periodic ------------------------------------------------------------------------------
     def _housekeeping(self) -> None:
         now = time.monotonic()
+        if self._pending_offsets and now - self._last_commit >= self.config.commit_interval_s:
+            self._commit([], asynchronous=True)
         if now - self._last_lag >= self.config.lag_interval_s:
             self._last_lag = now
             self._update_lag()

@@ -181,10 +181,31 @@ class TimescaleStore(Store):
 
     # ---- writes --------------------------------------------------------------------------------
     def write_trades(self, df: pd.DataFrame) -> int:
+        """Validate, split off constraint violations (→ DLQ), write idempotently. A large frame
+        is pipelined in slices of up to two COPY chunks: slice k+1 is validated and encoded in
+        a worker thread while slice k streams to the server, so the client's work overlaps the
+        server's instead of preceding it (validation alone is ~2 µs a row)."""
+        step = min(self._batch_rows, 2 * self._chunk_rows)
+        if len(df) <= step:
+            rejects, batch = self._prepare_slice(df)
+            if rejects:
+                self.write_dlq(rejects)
+            return self._write_batch(batch)
+        total = 0
+        with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="trades-prep") as ex:
+            nxt = ex.submit(self._prepare_slice, df.iloc[:step])
+            for start in range(0, len(df), step):
+                rejects, batch = nxt.result()
+                if start + step < len(df):
+                    nxt = ex.submit(self._prepare_slice, df.iloc[start + step : start + 2 * step])
+                if rejects:
+                    self.write_dlq(rejects)
+                total += self._write_batch(batch)
+        return total
+
+    def _prepare_slice(self, df: pd.DataFrame) -> tuple[list[DlqRecord], TradeBatch]:
         typed, rejects = frames.prepare_trades(df)
-        if rejects:
-            self.write_dlq(rejects)
-        return self._write_batch(TradeBatch.from_typed(typed))
+        return rejects, self.prepare_trade_batch(TradeBatch.from_typed(typed))
 
     def prepare_trade_batch(self, batch: TradeBatch) -> TradeBatch:
         """Encode the COPY tuples ahead (used only if every row passes the constraint split,

@@ -304,3 +304,44 @@ def test_rows_the_store_refuses_are_isolated_to_the_dlq(kafka, migrated) -> None
         stop.set()
         t.join(30)
     assert not t.is_alive()
+
+
+def _committed(bootstrap: str, group: str, topic: str) -> int:
+    from confluent_kafka import Consumer, TopicPartition
+
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+    try:
+        parts = c.committed([TopicPartition(topic, p) for p in range(3)], timeout=10)
+        return sum(max(0, tp.offset) for tp in parts)
+    finally:
+        c.close()
+
+
+def test_offsets_are_committed_in_batches_and_all_at_shutdown(kafka, migrated) -> None:
+    """With a long SINK_COMMIT_INTERVAL_S, rows written after the first commit are durable but
+    not yet committed (a crash would replay them, which the idempotent writes absorb); a clean
+    stop commits everything that is durable."""
+    topics = _topics(kafka.bootstrap)
+    first, second = _trade_messages(1_000, seed=11), _trade_messages(1_000, seed=12)
+    group = f"g-{uuid.uuid4().hex[:6]}"
+    stop = threading.Event()
+    cfg = SinkSettings(group_id=group, max_batch=200, http_port=None, commit_interval_s=3600)
+    t = threading.Thread(
+        target=run, args=(_settings(kafka.bootstrap, migrated, topics),),
+        kwargs={"config": cfg, "stop": stop},
+    )  # fmt: skip
+    _produce(kafka.bootstrap, topics[0], first)
+    t.start()
+    try:
+        _wait(lambda: _count(migrated, "SELECT count(*) FROM trades") == 1_000, 60, "first")
+        _wait(lambda: _committed(kafka.bootstrap, group, topics[0]) > 0, 30, "first commit")
+        early = _committed(kafka.bootstrap, group, topics[0])
+        _produce(kafka.bootstrap, topics[0], second)
+        _wait(lambda: _count(migrated, "SELECT count(*) FROM trades") == 2_000, 60, "second")
+        time.sleep(1.0)
+        assert _committed(kafka.bootstrap, group, topics[0]) == early < 2_000
+    finally:
+        stop.set()
+        t.join(30)
+    assert not t.is_alive()
+    assert _committed(kafka.bootstrap, group, topics[0]) == _log_end(kafka.bootstrap, topics[0])

@@ -67,6 +67,26 @@ def test_same_100k_trades_twice_leave_100k_rows(ts_store: TimescaleStore, timesc
     assert _duplicates(timescale_db.dsn) == 0
 
 
+def test_a_large_frame_is_written_in_pipelined_slices_with_every_reject_kept(timescale_db) -> None:
+    """write_trades validates slice k+1 while slice k is written: rows and DLQ records from
+    every slice arrive, each once."""
+    store = TimescaleStore(timescale_db.dsn, batch_rows=4_000, chunk_rows=1_000)
+    store.migrate()
+    try:
+        df = synthetic_trades(9_500, seed=21)
+        bad = [10, 2_500, 4_100, 9_499]  # in the first, third, fifth and last slice
+        df.loc[bad, "price"] = -1.0
+        assert store.write_trades(df) == 9_500 - len(bad)
+        assert store.write_trades(df) == 0  # a replay: every slice takes the merge path
+        assert store.count("trades") == 9_500 - len(bad)
+        assert _duplicates(timescale_db.dsn) == 0
+        with psycopg.connect(timescale_db.dsn) as conn:
+            got = conn.execute("SELECT reason, count(*) FROM dlq GROUP BY reason").fetchall()
+        assert got == [("trades_price_positive", 2 * len(bad))]  # both writes report them
+    finally:
+        store.close()
+
+
 @pytest.mark.slow
 def test_postgres_restart_mid_write_loses_and_duplicates_nothing(timescale, timescale_db) -> None:
     retries: list[int] = []
