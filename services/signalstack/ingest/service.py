@@ -303,13 +303,9 @@ class IngestService:
             add(TradeRecord(SCHEMA_VERSION, sym, tn, e.p, e.s, e.x, [] if c is None else c,
                             e.i, e.q, e.z, WS_SOURCE, now))  # fmt: skip
         n_unknown = 0
-        known = self.conditions.rules if self.conditions is not None else None
-        if known is not None:
-            for r in records:
-                if r.conditions:
-                    for code in r.conditions:
-                        if code not in known:
-                            n_unknown += 1
+        if self.conditions is not None:
+            known = self.conditions.rules
+            n_unknown = sum(code not in known for r in records for code in r.conditions)
         if records:
             values = encode_records(records)
             self._produce_batch(

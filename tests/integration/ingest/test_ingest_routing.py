@@ -132,7 +132,10 @@ def test_routing_matches_validate_trade_event_by_event(kafka, rate: float) -> No
         assert got["price"] == exp["price"] and got["size"] == exp["size"], (ev, got)
         assert raw not in rejected
     assert len(trades) == n_ok
-    fast, general = svc.metrics.frames_fast._value.get(), svc.metrics.frames_general._value.get()
+    fast, general = (
+        svc.metrics.registry.get_sample_value("signalstack_ingest_frames_total", {"path": p})
+        for p in ("fast", "general")
+    )
     if rate > 0.5:
         assert n_ok > 1000 and n_bad > 500 and general >= 25
     else:  # 1 % of events mutated, 100 a frame: about a third of the frames are all clean

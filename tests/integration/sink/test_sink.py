@@ -126,6 +126,16 @@ def _wait(pred, timeout: float, what: str) -> None:
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def _start_sink(
+    settings: Settings, config: SinkSettings
+) -> tuple[threading.Thread, threading.Event]:
+    """``run`` in a thread (same process); set the event to stop it."""
+    stop = threading.Event()
+    t = threading.Thread(target=run, args=(settings,), kwargs={"config": config, "stop": stop})
+    t.start()
+    return t, stop
+
+
 @pytest.fixture
 def migrated(timescale_db) -> str:
     s = TimescaleStore(timescale_db.dsn)
@@ -160,19 +170,10 @@ def test_sink_writes_all_topics_routes_rejects_and_serves_health(kafka, migrated
     _produce(kafka.bootstrap, topics[2], [("AAPL", orjson.dumps(pred))])
 
     port = free_port()
-    stop = threading.Event()
-    settings = _settings(kafka.bootstrap, migrated, topics)
-    t = threading.Thread(
-        target=run,
-        args=(settings,),
-        kwargs={
-            "config": SinkSettings(
-                group_id=f"g-{uuid.uuid4().hex[:6]}", max_batch=500, http_port=port
-            ),
-            "stop": stop,
-        },
+    t, stop = _start_sink(
+        _settings(kafka.bootstrap, migrated, topics),
+        SinkSettings(group_id=f"g-{uuid.uuid4().hex[:6]}", max_batch=500, http_port=port),
     )
-    t.start()
     try:
         _wait(
             lambda: (
@@ -273,16 +274,10 @@ def test_rows_the_store_refuses_are_isolated_to_the_dlq(kafka, migrated) -> None
     odd = orjson.loads(trades[5][1])
     odd.update(trade_id="wide-condition", conditions=[12, 70_000])
     _produce(kafka.bootstrap, topics[0], [*trades, ("AAPL", orjson.dumps(odd))])
-    stop = threading.Event()
-    t = threading.Thread(
-        target=run,
-        args=(_settings(kafka.bootstrap, migrated, topics),),
-        kwargs={
-            "config": SinkSettings(group_id=f"g-{uuid.uuid4().hex[:6]}", http_port=None),
-            "stop": stop,
-        },
+    t, stop = _start_sink(
+        _settings(kafka.bootstrap, migrated, topics),
+        SinkSettings(group_id=f"g-{uuid.uuid4().hex[:6]}", http_port=None),
     )
-    t.start()
     try:
         _wait(
             lambda: (
@@ -324,14 +319,9 @@ def test_offsets_are_committed_in_batches_and_all_at_shutdown(kafka, migrated) -
     topics = _topics(kafka.bootstrap)
     first, second = _trade_messages(1_000, seed=11), _trade_messages(1_000, seed=12)
     group = f"g-{uuid.uuid4().hex[:6]}"
-    stop = threading.Event()
     cfg = SinkSettings(group_id=group, max_batch=200, http_port=None, commit_interval_s=3600)
-    t = threading.Thread(
-        target=run, args=(_settings(kafka.bootstrap, migrated, topics),),
-        kwargs={"config": cfg, "stop": stop},
-    )  # fmt: skip
     _produce(kafka.bootstrap, topics[0], first)
-    t.start()
+    t, stop = _start_sink(_settings(kafka.bootstrap, migrated, topics), cfg)
     try:
         _wait(lambda: _count(migrated, "SELECT count(*) FROM trades") == 1_000, 60, "first")
         _wait(lambda: _committed(kafka.bootstrap, group, topics[0]) > 0, 30, "first commit")
