@@ -30,24 +30,11 @@ from signalstack.logs import get_logger
 from signalstack.store.base import StoreError
 from signalstack.store.batch import TradeBatch
 from signalstack.store.pgcopy import HEADER, TRAILER, Column, encode
+from signalstack.store.tradecopy import ROWS_MAX, TRADE_COPY_COLUMNS, encode_trade_rows
 
 log = get_logger(__name__)
 T = TypeVar("T")
 
-TRADE_COPY_COLUMNS: Final = (
-    "ts",
-    "symbol",
-    "exchange",
-    "trade_id",
-    "ts_event_ns",
-    "price",
-    "size",
-    "sequence",
-    "conditions",
-    "tape",
-    "source",
-    "ts_ingest_ns",
-)
 _STAGE: Final = "trades_stage"
 _TRANSIENT: Final = (
     asyncpg.PostgresConnectionError,
@@ -150,6 +137,8 @@ def _body(batch: TradeBatch) -> bytes:
     """Tuples only (no header/trailer), so chunks can be streamed inside one COPY."""
     if batch.copy_body is not None:
         return batch.copy_body
+    if len(batch) <= ROWS_MAX:
+        return encode_trade_rows(batch)
     full = encode(trade_columns(batch), len(batch))
     return full[len(HEADER) : len(full) - len(TRAILER)]
 
@@ -206,6 +195,9 @@ class TradeWriter:
 
     async def write(self, batch: TradeBatch) -> WriteResult:
         """Write all rows (in bounded batches); return totals over the batches."""
+        if len(batch) <= self.batch_rows:
+            # As it is: a sub-batch made by take() would drop tuples encoded ahead.
+            return await self.write_batch(batch)
         t0 = time.perf_counter()
         inserted, attempts, paths = 0, 0, set()
         for s in range(0, len(batch), self.batch_rows):

@@ -3,15 +3,19 @@ same reject reasons."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import numpy as np
 import orjson
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from signalstack.schemas.trade import InvalidTradeError, validate_trade
-from signalstack.sink.decode import decode_trades
+from signalstack.sink import decode
+from signalstack.sink.decode import _REFUSED, _decode_value, _from_values, decode_trades
 from signalstack.store.synthetic import synthetic_trades
 
 
@@ -67,3 +71,56 @@ def test_frame_round_trip_and_empty_batch() -> None:
     assert frame["tape"].isna().to_numpy().tolist() == batch.tape_null.tolist()
     empty, none = decode_trades("t", [])
     assert len(empty) == 0 and none == [] and empty.ts_event.dtype == np.int64
+
+
+# ---- the msgspec fast path ---------------------------------------------------------------------
+
+VALUE = {"schema_version": 1, "symbol": "AAPL", "ts_event": 1_700_000_000_123_000_000,
+         "price": 187.43, "size": 100, "exchange": 12, "conditions": [14, 41],
+         "trade_id": "52983525029461", "sequence": 1_234_567, "tape": 3, "source": "polygon_ws",
+         "ts_ingest": 1_700_000_000_124_000_000}  # fmt: skip
+ODD = st.sampled_from([
+    None, 0, -1, 1, 12, 12.0, 2.5, 0.0, -0.0, -3.5, 1e308, 1e300, 2**63 - 1, 2**63, -(2**63),
+    -(2**63) - 1, 2**64, "12", "", "x", "sim", "nope", "A" * 16, "A" * 17, True, False, [], [37],
+    [37.0], [2**63], ["a"], {}, 2, 1.0,
+])  # fmt: skip
+
+
+@settings(max_examples=1500, deadline=None)
+@given(field=st.sampled_from([*VALUE, "extra"]), value=ODD, drop=st.booleans())
+def test_what_the_fast_path_accepts_check_trade_accepts_identically(field, value, drop) -> None:
+    obj = dict(VALUE)
+    if drop:
+        obj.pop(field, None)
+    else:
+        obj[field] = value
+    raw = json.dumps(obj).encode()  # stdlib json: writes integers beyond int64 too
+    try:
+        rec = _decode_value(raw)
+    except _REFUSED:
+        return  # the general path judges it
+    try:
+        want = validate_trade(json.loads(raw)).to_dict()
+    except InvalidTradeError as err:  # pragma: no cover - a failure is the finding
+        pytest.fail(f"fast path accepted {obj!r}; validate_trade says {err}")
+    want.pop("schema_version")
+    got = _from_values([rec]).row(0)
+    assert got == want
+    for k in want:
+        assert type(got[k]) is type(want[k]), (k, obj, got)
+
+
+def test_a_clean_batch_takes_the_fast_path_and_one_bad_message_sends_it_to_the_general_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    good = [(b"k", orjson.dumps(m)) for m in _messages(20)]
+    calls: list[int] = []
+    real = decode._decode_general
+    monkeypatch.setattr(decode, "_decode_general", lambda t, m: calls.append(len(m)) or real(t, m))
+    fast, none = decode_trades("t", good)
+    assert calls == [] and none == [] and len(fast) == 20
+    bad = (b"k", orjson.dumps({**_messages(1)[0], "price": -1}))
+    slow, rejects = decode_trades("t", [*good, bad])
+    assert calls == [21] and [r.reason for r in rejects] == ["non_positive_price"]
+    for i in range(20):
+        assert fast.row(i) == slow.row(i)

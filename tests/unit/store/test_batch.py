@@ -1,16 +1,18 @@
-"""TradeBatch: the numpy constraint split agrees with prepare_trades; the scatter encoder (small
-batches) and the layout-grouped encoder (large ones) emit the same tuples; encoding ahead gives
-the same bytes as encoding at write time."""
+"""TradeBatch: the numpy constraint split agrees with prepare_trades; the row packer (small
+batches), the scatter encoder and the layout-grouped encoder (large ones) emit the same tuples;
+encoding ahead gives the same bytes as encoding at write time."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from signalstack.store import pgcopy
 from signalstack.store.batch import TradeBatch, check_batch
 from signalstack.store.frames import prepare_trades
 from signalstack.store.synthetic import synthetic_trades
+from signalstack.store.tradecopy import ROWS_MAX, encode_trade_rows
 from signalstack.store.writer import _body, encode_ahead, trade_columns
 
 
@@ -81,3 +83,27 @@ def test_encode_ahead_is_the_same_bytes_and_dropped_by_take() -> None:
     assert ahead.copy_body == fresh and _body(ahead) == fresh
     part = ahead.take(slice(0, 10))
     assert part.copy_body is None and _body(part) == _body(_batch(500, seed=9).take(slice(0, 10)))
+
+
+def test_row_packer_emits_the_numpy_encoders_bytes_for_every_layout() -> None:
+    b = _batch(400, seed=4)
+    b.symbol[:3] = ["ÄPFEL", "T", "BRK.B"]  # multi-byte UTF-8, short, punctuation
+    b.trade_id[5] = "x" * 40
+    b.conditions[7] = [1, -2, 32767, -32768, 9]
+    b.tape_null[:50] = True
+    b.tape[:50] = 0
+    assert {len(c) for c in b.conditions} >= {0, 1, 2, 5} and b.tape_null.any()
+    want = pgcopy.encode(trade_columns(b), len(b))  # ≤ SCATTER_MAX_ROWS: same row order
+    assert pgcopy.HEADER + encode_trade_rows(b) + pgcopy.TRAILER == want
+    assert len(b) <= ROWS_MAX and _body(b) == want[len(pgcopy.HEADER) : -len(pgcopy.TRAILER)]
+
+
+def test_row_packer_refuses_what_a_column_cannot_hold() -> None:
+    b = _batch(5)
+    b.conditions[2] = [70_000]
+    with pytest.raises(OverflowError):
+        encode_trade_rows(b)
+    b = _batch(5)
+    b.exchange[1] = 40_000
+    with pytest.raises(OverflowError):
+        encode_trade_rows(b)
