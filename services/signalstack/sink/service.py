@@ -36,6 +36,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from signalstack.config import Settings, SinkSettings
 from signalstack.logs import get_logger
+from signalstack.process import tune_gc
 from signalstack.sink import metrics
 from signalstack.sink.decode import Raw, decode_rows, decode_trades
 from signalstack.store.base import FEATURE_COLUMNS, DlqRecord, Store, open_store
@@ -398,6 +399,7 @@ def run(
     store = store or open_store(settings, migrate=True)
     sink = KafkaSink(settings, store, config)
     if threading.current_thread() is threading.main_thread():
+        tune_gc()  # the service's own process (not when embedded, e.g. in tests)
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: sink.stop())
     try:
