@@ -43,7 +43,8 @@ from signalstack.store.batch import TradeBatch
 from signalstack.store.frames import prepare_trades
 from signalstack.store.synthetic import synthetic_trades
 from signalstack.store.timescale import TimescaleStore
-from signalstack.store.writer import TRADE_COPY_COLUMNS, TradeWriter
+from signalstack.store.tradecopy import TRADE_COPY_COLUMNS
+from signalstack.store.writer import TradeWriter
 
 RESULTS = Path(__file__).resolve().parent / "results" / "store.json"
 
@@ -261,6 +262,22 @@ def warm_broker(bootstrap: str, jvm_pid: int, max_s: float = 90.0) -> dict[str, 
     return {"broker_warmup_seconds": time.monotonic() - t0, "broker_warmup_jit_share": share}
 
 
+def warm_wal(dsn: str, rows: int, wal_bytes_per_row: int = 400) -> int:
+    """Have PostgreSQL's WAL segments ready for the run, as on a server that has been up a
+    while. A fresh cluster creates each 16 MB segment when the WAL reaches it: zero-filled and
+    fsynced inside some writer's commit (40-160 ms, every ~7 s at 10k trades/s). A long-running
+    one renames (recycles) old segments ahead at each checkpoint instead. So: fill and switch
+    enough segments for ``rows`` trades, then CHECKPOINT, which recycles them (min_wal_size in
+    the devstack keeps them). Returns the segments prepared."""
+    segments = rows * wal_bytes_per_row // (16 << 20) + 4
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        for _ in range(segments):
+            conn.execute("SELECT pg_logical_emit_message(false, 'signalstack-bench', 'wal')")
+            conn.execute("SELECT pg_switch_wal()")
+        conn.execute("CHECKPOINT")
+    return segments
+
+
 def _sink_proc(bootstrap: str, topic: str, dsn: str, http_port: int, log: Path) -> Any:
     """The real service, as deployed: ``python -m signalstack.sink`` in its own process."""
     from urllib.parse import urlsplit
@@ -281,8 +298,15 @@ def _sink_proc(bootstrap: str, topic: str, dsn: str, http_port: int, log: Path) 
         "LOG_LEVEL": "WARNING",
     }
     with open(log, "ab") as fh:
+        # Its own session, as the servers have: with the kernel's autogroup scheduling (on
+        # here) CPU is shared between sessions first, and the sink is its own pod on a
+        # cluster, not one more process in the load generator's share.
         return subprocess.Popen(
-            [sys.executable, "-m", "signalstack.sink"], env=env, stdout=fh, stderr=fh
+            [sys.executable, "-m", "signalstack.sink"],
+            env=env,
+            stdout=fh,
+            stderr=fh,
+            start_new_session=True,
         )
 
 
@@ -391,7 +415,11 @@ def latency(server: TimescaleServer, rate: int, seconds: float, warmup: float) -
     dsn = fresh_db(server)
     log = Path(tempfile.gettempdir()) / "signalstack-bench-store-sink.log"
     log.unlink(missing_ok=True)
-    with KafkaServer() as kafka:
+    # The broker's partition logs on tmpfs: on a cluster it has its own volume; sharing this
+    # machine's one ext4 disk, the kernel's writeback of its segments held PostgreSQL's WAL
+    # fsyncs (data=ordered journal commits) for 100-600 ms at a time.
+    shm = Path("/dev/shm")
+    with KafkaServer(log_root=shm if shm.is_dir() else None) as kafka:
         topic = "market.trades"
         admin = AdminClient({"bootstrap.servers": kafka.bootstrap})
         new = [NewTopic(topic, num_partitions=6), NewTopic(topic + ".warmup", num_partitions=1)]
@@ -401,6 +429,8 @@ def latency(server: TimescaleServer, rate: int, seconds: float, warmup: float) -
         warm = warm_broker(kafka.bootstrap, kafka.proc.pid)
         print(f"  broker JIT warm-up: {warm['broker_warmup_seconds']:.1f} s, compiler share "
               f"of a core in the last burst {warm['broker_warmup_jit_share']:.0%}")  # fmt: skip
+        segments = warm_wal(dsn, int(rate * (warmup + seconds)))
+        print(f"  WAL: {segments} segments made ready (recycled), as on a long-running server")
         port = free_port()
         sink = _sink_proc(kafka.bootstrap, topic, dsn, port, log)
         try:
