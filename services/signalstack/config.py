@@ -155,6 +155,10 @@ class SinkSettings(BaseSettings):
     fetch_wait_max_ms: int = Field(default=5, ge=0)  # broker holds a fetch this long …
     fetch_min_bytes: int = Field(default=1, ge=1)  # … unless this much data is there
     commit_interval_s: float = Field(default=1.0, ge=0)  # offsets of durable batches, batched
+    # False: a write's COMMIT does not wait for the WAL fsync (rows are visible at once); the
+    # offsets are committed only once the WAL is flushed past it (docs/components/sink.md).
+    synchronous_commit: bool = False
+    durable_wait_s: float = Field(default=10.0, gt=0)  # at shutdown: wait this long for the flush
     http_port: int | None = Field(default=9109, ge=0, lt=65536)  # /metrics, /health/*; unset: off
     lag_interval_s: float = Field(default=5.0, gt=0)
     retention_interval_s: float = Field(default=3600.0, gt=0)  # Apache-edition retention fallback

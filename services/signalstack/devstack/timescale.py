@@ -123,6 +123,17 @@ class TimescaleServer(Server):
     def cwd(self) -> Path:
         return self.workdir
 
+    def crash(self) -> TimescaleServer:
+        """Stop as a crash would (SIGQUIT, PostgreSQL's "immediate" shutdown: no checkpoint, WAL
+        not yet written is lost) and start again, which runs crash recovery."""
+        normal, self.stop_signal = self.stop_signal, signal.SIGQUIT
+        try:
+            self.stop()
+        finally:
+            self.stop_signal = normal
+        self.start()
+        return self
+
     def ready(self) -> bool:
         import psycopg
 

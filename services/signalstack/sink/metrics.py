@@ -63,3 +63,7 @@ WRITE_RETRIES = Counter(
     "signalstack_sink_write_retries_total", "Store operations retried after a connection error."
 )
 COMMITS = Counter("signalstack_sink_commits_total", "Kafka offset commits after durable writes.")
+REWINDS = Counter(
+    "signalstack_sink_rewinds_total",
+    "Replays from the committed offsets after the store may have lost acknowledged writes.",
+)

@@ -19,6 +19,7 @@ failing for connection reasons past the retry budget stops the sink without comm
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import threading
 import time
@@ -31,7 +32,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from confluent_kafka import TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from signalstack.config import Settings, SinkSettings
@@ -47,6 +48,7 @@ log = get_logger(__name__)
 Rows = TradeBatch | pd.DataFrame
 
 PREDICTION_REQUIRED = ("symbol", "ts", "model_name", "model_version", "value")
+_DURABLE_CHECK_S = 0.05  # how often the running loop asks the store for its flush position
 
 
 def _rows(data: Rows, start: int, stop: int) -> Rows:
@@ -127,8 +129,13 @@ class KafkaSink:
         self._last_retention = 0.0
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="sink-writer")
         self._inflight: tuple[Future[Any], Batch] | None = None
-        self._pending_offsets: dict[tuple[str, int], int] = {}  # durable, not yet committed
-        self._last_commit = 0.0
+        self._pending_offsets: dict[tuple[str, int], int] = {}  # written, not yet marked
+        # (store write position, offsets): written, waiting for the store's flush to pass it
+        self._awaiting: list[tuple[int | None, dict[tuple[str, int], int]]] = []
+        self._generation = store.generation
+        self._rewinds = 0
+        self._last_mark = 0.0
+        self._last_durable_check = 0.0
 
     # ---- lifecycle -----------------------------------------------------------------------------
     def stop(self) -> None:
@@ -159,9 +166,10 @@ class KafkaSink:
                     num_messages=self.config.max_batch, timeout=self.config.poll_timeout_s
                 )
                 work = self.prepare(msgs) if msgs else None
+                rewinds = self._rewinds
                 if self._inflight is not None and (work is not None or self._inflight[0].done()):
                     self._finish(asynchronous=True)
-                if work is not None:
+                if work is not None and rewinds == self._rewinds:  # else replayed after the seek
                     self._inflight = (self._submit(work), work)
                 self._housekeeping()
             self._finish(asynchronous=False)
@@ -219,25 +227,83 @@ class KafkaSink:
         self._commit(work.offsets, asynchronous=asynchronous)
 
     def _commit(self, offsets: list[Any], *, asynchronous: bool) -> None:
-        """Note a durable batch's offsets; commit what is noted synchronously (shutdown,
-        revocation), or asynchronously at most every ``commit_interval_s``: a commit is a broker
-        request, and one per batch cost the broker more CPU than the trades themselves. A crash
-        replays at most that interval, which the idempotent writes absorb."""
+        """Note a written batch's offsets; commit them once they are durable.
+
+        Asynchronously (the running loop) at most every ``commit_interval_s``: a commit is a
+        broker request, and one per batch cost the broker more CPU than the trades. A crash
+        replays at most that interval, which the idempotent writes absorb. Synchronously
+        (shutdown, revocation) everything noted, after waiting for it to be durable.
+
+        With a store that commits asynchronously (``SINK_SYNCHRONOUS_COMMIT=false``) a write
+        returns before its WAL is flushed: each interval's offsets wait, tagged with the
+        store's write position, until the store's durable position passes it. If the store
+        says acknowledged writes may have been lost (its ``generation`` moved: the server
+        restarted or a connection died), the sink rewinds to the committed offsets instead."""
         for tp in offsets:
             self._pending_offsets[(tp.topic, tp.partition)] = tp.offset
-        if not self._pending_offsets:
+        if self.store.generation != self._generation:
+            self._rewind()
             return
         now = time.monotonic()
-        if asynchronous and now - self._last_commit < self.config.commit_interval_s:
+        if self._pending_offsets and (
+            not asynchronous or now - self._last_mark >= self.config.commit_interval_s
+        ):
+            self._awaiting.append((self.store.write_position(), dict(self._pending_offsets)))
+            self._pending_offsets.clear()
+            self._last_mark = now
+        if not self._awaiting:
             return
-        pending = [TopicPartition(t, p, o) for (t, p), o in self._pending_offsets.items()]
-        self._pending_offsets.clear()
-        self._last_commit = now
-        if asynchronous:
-            self.consumer.commit(offsets=pending, asynchronous=True)
+        newest = self._awaiting[-1][0]
+        if not asynchronous:
+            if not self.store.wait_durable(newest, self.config.durable_wait_s):
+                log.warning("offsets_not_committed", reason="store flush timed out")
+                return
+            durable = newest
+        elif newest is None:
+            durable = None
+        elif now - self._last_durable_check < _DURABLE_CHECK_S:
+            return
         else:
-            self.consumer.commit(offsets=pending, asynchronous=False)
+            self._last_durable_check = now
+            durable = self.store.durable_position()
+        if self.store.generation != self._generation:  # the position queries reconnected
+            self._rewind()
+            return
+        ready: dict[tuple[str, int], int] = {}
+        while self._awaiting and (
+            self._awaiting[0][0] is None
+            or (durable is not None and self._awaiting[0][0] <= durable)
+        ):
+            ready.update(self._awaiting.pop(0)[1])
+        if not ready:
+            return
+        commit = [TopicPartition(t, p, o) for (t, p), o in ready.items()]
+        if asynchronous:
+            self.consumer.commit(offsets=commit, asynchronous=True)
+        else:
+            self.consumer.commit(offsets=commit, asynchronous=False)
         metrics.COMMITS.inc()
+
+    def _rewind(self) -> None:
+        """Writes acknowledged since the last durable offsets may be gone: forget every offset
+        not yet committed, drop the batch in flight, and seek each partition back to its
+        committed offset; the replay is absorbed by the idempotent writes."""
+        log.warning("sink_rewind", reason="store connection lost or server restarted")
+        metrics.REWINDS.inc()
+        self._rewinds += 1
+        if self._inflight is not None:
+            fut, _ = self._inflight
+            self._inflight = None
+            with contextlib.suppress(Exception):
+                fut.result()
+        self._pending_offsets.clear()
+        self._awaiting.clear()
+        self._generation = self.store.generation
+        parts = self.consumer.assignment()
+        if parts:
+            for tp in self.consumer.committed(parts, timeout=30):
+                start = tp.offset if tp.offset >= 0 else OFFSET_BEGINNING
+                self.consumer.seek(TopicPartition(tp.topic, tp.partition, start))
 
     def _on_assign(self, consumer: Any, partitions: Any) -> None:
         self.ready = True
@@ -395,8 +461,11 @@ def run(
     stop: threading.Event | None = None,
 ) -> None:
     """Entry point for ``signalstack sink``: open the configured store, migrate, consume."""
+    config = config or settings.sink
     own_store = store is None
-    store = store or open_store(settings, migrate=True)
+    store = store or open_store(
+        settings, migrate=True, synchronous_commit=config.synchronous_commit
+    )
     sink = KafkaSink(settings, store, config)
     if threading.current_thread() is threading.main_thread():
         tune_gc()  # the service's own process (not when embedded, e.g. in tests)

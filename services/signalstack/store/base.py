@@ -27,6 +27,7 @@ bars, features, predictions: the last write replaces the row with the same key).
 from __future__ import annotations
 
 import datetime as dt
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -158,6 +159,32 @@ class Store(ABC):
         than a DataFrame override it."""
         return self.write_trades(batch.to_frame())
 
+    # ---- durability (for writers that acknowledge before the flush, e.g. the sink) -----------
+    # A store whose writes are durable when they return (the default) answers None: there is
+    # nothing to wait for. One that commits asynchronously answers positions in its log.
+    generation: int = 0  # moves when acknowledged-but-unflushed writes may have been lost
+
+    def write_position(self) -> int | None:
+        """The log position covering every write that has returned so far."""
+        return None
+
+    def durable_position(self) -> int | None:
+        """The log position up to which writes are durable."""
+        return None
+
+    def wait_durable(self, position: int | None, timeout_s: float) -> bool:
+        """Block until ``position`` is durable; False if ``timeout_s`` passed first."""
+        if position is None:
+            return True
+        deadline = time.monotonic() + timeout_s
+        while True:
+            durable = self.durable_position()
+            if durable is None or durable >= position:
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.02)
+
     @abstractmethod
     def write_bars(self, df: pd.DataFrame) -> int:
         """Upsert 1-minute bars on (symbol, ts). Returns rows written."""
@@ -275,8 +302,12 @@ class Store(ABC):
         return missing_minutes(have["ts"], open_, close)
 
 
-def open_store(settings: Settings, *, migrate: bool = True) -> Store:
-    """The store selected by ``STORE_TYPE`` (``duckdb`` default, or ``timescale``)."""
+def open_store(
+    settings: Settings, *, migrate: bool = True, synchronous_commit: bool = True
+) -> Store:
+    """The store selected by ``STORE_TYPE`` (``duckdb`` default, or ``timescale``).
+    ``synchronous_commit=False`` (TimescaleDB): writes return before their WAL is flushed;
+    only for a writer that gates its acknowledgements on :meth:`Store.durable_position`."""
     kind = settings.store.type
     store: Store
     if kind == "duckdb":
@@ -286,7 +317,7 @@ def open_store(settings: Settings, *, migrate: bool = True) -> Store:
     elif kind == "timescale":
         from signalstack.store.timescale import TimescaleStore
 
-        store = TimescaleStore(settings.timescale.dsn())
+        store = TimescaleStore(settings.timescale.dsn(), synchronous_commit=synchronous_commit)
     else:  # pragma: no cover - the config Literal rejects it first
         raise StoreError(f"unknown STORE_TYPE {kind!r}")
     if migrate:

@@ -93,8 +93,17 @@ class TimescaleStore(Store):
         batch_rows: int = 100_000,
         chunk_rows: int = 25_000,
         on_retry: Callable[[], None] | None = None,
+        synchronous_commit: bool = True,
     ) -> None:
+        """``synchronous_commit=False``: the pool's sessions commit without waiting for the
+        WAL fsync (PostgreSQL's ``synchronous_commit = off``: no risk of corruption, but a
+        crash of the server loses the last few hundred ms of commits). Only for a writer that
+        acknowledges by :meth:`durable_position` and rewinds when :attr:`generation` moves,
+        as the sink does with its Kafka offsets."""
         self.dsn = dsn
+        self.synchronous_commit = synchronous_commit
+        self.generation = 0
+        self._server_started: object | None = None
         self.retry = retry or RetryPolicy()
         self._loop = _Loop()
         self._pool_size = pool_size
@@ -116,10 +125,25 @@ class TimescaleStore(Store):
                     max_size=self._pool_size,
                     command_timeout=300,
                     reset=reset_connection,
+                    init=self._init_connection,
+                    server_settings=(
+                        None if self.synchronous_commit else {"synchronous_commit": "off"}
+                    ),
                 )
 
             self._pool, _ = await with_retry(connect, self.retry, "connect")
         return self._pool
+
+    async def _init_connection(self, conn: Any) -> None:
+        """Each new connection: a different postmaster start time means the server restarted
+        since the last one, so commits acknowledged before their flush may be gone."""
+        started = await conn.fetchval("SELECT pg_postmaster_start_time()")
+        if self._server_started is not None and started != self._server_started:
+            self._lost()
+        self._server_started = started
+
+    def _lost(self) -> None:
+        self.generation += 1
 
     def _run(self, op: Callable[[Any], Awaitable[T]], what: str) -> T:
         """Run ``op(conn)`` on a pooled connection with transient-error retries."""
@@ -128,7 +152,7 @@ class TimescaleStore(Store):
             pool = await self._get_pool()
 
             async def once() -> T:
-                return await on_connection(pool, op)
+                return await on_connection(pool, op, self._lost)
 
             result, _ = await with_retry(once, self.retry, what)
             return result
@@ -159,6 +183,25 @@ class TimescaleStore(Store):
             return str(await conn.fetchval("SELECT current_setting('timescaledb.license')"))
 
         return self._run(op, "license")
+
+    # ---- durability ----------------------------------------------------------------------------
+    def write_position(self) -> int | None:
+        """The WAL insert position: past the commit record of every write that has returned."""
+        return self._wal_position("pg_current_wal_insert_lsn")
+
+    def durable_position(self) -> int | None:
+        """The WAL flush position (the walwriter flushes asynchronous commits within three
+        ``wal_writer_delay``, 600 ms by default)."""
+        return self._wal_position("pg_current_wal_flush_lsn")
+
+    def _wal_position(self, function: str) -> int | None:
+        if self.synchronous_commit:
+            return None  # a write is durable when it returns
+
+        async def op(conn: Any) -> int:
+            return int(await conn.fetchval(f"SELECT {function}() - '0/0'::pg_lsn"))
+
+        return self._run(op, "wal position")
 
     def apply_retention(self, now: TimeLike | None = None) -> int:
         """Apache-edition fallback for retention policies: drop chunks older than configured.
@@ -242,6 +285,7 @@ class TimescaleStore(Store):
                 chunk_rows=self._chunk_rows,
                 retry=self.retry,
                 on_retry=self.on_retry,
+                on_lost=self._lost,
             )
         self.last_write = await self._writer.write(batch)
         return self.last_write.inserted

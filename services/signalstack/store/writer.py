@@ -103,15 +103,20 @@ async def reset_connection(conn: Any) -> None:
         await conn.execute("ROLLBACK")
 
 
-async def on_connection(pool: Any, op: Callable[[Any], Awaitable[T]]) -> T:
+async def on_connection(
+    pool: Any, op: Callable[[Any], Awaitable[T]], on_lost: Callable[[], None] | None = None
+) -> T:
     """Run ``op(conn)`` on a pooled connection; after a transient error the connection is
-    terminated rather than returned, so a half-dead protocol state is never reused."""
+    terminated rather than returned, so a half-dead protocol state is never reused, and
+    ``on_lost`` is told (the server may have crashed: see TimescaleStore.generation)."""
     async with pool.acquire() as conn:
         try:
             return await op(conn)
         except Exception as exc:
             if is_transient(exc):
                 conn.terminate()
+                if on_lost is not None:
+                    on_lost()
             raise
 
 
@@ -186,12 +191,14 @@ class TradeWriter:
         chunk_rows: int = 25_000,
         retry: RetryPolicy | None = None,
         on_retry: Callable[[], None] | None = None,
+        on_lost: Callable[[], None] | None = None,
     ) -> None:
         self.pool = pool
         self.batch_rows = batch_rows
         self.chunk_rows = chunk_rows
         self.retry = retry or RetryPolicy()
         self.on_retry = on_retry
+        self.on_lost = on_lost
 
     async def write(self, batch: TradeBatch) -> WriteResult:
         """Write all rows (in bounded batches); return totals over the batches."""
@@ -223,7 +230,7 @@ class TradeWriter:
             return await self._merge(conn, batch)
 
         async def attempt() -> int:
-            return await on_connection(self.pool, on_conn)
+            return await on_connection(self.pool, on_conn, self.on_lost)
 
         n, attempts = await with_retry(attempt, self.retry, "write trades")
         if attempts > 1 and self.on_retry is not None:

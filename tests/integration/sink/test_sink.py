@@ -28,6 +28,10 @@ from signalstack.store.timescale import TimescaleStore
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[3]
+_DUPLICATES = (
+    "SELECT count(*) FROM (SELECT 1 FROM trades GROUP BY symbol, exchange, trade_id, "
+    "ts_event_ns HAVING count(*) > 1) d"
+)
 
 
 def _topics(bootstrap: str) -> tuple[str, str, str]:
@@ -252,14 +256,7 @@ def test_killed_sink_restarts_without_loss_or_duplicates(kafka, migrated, tmp_pa
             raise AssertionError(f"{e} ({n}/{total}); sink log tail:\n{tail}") from None
         time.sleep(1.0)  # any late duplicate would land now
         assert _count(migrated, "SELECT count(*) FROM trades") == total
-        assert (
-            _count(
-                migrated,
-                "SELECT count(*) FROM (SELECT 1 FROM trades GROUP BY symbol, exchange, trade_id, "
-                "ts_event_ns HAVING count(*) > 1) d",
-            )
-            == 0
-        )
+        assert _count(migrated, _DUPLICATES) == 0
     finally:
         proc.terminate()
         proc.wait(30)
@@ -335,3 +332,75 @@ def test_offsets_are_committed_in_batches_and_all_at_shutdown(kafka, migrated) -
         t.join(30)
     assert not t.is_alive()
     assert _committed(kafka.bootstrap, group, topics[0]) == _log_end(kafka.bootstrap, topics[0])
+
+
+class _HeldFlush(TimescaleStore):
+    """The real store, with its WAL flush position held back until released: what a slow
+    walwriter looks like to the sink."""
+
+    def __init__(self, dsn: str) -> None:
+        super().__init__(dsn, synchronous_commit=False)
+        self.release = threading.Event()
+
+    def durable_position(self) -> int | None:
+        pos = super().durable_position()
+        return pos if self.release.is_set() else 0
+
+
+def test_offsets_wait_for_the_wal_flush_when_commits_are_asynchronous(kafka, migrated) -> None:
+    topics = _topics(kafka.bootstrap)
+    group = f"g-{uuid.uuid4().hex[:6]}"
+    cfg = SinkSettings(group_id=group, max_batch=200, http_port=None, commit_interval_s=0.1)
+    store = _HeldFlush(migrated)
+    _produce(kafka.bootstrap, topics[0], _trade_messages(1_000, seed=21))
+    stop = threading.Event()
+    t = threading.Thread(
+        target=run,
+        args=(_settings(kafka.bootstrap, migrated, topics),),
+        kwargs={"config": cfg, "store": store, "stop": stop},
+    )
+    t.start()
+    try:
+        # Visible at once (the COPY returned), but not flushed: nothing may be committed.
+        _wait(lambda: _count(migrated, "SELECT count(*) FROM trades") == 1_000, 60, "rows")
+        time.sleep(1.5)
+        assert _committed(kafka.bootstrap, group, topics[0]) == 0
+        store.release.set()
+        end = _log_end(kafka.bootstrap, topics[0])
+        _wait(lambda: _committed(kafka.bootstrap, group, topics[0]) == end, 30, "commit")
+    finally:
+        stop.set()
+        t.join(30)
+        store.close()
+    assert not t.is_alive()
+
+
+@pytest.mark.slow
+def test_postgres_crash_mid_stream_rewinds_and_loses_nothing(kafka, timescale, migrated) -> None:
+    """Commits are asynchronous: a crash loses the last ones the server acknowledged. The sink
+    sees the server restart, seeks back to its committed offsets and replays; in the end every
+    trade is there exactly once."""
+    from signalstack.sink import metrics
+
+    topics = _topics(kafka.bootstrap)
+    msgs = _trade_messages(40_000, seed=31)
+    group = f"g-{uuid.uuid4().hex[:6]}"
+    cfg = SinkSettings(group_id=group, max_batch=500, http_port=None, commit_interval_s=0.2)
+    rewinds0 = metrics.REWINDS._value.get()
+    consumed0 = metrics.MESSAGES.labels(topics[0])._value.get()
+    producer = threading.Thread(target=_produce, args=(kafka.bootstrap, topics[0], msgs))
+    producer.start()
+    t, stop = _start_sink(_settings(kafka.bootstrap, migrated, topics), cfg)
+    try:
+        _wait(lambda: _count(migrated, "SELECT count(*) FROM trades") > 5_000, 60, "progress")
+        timescale.crash()
+        producer.join(120)
+        _wait(lambda: _count(migrated, "SELECT count(*) FROM trades") == 40_000, 120, "all")
+        _wait(lambda: _committed(kafka.bootstrap, group, topics[0]) == 40_000, 30, "commit")
+    finally:
+        stop.set()
+        t.join(60)
+    assert not t.is_alive()
+    assert metrics.REWINDS._value.get() > rewinds0
+    assert metrics.MESSAGES.labels(topics[0])._value.get() - consumed0 > 40_000  # replayed
+    assert _count(migrated, _DUPLICATES) == 0
