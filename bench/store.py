@@ -5,6 +5,8 @@ measures the real servers on this machine. Writes bench/results/store.json:
 
 - rows_per_s: fresh trades through TimescaleStore.write_trades (validation + idempotent writer)
 - raw_copy_rows_per_s: the same rows, plain binary COPY into the same indexed hypertable
+- raw_copy_parallel_rows_per_s: the same, split by symbol over two connections (the writer's
+  scheme without its validation: the limit the writer is measured against as well)
 - baseline_rows_per_s: the same rows, asyncpg executemany INSERT … ON CONFLICT DO NOTHING
 - staging_rows_per_s: the same rows, staging table + INSERT … ON CONFLICT on every batch
 - replay_rows_per_s: the same rows written again (all duplicates; the conflict path)
@@ -87,7 +89,7 @@ def throughput(server: TimescaleServer, rows: int, baseline_rows: int) -> dict[s
     truncate(dsn)
 
     # Interleave repetitions so background load on the shared machine hits every variant.
-    writer_rates, raw_rates = [], []
+    writer_rates, raw_rates, par_rates = [], [], []
     for _ in range(3):
         truncate(dsn)
         writer_rates.append(timed("writer (fresh)", rows, lambda: store.write_trades(df)))
@@ -102,8 +104,31 @@ def throughput(server: TimescaleServer, rows: int, baseline_rows: int) -> dict[s
             await pool.close()
 
         raw_rates.append(timed("raw COPY", rows, lambda: asyncio.run(raw())))
+        truncate(dsn)
+
+        async def raw_parallel() -> None:
+            # The writer's own scheme without its validation: each 50k slice split by symbol,
+            # the parts COPYed at once on two connections.
+            pool = await asyncpg.create_pool(dsn, min_size=2, max_size=2)
+            w = TradeWriter(pool)
+
+            async def part(p: TradeBatch) -> None:
+                async with pool.acquire() as conn:
+                    await w._copy(conn, p)
+
+            for s in range(0, len(batch), 50_000):
+                parts = batch.take(slice(s, s + 50_000)).split_by_symbol(2)
+                await asyncio.gather(*(part(p) for p in parts))
+            await pool.close()
+
+        par_rates.append(
+            timed("raw COPY, 2 connections", rows, lambda: asyncio.run(raw_parallel()))
+        )
     out["rows_per_s"] = float(np.median(writer_rates))
     out["raw_copy_rows_per_s"] = float(np.median(raw_rates))
+    out["raw_copy_parallel_rows_per_s"] = float(np.median(par_rates))
+    out["writer_samples"] = writer_rates
+    out["raw_copy_samples"] = raw_rates
     truncate(dsn)
     store.write_trades(df)
     out["replay_rows_per_s"] = timed(
@@ -564,6 +589,7 @@ def main() -> None:
             result.update(latency(server, args.rate, args.seconds, args.warmup))
     result["loadavg_end"] = list(os.getloadavg())
     result["writer_vs_raw"] = result["rows_per_s"] / result["raw_copy_rows_per_s"]
+    result["writer_vs_raw_parallel"] = result["rows_per_s"] / result["raw_copy_parallel_rows_per_s"]
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))

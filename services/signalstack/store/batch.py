@@ -52,7 +52,8 @@ class TradeBatch:
             conds = self.conditions[idx]
         else:
             pos = np.flatnonzero(idx) if idx.dtype == bool else idx
-            conds = [self.conditions[int(i)] for i in pos]
+            every = self.conditions
+            conds = [every[i] for i in pos.tolist()]
         return TradeBatch(
             symbol=self.symbol[idx],
             ts_event=self.ts_event[idx],
@@ -67,6 +68,24 @@ class TradeBatch:
             source=self.source[idx],
             ts_ingest=self.ts_ingest[idx],
         )
+
+    def split_by_symbol(self, parts: int) -> list[TradeBatch]:
+        """Up to ``parts`` batches, each holding all the rows of its symbols, balanced by row
+        count (largest symbol first to the lightest part). Parallel COPYs of them insert into
+        disjoint ranges of the ``(symbol, ts, …)`` unique index, so they rarely meet on a page."""
+        codes, symbols = pd.factorize(self.symbol)  # hashing: np.unique sorts Python strings
+        counts = np.bincount(codes, minlength=len(symbols))
+        parts = max(1, min(parts, len(symbols)))
+        if parts == 1:
+            return [self]
+        load = [0] * parts
+        owner = np.empty(len(symbols), dtype=np.int64)
+        for s in np.argsort(-counts, kind="stable"):
+            k = load.index(min(load))
+            owner[s] = k
+            load[k] += int(counts[s])
+        part = owner[codes]
+        return [self.take(part == k) for k in range(parts)]
 
     def row(self, i: int) -> dict[str, Any]:
         """Row ``i`` as a trade-event dict (``TradeEvent.to_dict()`` without schema_version)."""

@@ -56,23 +56,31 @@ def prepare_trades(df: pd.DataFrame) -> tuple[pd.DataFrame, list[DlqRecord]]:
     """Typed trade rows ready to write, plus DLQ records for rows violating a constraint."""
     require_columns(df, [c for c in TRADE_COLUMNS if c not in ("conditions", "tape")], "trades")
     out = df.reset_index(drop=True)
-    reasons = pd.Series("", index=out.index, dtype=object)
-    price = pd.to_numeric(out["price"], errors="coerce")
-    size = pd.to_numeric(out["size"], errors="coerce")
+    price = _num(out["price"])
+    size = _num(out["size"])
     required = ["symbol", "ts_event", "exchange", "trade_id", "sequence", "source", "ts_ingest"]
-    null_any = out[required].isna().any(axis=1)
-    reasons[null_any] = "not_null_violation"
-    reasons[(reasons == "") & ~(price > 0)] = "trades_price_positive"
-    reasons[(reasons == "") & ~(size > 0)] = "trades_size_positive"
-    exch = pd.to_numeric(out["exchange"], errors="coerce")
-    reasons[(reasons == "") & ~exch.between(-32768, 32767)] = "exchange_out_of_range"
+    exch = _num(out["exchange"])
+    # Boolean masks, first failing check wins; reason strings only for the rows that fail.
+    checks = [
+        (out[required].isna().any(axis=1).to_numpy(), "not_null_violation"),
+        (~(price > 0).to_numpy(), "trades_price_positive"),
+        (~(size > 0).to_numpy(), "trades_size_positive"),
+        (~exch.between(-32768, 32767).to_numpy(), "exchange_out_of_range"),
+    ]
     if "tape" in out:
         tape_num = pd.to_numeric(out["tape"], errors="coerce")
         tape_bad = out["tape"].notna() & ~tape_num.between(-32768, 32767)
-        reasons[(reasons == "") & tape_bad] = "tape_out_of_range"
-    bad = reasons != ""
+        checks.append((tape_bad.to_numpy(), "tape_out_of_range"))
+    bad_np = np.zeros(len(out), dtype=bool)
+    for mask, _ in checks:
+        bad_np |= mask
+    bad = pd.Series(bad_np, index=out.index)
+    reasons = pd.Series("", index=out.index, dtype=object)
+    if bad_np.any():
+        for mask, reason in reversed(checks):  # the first check's reason is written last
+            reasons[mask] = reason
     rejects: list[DlqRecord] = []
-    if bad.any():
+    if bad_np.any():
         for i in np.flatnonzero(bad.to_numpy()):
             row = out.iloc[i]
             rejects.append(
@@ -86,24 +94,44 @@ def prepare_trades(df: pd.DataFrame) -> tuple[pd.DataFrame, list[DlqRecord]]:
             )
         out = out[~bad].reset_index(drop=True)
         price, size = price[~bad].reset_index(drop=True), size[~bad].reset_index(drop=True)
-    conds = out["conditions"] if "conditions" in out else pd.Series([[]] * len(out), dtype=object)
+    if "conditions" in out:
+        conds = pd.Series(
+            [c if type(c) is list else _as_list(c) for c in out["conditions"].tolist()],
+            dtype=object,
+        )
+    else:
+        conds = pd.Series([[]] * len(out), dtype=object)
     tape = out["tape"] if "tape" in out else pd.Series([None] * len(out), dtype=object)
     typed = pd.DataFrame(
         {
-            "symbol": out["symbol"].astype(str),
+            "symbol": _str(out["symbol"]),
             "ts_event": out["ts_event"].astype("int64"),
             "price": price.astype("float64"),
             "size": size.astype("float64"),
             "exchange": out["exchange"].astype("int64"),
-            "trade_id": out["trade_id"].astype(str),
+            "trade_id": _str(out["trade_id"]),
             "sequence": out["sequence"].astype("int64"),
-            "conditions": conds.map(_as_list),
+            "conditions": conds,
             "tape": pd.to_numeric(tape.astype(object)).astype("Int64"),
-            "source": out["source"].astype(str),
+            "source": _str(out["source"]),
             "ts_ingest": out["ts_ingest"].astype("int64"),
         }
     )
     return typed, rejects
+
+
+def _str(col: pd.Series) -> pd.Series:
+    """``astype(str)``, skipped when every value is a str already (a C scan, not a copy)."""
+    if col.dtype == object and pd.api.types.infer_dtype(col, skipna=False) == "string":
+        return col
+    return col.astype(str)
+
+
+def _num(col: pd.Series) -> pd.Series:
+    """``pd.to_numeric(errors="coerce")``, skipped for a column that is numeric already."""
+    if pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col):
+        return col
+    return pd.to_numeric(col, errors="coerce")
 
 
 def finish_trades(df: pd.DataFrame) -> pd.DataFrame:

@@ -46,6 +46,7 @@ from signalstack.store.writer import (
 
 T = TypeVar("T")
 _TABLES = frozenset({"trades", "ohlcv_1m", "features", "predictions", "anomalies", "dlq", "drift"})
+PARALLEL_MIN_ROWS = 20_000  # below this a second COPY costs more than it overlaps
 _FEATURES_SQL = ", ".join(["symbol", "ts", *FEATURE_COLUMNS, "feature_set_version"])
 
 
@@ -94,6 +95,7 @@ class TimescaleStore(Store):
         chunk_rows: int = 25_000,
         on_retry: Callable[[], None] | None = None,
         synchronous_commit: bool = True,
+        write_connections: int = 2,
     ) -> None:
         """``synchronous_commit=False``: the pool's sessions commit without waiting for the
         WAL fsync (PostgreSQL's ``synchronous_commit = off``: no risk of corruption, but a
@@ -106,7 +108,8 @@ class TimescaleStore(Store):
         self._server_started: object | None = None
         self.retry = retry or RetryPolicy()
         self._loop = _Loop()
-        self._pool_size = pool_size
+        self._pool_size = max(pool_size, write_connections)
+        self._write_connections = write_connections
         self._pool: asyncpg.Pool | None = None
         self._batch_rows = batch_rows
         self._chunk_rows = chunk_rows
@@ -224,31 +227,56 @@ class TimescaleStore(Store):
 
     # ---- writes --------------------------------------------------------------------------------
     def write_trades(self, df: pd.DataFrame) -> int:
-        """Validate, split off constraint violations (→ DLQ), write idempotently. A large frame
-        is pipelined in slices of up to two COPY chunks: slice k+1 is validated and encoded in
-        a worker thread while slice k streams to the server, so the client's work overlaps the
-        server's instead of preceding it (validation alone is ~2 µs a row)."""
+        """Validate, split off constraint violations (→ DLQ), write idempotently.
+
+        A large frame is pipelined in slices of up to two COPY chunks: slice k+1 is validated
+        and encoded in a worker thread while slice k streams to the server, so the client's
+        work overlaps the server's instead of preceding it. A large slice is split by symbol
+        and its parts are written on ``write_connections`` connections at once: one backend
+        inserting into the hypertable's unique index is the limit of a single COPY (~6 µs a
+        row), and a second one runs on the other core. Each part is its own idempotent COPY:
+        if one fails, the rows of the others stay written, and a retry of the frame skips
+        them."""
         step = min(self._batch_rows, 2 * self._chunk_rows)
         if len(df) <= step:
-            rejects, batch = self._prepare_slice(df)
+            rejects, parts = self._prepare_slice(df)
             if rejects:
                 self.write_dlq(rejects)
-            return self._write_batch(batch)
+            return self._write_parts(parts)
         total = 0
         with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="trades-prep") as ex:
             nxt = ex.submit(self._prepare_slice, df.iloc[:step])
             for start in range(0, len(df), step):
-                rejects, batch = nxt.result()
+                rejects, parts = nxt.result()
                 if start + step < len(df):
                     nxt = ex.submit(self._prepare_slice, df.iloc[start + step : start + 2 * step])
                 if rejects:
                     self.write_dlq(rejects)
-                total += self._write_batch(batch)
+                total += self._write_parts(parts)
         return total
 
-    def _prepare_slice(self, df: pd.DataFrame) -> tuple[list[DlqRecord], TradeBatch]:
+    def _prepare_slice(self, df: pd.DataFrame) -> tuple[list[DlqRecord], list[TradeBatch]]:
         typed, rejects = frames.prepare_trades(df)
-        return rejects, self.prepare_trade_batch(TradeBatch.from_typed(typed))
+        batch = TradeBatch.from_typed(typed)
+        k = self._write_connections if len(batch) >= PARALLEL_MIN_ROWS else 1
+        return rejects, [self.prepare_trade_batch(p) for p in batch.split_by_symbol(k)]
+
+    def _write_parts(self, parts: list[TradeBatch]) -> int:
+        if len(parts) == 1:
+            return self._write_batch(parts[0])
+
+        async def all_parts() -> int:
+            results = await asyncio.gather(*(self._write_result(p) for p in parts))
+            self.last_write = WriteResult(
+                rows=sum(r.rows for r in results),
+                inserted=sum(r.inserted for r in results),
+                path="merge" if any(r.path == "merge" for r in results) else "copy",
+                attempts=sum(r.attempts for r in results),
+                seconds=max(r.seconds for r in results),
+            )
+            return self.last_write.inserted
+
+        return self._loop.run(all_parts())
 
     def prepare_trade_batch(self, batch: TradeBatch) -> TradeBatch:
         """Encode the COPY tuples ahead (used only if every row passes the constraint split,
@@ -277,6 +305,10 @@ class TimescaleStore(Store):
         return asyncio.run_coroutine_threadsafe(self._write_async(ok), self._loop.loop)
 
     async def _write_async(self, batch: TradeBatch) -> int:
+        self.last_write = await self._write_result(batch)
+        return self.last_write.inserted
+
+    async def _write_result(self, batch: TradeBatch) -> WriteResult:
         pool = await self._get_pool()
         if self._writer is None:
             self._writer = TradeWriter(
@@ -287,8 +319,7 @@ class TimescaleStore(Store):
                 on_retry=self.on_retry,
                 on_lost=self._lost,
             )
-        self.last_write = await self._writer.write(batch)
-        return self.last_write.inserted
+        return await self._writer.write(batch)
 
     def _write_batch(self, batch: TradeBatch) -> int:
         return self._loop.run(self._write_async(batch))

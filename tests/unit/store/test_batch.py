@@ -107,3 +107,15 @@ def test_row_packer_refuses_what_a_column_cannot_hold() -> None:
     b.exchange[1] = 40_000
     with pytest.raises(OverflowError):
         encode_trade_rows(b)
+
+
+def test_split_by_symbol_partitions_rows_keeps_each_symbol_whole_and_balances() -> None:
+    b = _batch(3_000, seed=6)
+    parts = b.split_by_symbol(2)
+    assert len(parts) == 2 and sum(len(p) for p in parts) == len(b)
+    owners = [set(p.symbol) for p in parts]
+    assert not owners[0] & owners[1]  # no symbol in both
+    assert sorted(_tuples(b"".join(_body(p) for p in parts))) == sorted(_tuples(_body(b)))
+    counts = pd.Series(b.symbol).value_counts()
+    assert abs(len(parts[0]) - len(parts[1])) <= counts.max()  # greedy: off by ≤ one symbol
+    assert b.split_by_symbol(1)[0] is b and len(b.take(b.symbol == "AAPL").split_by_symbol(2)) == 1
