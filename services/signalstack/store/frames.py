@@ -67,8 +67,9 @@ def prepare_trades(df: pd.DataFrame) -> tuple[pd.DataFrame, list[DlqRecord]]:
         (~(size > 0).to_numpy(), "trades_size_positive"),
         (~exch.between(-32768, 32767).to_numpy(), "exchange_out_of_range"),
     ]
+    tape_num = pd.Series(np.nan, index=out.index)
     if "tape" in out:
-        tape_num = pd.to_numeric(out["tape"], errors="coerce")
+        tape_num = _num(out["tape"])
         tape_bad = out["tape"].notna() & ~tape_num.between(-32768, 32767)
         checks.append((tape_bad.to_numpy(), "tape_out_of_range"))
     bad_np = np.zeros(len(out), dtype=bool)
@@ -94,14 +95,13 @@ def prepare_trades(df: pd.DataFrame) -> tuple[pd.DataFrame, list[DlqRecord]]:
             )
         out = out[~bad].reset_index(drop=True)
         price, size = price[~bad].reset_index(drop=True), size[~bad].reset_index(drop=True)
+        tape_num = tape_num[~bad].reset_index(drop=True)
+    # np.fromiter builds a 1-d object array of the lists (pd.Series(lists) probes for 2-d).
     if "conditions" in out:
-        conds = pd.Series(
-            [c if type(c) is list else _as_list(c) for c in out["conditions"].tolist()],
-            dtype=object,
-        )
+        lists = (c if type(c) is list else _as_list(c) for c in out["conditions"].tolist())
     else:
-        conds = pd.Series([[]] * len(out), dtype=object)
-    tape = out["tape"] if "tape" in out else pd.Series([None] * len(out), dtype=object)
+        lists = ([] for _ in range(len(out)))
+    conds = pd.Series(np.fromiter(lists, dtype=object, count=len(out)), dtype=object)
     typed = pd.DataFrame(
         {
             "symbol": _str(out["symbol"]),
@@ -112,7 +112,7 @@ def prepare_trades(df: pd.DataFrame) -> tuple[pd.DataFrame, list[DlqRecord]]:
             "trade_id": _str(out["trade_id"]),
             "sequence": out["sequence"].astype("int64"),
             "conditions": conds,
-            "tape": pd.to_numeric(tape.astype(object)).astype("Int64"),
+            "tape": tape_num.astype("Int64"),  # bad tapes were split off above
             "source": _str(out["source"]),
             "ts_ingest": out["ts_ingest"].astype("int64"),
         }

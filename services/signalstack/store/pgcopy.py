@@ -19,6 +19,7 @@ from typing import Any, Final, Literal
 
 import numpy as np
 import numpy.typing as npt
+import pandas as pd
 
 HEADER: Final = b"PGCOPY\n\xff\r\n\x00" + b"\x00\x00\x00\x00" + b"\x00\x00\x00\x00"
 TRAILER: Final = b"\xff\xff"
@@ -60,6 +61,14 @@ def _text(
     values: Sequence[str] | npt.NDArray[Any],
 ) -> tuple[npt.NDArray[Any], npt.NDArray[np.int64]]:
     arr = np.asarray(values, dtype=object)
+    codes, uniq = pd.factorize(arr)
+    if len(uniq) * 4 <= len(arr):  # few distinct values (symbols, sources): encode those
+        enc_uniq, lens_uniq = _text_each(np.asarray(uniq, dtype=object))
+        return enc_uniq[codes], lens_uniq[codes]
+    return _text_each(arr)
+
+
+def _text_each(arr: npt.NDArray[Any]) -> tuple[npt.NDArray[Any], npt.NDArray[np.int64]]:
     try:
         enc = arr.astype("S")  # ASCII fast path (symbols, ids, sources are ASCII)
     except UnicodeEncodeError:
@@ -87,7 +96,7 @@ def _prepare(col: Column, n: int) -> _Prepared:
         return _Prepared("text", enc, null, lens)
     if col.kind == "int2[]":
         lists = list(col.values)
-        counts = np.fromiter((len(v) for v in lists), dtype=np.int64, count=n)
+        counts = np.fromiter(map(len, lists), dtype=np.int64, count=n)
         return _Prepared("int2[]", lists, None, counts)
     raise ValueError(f"unsupported COPY kind {col.kind!r}")
 
@@ -157,7 +166,8 @@ def _encode_group(prepared: list[_Prepared], idx: npt.NDArray[np.intp]) -> bytes
                 arr[f"d{j}"] = count
                 arr[f"b{j}"] = 1
                 arr[f"e{j}"]["len"] = 2
-                arr[f"e{j}"]["v"] = np.array([p.values[i] for i in idx], dtype=np.int16)
+                lists = p.values
+                arr[f"e{j}"]["v"] = np.array([lists[i] for i in idx.tolist()], dtype=np.int16)
     return arr.tobytes()
 
 

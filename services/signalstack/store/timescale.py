@@ -124,7 +124,7 @@ class TimescaleStore(Store):
             async def connect() -> asyncpg.Pool:
                 return await asyncpg.create_pool(
                     self.dsn,
-                    min_size=1,
+                    min_size=min(self._write_connections, self._pool_size),
                     max_size=self._pool_size,
                     command_timeout=300,
                     reset=reset_connection,
