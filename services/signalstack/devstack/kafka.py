@@ -29,8 +29,13 @@ logger.apache.level = WARN
 
 
 def kafka_uuid() -> str:
-    """A Kafka cluster id: 16 random bytes, URL-safe base64 without padding."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+    """A Kafka cluster id: 16 random bytes, URL-safe base64 without padding. Like Kafka's own
+    ``Uuid.randomUuid()``, never one starting with "-": kafka-storage's argument parser would
+    read it as an option (1 start in 64 failed that way)."""
+    while True:
+        out = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        if not out.startswith("-"):
+            return out
 
 
 class KafkaServer(Server):
