@@ -1,15 +1,17 @@
 """The sink: Kafka ``market.trades`` / ``market.features`` / ``market.predictions`` → the store.
 
 Delivery: auto-commit is off; a batch's offsets (explicit, per partition) are committed only
-after its rows are durable (the store call returned after COMMIT). A crash between the write
-and the commit replays the batch on restart, and the idempotent writes absorb the replay, so
-each row lands exactly once.
+after its rows are durable: with synchronous commits when the store call returns, by default
+(``SINK_SYNCHRONOUS_COMMIT=false``) once the store's WAL flush position has passed the write
+(see ``_commit``). A crash between the write and the commit replays the batch on restart; a
+database crash that loses acknowledged rows makes the sink rewind to its committed offsets; the
+idempotent writes absorb both replays, so each row lands exactly once.
 
-Pipeline (bounded): one writer thread writes batch N while the consumer thread polls and
-decodes batch N+1; N+1 is handed over only once N is durable, and N's offsets are then
-committed asynchronously, at most every ``SINK_COMMIT_INTERVAL_S`` (a later commit supersedes a
-failed one; shutdown and partition revocation wait for the write in flight and commit
-synchronously). So at most two batches are in memory, and commits stay in batch order.
+Pipeline (bounded): the store writes batch N while the consumer thread polls and decodes batch
+N+1; N+1 is handed over only once N's write has returned, and N's offsets are then committed
+asynchronously, at most every ``SINK_COMMIT_INTERVAL_S`` (a later commit supersedes a failed
+one; shutdown and partition revocation wait for the write in flight and commit synchronously).
+So at most two batches are in memory, and commits stay in batch order.
 
 Rejects: messages that do not decode or validate, and rows the database refuses for a
 constraint (found by bisecting the failed batch), go to the ``dlq`` table with the reason, and
