@@ -266,7 +266,15 @@ class TimescaleStore(Store):
             return self._write_batch(parts[0])
 
         async def all_parts() -> int:
-            results = await asyncio.gather(*(self._write_result(p) for p in parts))
+            # Every part finishes (or fails) before the call returns: none keeps writing behind
+            # a caller that saw another part's error.
+            outcomes = await asyncio.gather(
+                *(self._write_result(p) for p in parts), return_exceptions=True
+            )
+            for outcome in outcomes:
+                if isinstance(outcome, BaseException):
+                    raise outcome
+            results = [o for o in outcomes if isinstance(o, WriteResult)]
             self.last_write = WriteResult(
                 rows=sum(r.rows for r in results),
                 inserted=sum(r.inserted for r in results),

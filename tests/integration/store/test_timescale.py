@@ -88,17 +88,24 @@ def test_a_large_frame_is_written_in_pipelined_slices_with_every_reject_kept(tim
 
 
 @pytest.mark.slow
-def test_postgres_restart_mid_write_loses_and_duplicates_nothing(timescale, timescale_db) -> None:
+@pytest.mark.parametrize(
+    ("rows", "frames"),
+    [(5_000, 30), (40_000, 6)],  # one COPY per frame; frames split over two connections
+    ids=["single", "parallel"],
+)
+def test_postgres_restart_mid_write_loses_and_duplicates_nothing(
+    timescale, timescale_db, rows: int, frames: int
+) -> None:
     retries: list[int] = []
     store = TimescaleStore(
         timescale_db.dsn,
-        batch_rows=5_000,
-        chunk_rows=2_500,
+        batch_rows=rows,
+        chunk_rows=rows // 2,
         retry=RetryPolicy(initial_s=0.05, max_s=0.5, deadline_s=60),
         on_retry=lambda: retries.append(1),
     )
     store.migrate()
-    batches = [synthetic_trades(5_000, seed=100 + i, id_prefix=f"b{i}-") for i in range(30)]
+    batches = [synthetic_trades(rows, seed=100 + i, id_prefix=f"b{i}-") for i in range(frames)]
     done: list[int] = []
     errors: list[BaseException] = []
 
@@ -112,14 +119,14 @@ def test_postgres_restart_mid_write_loses_and_duplicates_nothing(timescale, time
 
     t = threading.Thread(target=writer)
     t.start()
-    while len(done) < 5:
+    while len(done) < frames // 6:
         time.sleep(0.01)
     timescale.restart()
     t.join(120)
     try:
         assert not errors, errors
-        assert sum(done) == 150_000
-        assert store.count("trades") == 150_000
+        assert sum(done) == rows * frames
+        assert store.count("trades") == rows * frames
         assert _duplicates(timescale_db.dsn) == 0
         assert retries, "the restart should have forced at least one retry"
     finally:
