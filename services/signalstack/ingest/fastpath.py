@@ -21,28 +21,22 @@ from typing import Annotated, Final
 import msgspec
 from msgspec import Meta
 
-from signalstack.schemas.trade import INT64_MAX, INT64_MIN, NS_PER_MS
+from signalstack.schemas.constraints import I64, NON_EMPTY, POSITIVE_FLOAT, POSITIVE_INT
+from signalstack.schemas.trade import INT64_MAX, NS_PER_MS
 
-I64 = Annotated[int, Meta(ge=INT64_MIN, le=INT64_MAX)]
-# Finite and positive; the bound only keeps the fast path off absurd values (the general path
-# still judges them).
-_POSITIVE_FLOAT = Annotated[float, Meta(gt=0.0, lt=1e300)]
-# Integral sizes only up to 2**53, where a double (what every consumer reads) is still exact.
-_POSITIVE_INT = Annotated[int, Meta(gt=0, le=2**53)]
 # A millisecond stamp whose nanosecond value still fits int64.
 _MS = Annotated[int, Meta(gt=0, lt=INT64_MAX // NS_PER_MS)]
-_NON_EMPTY = Annotated[str, Meta(min_length=1)]
 
 
 class WsTrade(msgspec.Struct, tag_field="ev", tag="T", gc=False):
     """A Polygon WebSocket trade (``ev: "T"``); unknown fields are ignored, as Polygon adds some."""
 
-    sym: _NON_EMPTY
+    sym: NON_EMPTY
     t: _MS
-    p: _POSITIVE_FLOAT
-    s: _POSITIVE_INT | _POSITIVE_FLOAT
+    p: POSITIVE_FLOAT
+    s: POSITIVE_INT | POSITIVE_FLOAT
     x: I64
-    i: _NON_EMPTY
+    i: NON_EMPTY
     q: I64
     z: I64 | None = None
     c: list[I64] | None = None

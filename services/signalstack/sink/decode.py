@@ -12,14 +12,8 @@ import orjson
 import pandas as pd
 from msgspec import Meta
 
-from signalstack.schemas.trade import (
-    INT64_MAX,
-    INT64_MIN,
-    InvalidTradeError,
-    RejectReason,
-    Source,
-    check_trade,
-)
+from signalstack.schemas.constraints import I64, NON_EMPTY, POSITIVE_FLOAT, POSITIVE_INT
+from signalstack.schemas.trade import InvalidTradeError, RejectReason, Source, check_trade
 from signalstack.store.base import DlqRecord
 from signalstack.store.batch import TradeBatch
 
@@ -42,26 +36,22 @@ def _reject(
 # constraint is a strict subset of ``check_trade`` (the tests check it on mutated events), so
 # whatever passes here passes there with the same values; anything else is judged message by
 # message by the general path, which gives each reject its exact reason.
-_I64 = Annotated[int, Meta(ge=INT64_MIN, le=INT64_MAX)]
-_POSITIVE_FLOAT = Annotated[float, Meta(gt=0.0, lt=1e300)]  # ints are accepted as floats
-_POSITIVE_INT = Annotated[int, Meta(gt=0, le=2**53)]  # exact as a double
 _SYMBOL = Annotated[str, Meta(min_length=1, max_length=16)]
-_NON_EMPTY = Annotated[str, Meta(min_length=1)]
 
 
 class TradeValue(msgspec.Struct, gc=False):
     schema_version: Literal[1]  # SCHEMA_VERSION
     symbol: _SYMBOL
-    ts_event: _I64
-    price: _POSITIVE_FLOAT
-    size: _POSITIVE_INT | _POSITIVE_FLOAT
-    exchange: _I64
-    trade_id: _NON_EMPTY
-    sequence: _I64
+    ts_event: I64
+    price: POSITIVE_FLOAT
+    size: POSITIVE_INT | POSITIVE_FLOAT
+    exchange: I64
+    trade_id: NON_EMPTY
+    sequence: I64
     source: Source
-    ts_ingest: _I64
-    conditions: list[_I64] | None = None
-    tape: _I64 | None = None
+    ts_ingest: I64
+    conditions: list[I64] | None = None
+    tape: I64 | None = None
 
 
 _decode_value: Final = msgspec.json.Decoder(TradeValue).decode
