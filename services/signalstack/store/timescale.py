@@ -275,13 +275,7 @@ class TimescaleStore(Store):
                 if isinstance(outcome, BaseException):
                     raise outcome
             results = [o for o in outcomes if isinstance(o, WriteResult)]
-            self.last_write = WriteResult(
-                rows=sum(r.rows for r in results),
-                inserted=sum(r.inserted for r in results),
-                path="merge" if any(r.path == "merge" for r in results) else "copy",
-                attempts=sum(r.attempts for r in results),
-                seconds=max(r.seconds for r in results),
-            )
+            self.last_write = WriteResult.total(results, max(r.seconds for r in results))
             return self.last_write.inserted
 
         return self._loop.run(all_parts())

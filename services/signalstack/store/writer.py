@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
@@ -66,6 +66,17 @@ class WriteResult:
     path: str  # "copy" (fresh) or "merge" (conflict path)
     attempts: int
     seconds: float
+
+    @staticmethod
+    def total(results: Sequence[WriteResult], seconds: float) -> WriteResult:
+        """Several writes as one: counts summed, "merge" if any took the conflict path."""
+        return WriteResult(
+            rows=sum(r.rows for r in results),
+            inserted=sum(r.inserted for r in results),
+            path="merge" if any(r.path == "merge" for r in results) else "copy",
+            attempts=sum(r.attempts for r in results),
+            seconds=seconds,
+        )
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -206,14 +217,11 @@ class TradeWriter:
             # As it is: a sub-batch made by take() would drop tuples encoded ahead.
             return await self.write_batch(batch)
         t0 = time.perf_counter()
-        inserted, attempts, paths = 0, 0, set()
-        for s in range(0, len(batch), self.batch_rows):
-            res = await self.write_batch(batch.take(slice(s, s + self.batch_rows)))
-            inserted += res.inserted
-            attempts += res.attempts
-            paths.add(res.path)
-        path = "merge" if "merge" in paths else "copy"
-        return WriteResult(len(batch), inserted, path, attempts, time.perf_counter() - t0)
+        results = [
+            await self.write_batch(batch.take(slice(s, s + self.batch_rows)))
+            for s in range(0, len(batch), self.batch_rows)
+        ]
+        return WriteResult.total(results, time.perf_counter() - t0)
 
     async def write_batch(self, batch: TradeBatch) -> WriteResult:
         t0 = time.perf_counter()
