@@ -9,6 +9,7 @@ violate a ``trades`` constraint, with the same reasons as
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -145,24 +146,36 @@ class TradeBatch:
         )
 
 
-def check_batch(batch: TradeBatch) -> tuple[TradeBatch, list[DlqRecord]]:
-    """Split off rows violating a ``trades`` constraint (reasons as in ``prepare_trades``;
-    NULL keys cannot occur: the columns are typed)."""
-    reasons = np.full(len(batch), "", dtype=object)
-    ok = reasons == ""
-    for mask, reason in (
-        (~(batch.price > 0), "trades_price_positive"),
-        (~(batch.size > 0), "trades_size_positive"),
-        ((batch.exchange < INT2_MIN) | (batch.exchange > INT2_MAX), "exchange_out_of_range"),
-        (
-            ~batch.tape_null & ((batch.tape < INT2_MIN) | (batch.tape > INT2_MAX)),
-            "tape_out_of_range",
-        ),
-    ):
+def first_failures(
+    checks: Sequence[tuple[npt.NDArray[np.bool_], str]], n: int
+) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.object_]]:
+    """Rows passing every check, and per row the reason of the first check it fails ("" when
+    none): the rule both constraint splits (``check_batch``, ``frames.prepare_trades``) use."""
+    reasons = np.full(n, "", dtype=object)
+    ok = np.ones(n, dtype=bool)
+    for mask, reason in checks:
         hit = ok & mask
         if hit.any():
             reasons[hit] = reason
             ok &= ~hit
+    return ok, reasons
+
+
+def check_batch(batch: TradeBatch) -> tuple[TradeBatch, list[DlqRecord]]:
+    """Split off rows violating a ``trades`` constraint (reasons as in ``prepare_trades``;
+    NULL keys cannot occur: the columns are typed)."""
+    ok, reasons = first_failures(
+        [
+            (~(batch.price > 0), "trades_price_positive"),
+            (~(batch.size > 0), "trades_size_positive"),
+            ((batch.exchange < INT2_MIN) | (batch.exchange > INT2_MAX), "exchange_out_of_range"),
+            (
+                ~batch.tape_null & ((batch.tape < INT2_MIN) | (batch.tape > INT2_MAX)),
+                "tape_out_of_range",
+            ),
+        ],
+        len(batch),
+    )
     if ok.all():
         return batch, []
     rejects = [

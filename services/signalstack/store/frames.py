@@ -24,9 +24,9 @@ from signalstack.store.base import (
     DlqRecord,
     require_columns,
 )
+from signalstack.store.batch import TRADE_DLQ_SOURCE, first_failures
 
 UTC_NS: Final = "datetime64[ns, UTC]"
-TRADE_DLQ_SOURCE = "store.trades"
 
 
 def utc_ns(col: pd.Series) -> pd.Series:
@@ -60,7 +60,6 @@ def prepare_trades(df: pd.DataFrame) -> tuple[pd.DataFrame, list[DlqRecord]]:
     size = _num(out["size"])
     required = ["symbol", "ts_event", "exchange", "trade_id", "sequence", "source", "ts_ingest"]
     exch = _num(out["exchange"])
-    # Boolean masks, first failing check wins; reason strings only for the rows that fail.
     checks = [
         (out[required].isna().any(axis=1).to_numpy(), "not_null_violation"),
         (~(price > 0).to_numpy(), "trades_price_positive"),
@@ -72,30 +71,23 @@ def prepare_trades(df: pd.DataFrame) -> tuple[pd.DataFrame, list[DlqRecord]]:
         tape_num = _num(out["tape"])
         tape_bad = out["tape"].notna() & ~tape_num.between(-32768, 32767)
         checks.append((tape_bad.to_numpy(), "tape_out_of_range"))
-    bad_np = np.zeros(len(out), dtype=bool)
-    for mask, _ in checks:
-        bad_np |= mask
-    bad = pd.Series(bad_np, index=out.index)
-    reasons = pd.Series("", index=out.index, dtype=object)
-    if bad_np.any():
-        for mask, reason in reversed(checks):  # the first check's reason is written last
-            reasons[mask] = reason
+    ok, reasons = first_failures(checks, len(out))
     rejects: list[DlqRecord] = []
-    if bad_np.any():
-        for i in np.flatnonzero(bad.to_numpy()):
+    if not ok.all():
+        for i in np.flatnonzero(~ok):
             row = out.iloc[i]
             rejects.append(
                 DlqRecord(
                     source=TRADE_DLQ_SOURCE,
-                    reason=str(reasons.iloc[i]),
+                    reason=str(reasons[i]),
                     payload=_row_json(row),
                     detail="row violates a trades constraint",
                     key=None if pd.isna(row["symbol"]) else str(row["symbol"]),
                 )
             )
-        out = out[~bad].reset_index(drop=True)
-        price, size = price[~bad].reset_index(drop=True), size[~bad].reset_index(drop=True)
-        tape_num = tape_num[~bad].reset_index(drop=True)
+        out = out[ok].reset_index(drop=True)
+        price, size = price[ok].reset_index(drop=True), size[ok].reset_index(drop=True)
+        tape_num = tape_num[ok].reset_index(drop=True)
     # np.fromiter builds a 1-d object array of the lists (pd.Series(lists) probes for 2-d).
     if "conditions" in out:
         lists = (c if type(c) is list else _as_list(c) for c in out["conditions"].tolist())
