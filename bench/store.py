@@ -453,9 +453,9 @@ def latency(server: TimescaleServer, rate: int, seconds: float, warmup: float) -
     dsn = fresh_db(server)
     log = Path(tempfile.gettempdir()) / "signalstack-bench-store-sink.log"
     log.unlink(missing_ok=True)
-    # The broker's partition logs on tmpfs: on a cluster it has its own volume; sharing this
-    # machine's one ext4 disk, the kernel's writeback of its segments held PostgreSQL's WAL
-    # fsyncs (data=ordered journal commits) for 100-600 ms at a time.
+    # The broker's partition logs on tmpfs: on a cluster it has its own volume, not the
+    # database's disk. (Ext4 writeback threads were busy during some stalls here; moving the
+    # logs alone did not measurably change the p99.)
     shm = Path("/dev/shm")
     with KafkaServer(log_root=shm if shm.is_dir() else None) as kafka:
         topic = "market.trades"

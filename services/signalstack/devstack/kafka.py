@@ -47,7 +47,7 @@ class KafkaServer(Server):
     ) -> None:
         """``log_root``: where the partition logs go (default: the work dir). A broker shares
         no disk with its database on a cluster; on one machine the bench puts the logs on
-        tmpfs, or the kernel's writeback of them stalls PostgreSQL's WAL fsyncs behind it."""
+        tmpfs so that its writes stay off the database's disk."""
         super().__init__(workdir)
         self.data_dir = (
             self.workdir / "data"
