@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import subprocess
@@ -17,13 +18,22 @@ from signalstack.devstack.paths import cache_dir
 
 def template_db() -> Path:
     """An MLflow SQLite store already migrated to this MLflow's schema (built once, then copied:
-    running MLflow's ~60 alembic migrations at every start costs tens of seconds on 2 cores)."""
+    running MLflow's ~60 alembic migrations at every start costs tens of seconds on 2 cores).
+
+    Several processes may want it at once (a test session and the child session its lifecycle
+    test starts), so the build holds an exclusive lock on a sibling file, re-checks under it, and
+    writes to a private temporary name that is atomically renamed into place."""
     import mlflow
 
     path = cache_dir() / "mlflow" / f"template-{mlflow.__version__}.db"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
+    if path.exists():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if path.exists():  # built by another process while this one waited
+            return path
+        tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp")
         tmp.unlink(missing_ok=True)
         code = (
             "import sys\n"
@@ -38,8 +48,9 @@ def template_db() -> Path:
             timeout=300,
         )
         if res.returncode != 0:
+            tmp.unlink(missing_ok=True)
             raise ServerError(f"creating the MLflow store failed: {res.stderr[-2000:]}")
-        tmp.rename(path)
+        os.replace(tmp, path)
     return path
 
 

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import sqlite3
+import subprocess
+import sys
 import uuid
+from pathlib import Path
 
 import httpx
 import pytest
@@ -49,3 +54,30 @@ def test_log_run_and_register_model_with_alias(mlflow: MlflowServer, tmp_path: o
     alias.raise_for_status()
     assert alias.json()["model_version"]["version"] == str(mv.version)
     assert alias.json()["model_version"]["run_id"] == run.info.run_id
+
+
+def test_template_store_built_by_two_processes_at_once(tmp_path: Path) -> None:
+    """A session and its lifecycle test's child session may both build the migrated template
+    store at once (a CI failure: one renamed the other's temporary file away). Both must get it."""
+    code = "from signalstack.devstack.mlflow import template_db\nprint(template_db())\n"
+    env = {**os.environ, "SIGNALSTACK_CACHE_DIR": str(tmp_path)}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    outs = [p.communicate(timeout=300) for p in procs]
+    for proc, (_out, err) in zip(procs, outs, strict=True):
+        assert proc.returncode == 0, err[-2000:]
+    paths = {out.strip() for out, _ in outs}
+    assert len(paths) == 1
+    store = Path(paths.pop())
+    with sqlite3.connect(store) as con:
+        tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert {"experiments", "runs", "registered_models", "alembic_version"} <= tables
+    assert [p.name for p in store.parent.iterdir() if p.suffix == ".tmp"] == []
