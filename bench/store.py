@@ -88,7 +88,7 @@ def throughput(server: TimescaleServer, rows: int, baseline_rows: int) -> dict[s
     # service does with its start-up heap (signalstack.process.tune_gc).
     gc.collect()
     gc.freeze()
-    out: dict[str, float] = {}
+    out: dict[str, Any] = {}
     print(f"throughput, {rows:,} trades (baseline on the first {baseline_rows:,}):")
 
     store = TimescaleStore(dsn)
