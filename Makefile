@@ -13,10 +13,11 @@ help: ## Show this help
 setup: ## Install the venv and every real component (Kafka, Spark connector, TimescaleDB, Prometheus, helm, kubeconform); idempotent
 	@bash scripts/setup.sh
 
-lint: setup ## ruff (lint + format check) and mypy
+lint: setup ## ruff (lint + format check) and mypy (the package, strict; the bench scripts)
 	$(VENV)/bin/ruff check services tests bench spark-apps
 	$(VENV)/bin/ruff format --check services tests bench spark-apps
 	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy bench
 
 format: ## Apply ruff fixes and formatting
 	$(VENV)/bin/ruff check --fix services tests bench spark-apps

@@ -76,28 +76,32 @@ def baseline(ticks: pd.DataFrame) -> pd.DataFrame:
     out = []
     for (_sym, _sess), g in df.groupby(["symbol", "session"]):
         g = g.sort_values(["ts_event", "sequence"]).set_index("t")
-        last = g[(g["flags"] & LAST) != 0]
-        hl = g[(g["flags"] & (HIGH_LOW | LAST)) != 0]
-        vol = g[(g["flags"] & VOLUME) != 0]
-        vw = g[(g["flags"] & VWAP) != 0]
-        r = dict(closed="left", label="right")
+        flags = g["flags"].to_numpy()
+        last = g[(flags & LAST) != 0]
+        hl = g[(flags & (HIGH_LOW | LAST)) != 0]
+        vol = g[(flags & VOLUME) != 0]
+        vw = g[(flags & VWAP) != 0]
+
+        def minutes(x: pd.Series) -> Any:  # bars labelled by their end, [start, end)
+            return x.resample("1min", closed="left", label="right")
+
         m = pd.DataFrame(
             {
-                "open": last["price"].resample("1min", **r).first(),
-                "close": last["price"].resample("1min", **r).last(),
-                "high": hl["price"].resample("1min", **r).max(),
-                "low": hl["price"].resample("1min", **r).min(),
-                "volume": vol["size"].resample("1min", **r).sum(),
-                "count": vol["size"].resample("1min", **r).count(),
-                "pv": (vw["price"] * vw["size"]).resample("1min", **r).sum(),
-                "v": vw["size"].resample("1min", **r).sum(),
+                "open": minutes(last["price"]).first(),
+                "close": minutes(last["price"]).last(),
+                "high": minutes(hl["price"]).max(),
+                "low": minutes(hl["price"]).min(),
+                "volume": minutes(vol["size"]).sum(),
+                "count": minutes(vol["size"]).count(),
+                "pv": minutes(vw["price"] * vw["size"]).sum(),
+                "v": minutes(vw["size"]).sum(),
             }
         )
         m[["volume", "count", "pv", "v"]] = m[["volume", "count", "pv", "v"]].fillna(0)
         roll5 = m[["pv", "v", "volume"]].rolling("5min").sum()
         roll15 = m[["pv", "v"]].rolling("15min").sum()
         bars = m[m["close"].notna()].copy()
-        lr = np.log(bars["close"] / bars["close"].shift(1))
+        lr = pd.Series(np.log(bars["close"] / bars["close"].shift(1)), index=bars.index)
         f = pd.DataFrame(index=bars.index)
         f["vwap_5m"] = (roll5["pv"] / roll5["v"].where(roll5["v"] > 0))[bars.index]
         f["vwap_15m"] = (roll15["pv"] / roll15["v"].where(roll15["v"] > 0))[bars.index]
@@ -105,14 +109,15 @@ def baseline(ticks: pd.DataFrame) -> pd.DataFrame:
             # the window's first return reaches back to a bar outside it: drop it
             f[f"realized_vol_{w}m"] = lr.rolling(f"{w}min").apply(_std_tail, raw=True)
         f["price_momentum_1m"] = (bars["close"] - bars["open"]) / bars["open"]
-        past = bars["close"].reindex(bars.index - pd.Timedelta(minutes=5), method="ffill")
+        idx = pd.DatetimeIndex(bars.index)
+        past = bars["close"].reindex(idx - pd.Timedelta(minutes=5), method="ffill")
         f["price_momentum_5m"] = bars["close"].to_numpy() / past.to_numpy() - 1
         f["volume_5m"] = roll5["volume"][bars.index]
         mean20 = bars["volume"].shift(1).rolling(20).mean()
         f["volume_ratio"] = bars["volume"] / mean20.where(mean20 > 0)
         f["trade_count_1m"] = bars["count"].astype(float)
         f["avg_trade_size_1m"] = bars["volume"] / bars["count"].where(bars["count"] > 0)
-        f["symbol"] = _sym
+        f["symbol"] = str(_sym)
         out.append(f.reset_index(names="ts"))
     return pd.concat(out, ignore_index=True)
 
@@ -129,6 +134,7 @@ def json_decode_rate(ticks: pd.DataFrame, n: int) -> dict[str, Any]:
 
     from signalstack.engines.ticks import kafka_values
 
+    n = min(n, len(ticks))  # a small --per-minute run has fewer ticks than the sample
     values = [v for _, v in kafka_values(ticks.iloc[:n])]
     schema = pa.schema([("schema_version", pa.int64()), *TRADES_ARROW_SCHEMA])
     decode_schema = pa.schema(
@@ -157,7 +163,7 @@ def spark_rate(ticks: pd.DataFrame, limit: int, per_trigger: int) -> dict[str, A
     import uuid
 
     from confluent_kafka import Producer
-    from confluent_kafka.admin import AdminClient, NewTopic
+    from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
     from signalstack.devstack import KafkaServer
     from signalstack.engines.spark import SparkEngine, SparkJobConfig

@@ -38,8 +38,8 @@ from signalstack.config import KafkaSettings, MarketSettings, PolygonSettings, S
 from signalstack.devstack import KafkaServer
 from signalstack.ingest import IngestService, IngestSettings
 from signalstack.ingest.kafka_io import TopicSpec, ensure_topics, trade_topics
-from signalstack.ingest.service import tune_gc
 from signalstack.marketdata.wire import ws_trade_to_event
+from signalstack.process import tune_gc
 from signalstack.schemas.trade import validate_trade
 
 ROOT = Path(__file__).resolve().parents[1]
