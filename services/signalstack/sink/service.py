@@ -136,6 +136,7 @@ class KafkaSink:
         self._awaiting: list[tuple[int | None, dict[tuple[str, int], int]]] = []
         self._generation = store.generation
         self._rewinds = 0
+        self._fatal: BaseException | None = None  # a write failed where it could not be raised
         self._last_mark = 0.0
         self._last_durable_check = 0.0
 
@@ -167,6 +168,8 @@ class KafkaSink:
                 msgs = self.consumer.consume(
                     num_messages=self.config.max_batch, timeout=self.config.poll_timeout_s
                 )
+                if self._fatal is not None:  # raised in a rebalance callback
+                    raise self._fatal
                 work = self.prepare(msgs) if msgs else None
                 rewinds = self._rewinds
                 if self._inflight is not None and (work is not None or self._inflight[0].done()):
@@ -174,6 +177,8 @@ class KafkaSink:
                 if work is not None and rewinds == self._rewinds:  # else replayed after the seek
                     self._inflight = (self._submit(work), work)
                 self._housekeeping()
+            if self._fatal is not None:
+                raise self._fatal
             self._finish(asynchronous=False)
         finally:
             self.ready = False
@@ -241,6 +246,8 @@ class KafkaSink:
         store's write position, until the store's durable position passes it. If the store
         says acknowledged writes may have been lost (its ``generation`` moved: the server
         restarted or a connection died), the sink rewinds to the committed offsets instead."""
+        if self._fatal is not None:  # a batch was lost in flight: commit nothing more
+            return
         for tp in offsets:
             self._pending_offsets[(tp.topic, tp.partition)] = tp.offset
         if self.store.generation != self._generation:
@@ -317,7 +324,14 @@ class KafkaSink:
         try:
             self._finish(asynchronous=False)
         except Exception as e:
-            log.warning("revoke_commit_failed", error=repr(e))
+            # The batch in flight was not written. With cooperative rebalancing this consumer
+            # keeps some of its partitions, positioned after that batch: carrying on would
+            # commit later offsets past rows that were never written. Stop, as a failed write
+            # outside a rebalance does; the restart replays from the committed offsets.
+            log.error("revoke_write_failed", error=repr(e))
+            self._fatal = e
+            self._stop.set()
+            raise
 
     def _on_commit(self, err: Any, partitions: Any) -> None:
         if err is not None:

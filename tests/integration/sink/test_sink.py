@@ -404,3 +404,47 @@ def test_postgres_crash_mid_stream_rewinds_and_loses_nothing(kafka, timescale, m
     assert metrics.REWINDS._value.get() > rewinds0
     assert metrics.MESSAGES.labels(topics[0])._value.get() - consumed0 > 40_000  # replayed
     assert _count(migrated, _DUPLICATES) == 0
+
+
+def test_a_batch_lost_in_a_rebalance_stops_the_sink_and_nothing_is_committed_past_it(
+    kafka, migrated
+) -> None:
+    """A write that fails while partitions are being revoked (the database down past the retry
+    budget) must not be logged and forgotten: with cooperative rebalancing the consumer keeps
+    some partitions, positioned after the lost batch, and later commits would pass its rows.
+    The rebalance callback is driven directly (a group rebalance cannot be timed to land
+    while one particular write is in flight); the broker and the database are real."""
+    from concurrent.futures import Future
+
+    from signalstack.sink.service import KafkaSink
+    from signalstack.store.writer import WriteAbortedError
+
+    topics = _topics(kafka.bootstrap)
+    group = f"g-{uuid.uuid4().hex[:6]}"
+    cfg = SinkSettings(group_id=group, max_batch=500, http_port=None, commit_interval_s=0.0)
+    store = TimescaleStore(migrated)
+    sink = KafkaSink(_settings(kafka.bootstrap, migrated, topics), store, cfg)
+    try:
+        _produce(kafka.bootstrap, topics[0], _trade_messages(200, seed=41))
+        sink.consumer.subscribe([topics[0]])
+        msgs: list = []
+        deadline = time.monotonic() + 60
+        while len(msgs) < 200 and time.monotonic() < deadline:
+            msgs += [m for m in sink.consumer.consume(500, 1.0) if m.error() is None]
+        assert len(msgs) == 200
+        work = sink.prepare(msgs)
+        work.direct = True
+        lost: Future[int] = Future()
+        lost.set_exception(WriteAbortedError("database down past the retry budget"))
+        sink._inflight = (lost, work)
+        with pytest.raises(WriteAbortedError):
+            sink._on_revoke(sink.consumer, sink.consumer.assignment())
+        # Nothing is committed from now on, not even offsets noted later.
+        sink._commit(work.offsets, asynchronous=False)
+        assert _committed(kafka.bootstrap, group, topics[0]) == 0
+        with pytest.raises(WriteAbortedError):
+            sink.run()  # the loop stops on its first turn: the process exits and restarts
+        assert _committed(kafka.bootstrap, group, topics[0]) == 0
+        assert _count(migrated, "SELECT count(*) FROM trades") == 0
+    finally:
+        store.close()
