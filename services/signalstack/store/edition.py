@@ -4,8 +4,8 @@ The Apache-2 build of TimescaleDB (Debian's package, some managed clouds) refuse
 aggregates, compression and every policy with a license error. The schema therefore branches on
 ``current_setting('timescaledb.license')``:
 
-- ohlcv_5m, ohlcv_1h: continuous aggregates with refresh policies (Community); plain views with
-  the same SELECT (Apache).
+- ohlcv_5m, ohlcv_1h: continuous aggregates with refresh policies (Community); plain views
+  (Apache). Both have the same rows: same bucket membership, labelled by the bucket's END.
 - trades compression, segment by symbol after 1 day (Community); none (Apache).
 - trades retention, 7 days: add_retention_policy (Community); ``signalstack_apply_retention()``
   called from our own scheduler in the sink (Apache).
@@ -22,9 +22,7 @@ from typing import Any, Final
 # bar ending at E aggregates the 1-minute bars with ends in (E - 5m, E], hence the shift.
 # vwap is volume-weighted over the 1-minute vwaps (exact when every volume-eligible trade is
 # also VWAP-eligible; close otherwise).
-_ROLLUP_SELECT: Final = """
-SELECT symbol,
-       time_bucket(INTERVAL '{width}', ts - INTERVAL '1 minute') + INTERVAL '{width}' AS ts,
+_AGGREGATES: Final = """
        first(open, ts)  AS open,
        max(high)        AS high,
        min(low)         AS low,
@@ -32,22 +30,61 @@ SELECT symbol,
        sum(volume)      AS volume,
        sum(vwap * volume) / NULLIF(sum(volume), 0) AS vwap,
        sum(trade_count)::bigint AS trade_count
-  FROM ohlcv_1m
+  FROM ohlcv_1m"""
+
+# Apache fallback (a plain view, so any expression is allowed): shift the time, bucket, label
+# with the bucket's end.
+_ROLLUP_SELECT: Final = (
+    """
+SELECT symbol,
+       time_bucket(INTERVAL '{width}', ts - INTERVAL '1 minute') + INTERVAL '{width}' AS ts,"""
+    + _AGGREGATES
+    + """
  GROUP BY symbol, time_bucket(INTERVAL '{width}', ts - INTERVAL '1 minute')
 """
+)
+
+# Community continuous aggregate: the same rows under two TimescaleDB rules (2.19):
+# - time_bucket's time argument must be the bare hypertable column ("time bucket function must
+#   reference the primary hypertable dimension column"); the shift therefore goes into the
+#   offset argument (allowed in continuous aggregates since 2.15). For every ts,
+#   time_bucket(w, ts, offset => 1m) = time_bucket(w, ts - 1m) + 1m.
+# - every select-list expression must be IMMUTABLE; timestamptz +/- interval is only STABLE, so
+#   the end label, bucket + (w - 1m) = time_bucket(w, ts - 1m) + w, is added in UTC
+#   (timestamp + interval and AT TIME ZONE 'UTC' are immutable).
+# The offset is passed positionally (the 3-argument time_bucket(interval, timestamptz,
+# interval) is the offset variant). The bucket itself becomes the aggregate's hidden partition
+# column; the view exposes only the label.
+_CAGG_BUCKET: Final = "time_bucket(INTERVAL '{width}', ts, INTERVAL '1 minute')"
+_CAGG_SELECT: Final = (
+    f"""
+SELECT symbol,
+       (({_CAGG_BUCKET} AT TIME ZONE 'UTC')
+           + (INTERVAL '{{width}}' - INTERVAL '1 minute')) AT TIME ZONE 'UTC' AS ts,"""
+    + _AGGREGATES
+    + f"""
+ GROUP BY symbol, {_CAGG_BUCKET}
+"""
+)
 
 ROLLUPS: Final = {"ohlcv_5m": "5 minutes", "ohlcv_1h": "1 hour"}
 
 
 def rollup_select(width: str) -> str:
+    """The Apache fallback view's SELECT."""
     return _ROLLUP_SELECT.format(width=width)
+
+
+def cagg_select(width: str) -> str:
+    """The Community continuous aggregate's SELECT (same rows as :func:`rollup_select`)."""
+    return _CAGG_SELECT.format(width=width)
 
 
 def _cagg(name: str, width: str) -> list[str]:
     return [
         f"CREATE MATERIALIZED VIEW IF NOT EXISTS {name} "
         f"WITH (timescaledb.continuous, timescaledb.materialized_only = false) AS "
-        f"{rollup_select(width)} WITH NO DATA",
+        f"{cagg_select(width)} WITH NO DATA",
         f"SELECT add_continuous_aggregate_policy('{name}', "
         f"start_offset => INTERVAL '3 days', end_offset => INTERVAL '{width}', "
         f"schedule_interval => INTERVAL '{width}', if_not_exists => TRUE)",

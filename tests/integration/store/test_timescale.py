@@ -11,7 +11,7 @@ import pandas as pd
 import psycopg
 import pytest
 
-from signalstack.store.edition import COMMUNITY, ROLLUPS, rollup_select
+from signalstack.store.edition import COMMUNITY, ROLLUPS, cagg_select, rollup_select
 from signalstack.store.migrations import applied
 from signalstack.store.synthetic import synthetic_trades
 from signalstack.store.timescale import TimescaleStore
@@ -138,7 +138,8 @@ def test_community_statements_are_planned_and_refused_only_by_license(
 ) -> None:
     with psycopg.connect(timescale_db.dsn, autocommit=True) as conn:
         for width in ROLLUPS.values():
-            conn.execute("EXPLAIN " + rollup_select(width))  # plans against the real schema
+            for select in (rollup_select(width), cagg_select(width)):  # against the real schema
+                conn.execute("EXPLAIN " + select)
         for sql in COMMUNITY:
             with pytest.raises(psycopg.errors.FeatureNotSupported, match="license"):
                 conn.execute(sql)
