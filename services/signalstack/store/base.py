@@ -80,9 +80,12 @@ class SchemaMismatchError(StoreError):
     http_status = 400
 
 
+NUL_ESCAPE = "\\u0000"  # how a DLQ record keeps a NUL character (see DlqRecord)
+
+
 @dataclass(frozen=True, slots=True)
 class DlqRecord:
-    """A rejected input: where it came from, why, and the raw payload (kept verbatim)."""
+    """A rejected input: where it came from, why, and the raw payload (verbatim but for NUL)."""
 
     source: str  # e.g. "market.trades" or "sink.trades"
     reason: str  # a RejectReason value or a database constraint name
@@ -90,6 +93,15 @@ class DlqRecord:
     detail: str = ""
     key: str | None = None
     received_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
+
+    def __post_init__(self) -> None:
+        # PostgreSQL text cannot hold NUL: a payload with one (a binary value, a symbol with
+        # "\u0000") would make the DLQ insert itself fail, forever, on every replay. NUL is
+        # kept as the six characters \u0000 (its JSON escape), on every store alike.
+        for name in ("source", "reason", "payload", "detail", "key"):
+            value = getattr(self, name)
+            if value is not None and "\x00" in value:
+                object.__setattr__(self, name, value.replace("\x00", NUL_ESCAPE))
 
 
 @dataclass(frozen=True, slots=True)

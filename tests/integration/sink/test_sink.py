@@ -23,6 +23,7 @@ from signalstack.config import KafkaSettings, Settings, StoreSettings, Timescale
 from signalstack.devstack import free_port
 from signalstack.schemas.trade import SCHEMA_VERSION
 from signalstack.sink import SinkSettings, run
+from signalstack.store.base import NUL_ESCAPE
 from signalstack.store.synthetic import synthetic_trades
 from signalstack.store.timescale import TimescaleStore
 
@@ -155,6 +156,12 @@ def test_sink_writes_all_topics_routes_rejects_and_serves_health(kafka, migrated
     neg = orjson.loads(trades[0][1])
     neg.update(trade_id="neg", price=-5.0)
     bad.append(("AAPL", orjson.dumps(neg)))
+    # NUL, which PostgreSQL text cannot hold: a binary value (Confluent wire format starts
+    # with a zero byte) and a trade whose symbol has one. Their DLQ rows must still be written.
+    bad.append(("AAPL", b"\x00\x00\x00\x00\x07binary"))
+    nul = orjson.loads(trades[1][1])
+    nul.update(trade_id="nul", symbol="AA\u0000PL")
+    bad.append(("AAPL", orjson.dumps(nul)))
     _produce(kafka.bootstrap, topics[0], trades + trades[:100] + bad)  # includes re-sent rows
     feature = {
         "symbol": "AAPL",
@@ -182,7 +189,7 @@ def test_sink_writes_all_topics_routes_rejects_and_serves_health(kafka, migrated
         _wait(
             lambda: (
                 _count(migrated, "SELECT count(*) FROM trades") == 2_000
-                and _count(migrated, "SELECT count(*) FROM dlq") == 3
+                and _count(migrated, "SELECT count(*) FROM dlq") == 5
             ),
             60,
             "rows",
@@ -191,7 +198,12 @@ def test_sink_writes_all_topics_routes_rejects_and_serves_health(kafka, migrated
         assert _count(migrated, "SELECT count(*) FROM features WHERE vwap_5m = 101.5") == 1
         with psycopg.connect(migrated) as conn:
             reasons = sorted(r[0] for r in conn.execute("SELECT reason FROM dlq").fetchall())
-        assert reasons == ["bad_json", "missing_field", "non_positive_price"]
+            escaped = conn.execute(
+                "SELECT count(*) FROM dlq WHERE strpos(payload, %s) > 0", (NUL_ESCAPE,)
+            )
+            assert escaped.fetchone() == (2,)
+        assert reasons[:4] == ["bad_json", "bad_json", "missing_field", "non_positive_price"]
+        assert reasons[4].startswith("store_")  # the database refused the NUL symbol
         ready = httpx.get(f"http://127.0.0.1:{port}/health/ready", timeout=5)
         assert ready.status_code == 200
         body = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text

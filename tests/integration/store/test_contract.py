@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from signalstack.store import FEATURE_COLUMNS, BackfillRun, Store
+from signalstack.store.base import NUL_ESCAPE, DlqRecord
 from signalstack.store.duckdb import DuckDBStore
 from signalstack.store.synthetic import synthetic_trades
 from signalstack.store.timescale import TimescaleStore
@@ -95,6 +96,17 @@ def test_bad_trades_go_to_dlq_with_reason(store: Store) -> None:
     dlq = store.dlq()
     assert sorted(dlq["reason"]) == ["trades_price_positive", "trades_size_positive"]
     assert dlq["payload"].str.contains('"price":-1.0').any()
+
+
+def test_dlq_keeps_records_with_nul_the_same_way_on_every_store(store: Store) -> None:
+    """PostgreSQL text cannot hold NUL; a rejected binary value must still reach the DLQ."""
+    rec = DlqRecord(
+        source="market.trades", reason="bad_json", payload="\x00\x00\x07avro", key="A\x00"
+    )
+    assert store.write_dlq([rec]) == 1
+    got = store.dlq()
+    assert got["payload"].tolist() == [f"{NUL_ESCAPE}{NUL_ESCAPE}\x07avro"]
+    assert got["key"].tolist() == [f"A{NUL_ESCAPE}"]
 
 
 def test_bars_upsert_and_half_open_range(store: Store) -> None:
