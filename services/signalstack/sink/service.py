@@ -44,7 +44,6 @@ from signalstack.sink import metrics
 from signalstack.sink.decode import Raw, decode_rows, decode_trades
 from signalstack.store.base import FEATURE_COLUMNS, DlqRecord, Store, open_store
 from signalstack.store.batch import TradeBatch
-from signalstack.store.writer import WriteAbortedError
 
 log = get_logger(__name__)
 Rows = TradeBatch | pd.DataFrame
@@ -220,11 +219,11 @@ class KafkaSink:
         else:
             try:
                 n = int(fut.result())
-            except WriteAbortedError:
-                raise
-            except Exception:
-                # The store refused the batch (not a connection problem): the writer path
-                # bisects it and sends the offending rows to the DLQ.
+            except Exception as e:
+                if not self.store.is_row_error(e):
+                    raise  # the database, not the rows: stop without committing
+                # The store refused rows of the batch: the writer path bisects it and sends
+                # the offending rows to the DLQ.
                 self.execute(work)
             else:
                 metrics.WRITE_LATENCY.labels("trades").observe(
@@ -406,13 +405,16 @@ class KafkaSink:
         metrics.ROWS_WRITTEN.labels(table).inc(n)
 
     def _write_bisect(self, table: str, data: Rows, write: Callable[[Any], int], topic: str) -> int:
-        """Write; if the store refuses the batch (not a connection problem), split it until the
-        offending rows are isolated and send them to the DLQ with the error."""
+        """Write; if the store refuses rows of the batch (:meth:`Store.is_row_error`), split it
+        until the offending rows are isolated and send them to the DLQ with the error."""
         try:
             return write(data)
-        except WriteAbortedError:
-            raise
         except Exception as e:
+            # Only a refusal of rows (a value, a constraint) is bisected to the DLQ. Anything
+            # else (retries exhausted, a privilege, a missing table) is about the database:
+            # every row would be "refused" and committed past; stop instead.
+            if not self.store.is_row_error(e):
+                raise
             if len(data) == 1:
                 if isinstance(data, TradeBatch):
                     payload, key = data.row_json(0), str(data.symbol[0])

@@ -176,6 +176,15 @@ class Store(ABC):
     # nothing to wait for. One that commits asynchronously answers positions in its log.
     generation: int = 0  # moves when acknowledged-but-unflushed writes may have been lost
 
+    # Errors that are about the rows (a value the column cannot hold, a constraint), as opposed
+    # to the database (a deadlock, a timeout, a missing privilege): only these make a caller
+    # split a batch and send the refused rows to the DLQ. Client-side: a value that does not
+    # fit its binary encoding, a frame that cannot be converted to the schema.
+    row_errors: tuple[type[BaseException], ...] = (ValueError, OverflowError)
+
+    def is_row_error(self, exc: BaseException) -> bool:
+        return isinstance(exc, self.row_errors)
+
     def write_position(self) -> int | None:
         """The log position covering every write that has returned so far."""
         return None

@@ -39,6 +39,8 @@ def _py(ts: pd.Timestamp) -> dt.datetime:
 
 
 class DuckDBStore(Store):
+    # Conversion / out-of-range (DataError) and NOT NULL / key violations (IntegrityError).
+    row_errors = (*Store.row_errors, duckdb.DataError, duckdb.IntegrityError)
     kind = "duckdb"
 
     def __init__(self, path: str = ":memory:") -> None:

@@ -83,6 +83,14 @@ def _col(df: pd.DataFrame, name: str) -> list[Any]:
 
 
 class TimescaleStore(Store):
+    # Class 22 (data exception: out of range, bad encoding, NUL in text) and class 23
+    # (integrity constraint violation). Deadlocks, serialization failures and lock timeouts
+    # are retried by the writer; anything else stops the caller.
+    row_errors = (
+        *Store.row_errors,
+        asyncpg.exceptions.DataError,
+        asyncpg.exceptions.IntegrityConstraintViolationError,
+    )
     kind = "timescale"
 
     def __init__(

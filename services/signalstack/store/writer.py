@@ -45,6 +45,11 @@ _TRANSIENT: Final = (
     ConnectionError,
     OSError,
     asyncio.TimeoutError,
+    # The database gave up on the transaction, not on the rows: deadlock, serialization
+    # failure, lock_timeout, statement_timeout or a cancel. A COPY is idempotent to re-run.
+    asyncpg.exceptions.TransactionRollbackError,
+    asyncpg.exceptions.LockNotAvailableError,
+    asyncpg.exceptions.QueryCanceledError,
 )
 
 

@@ -460,3 +460,79 @@ def test_a_batch_lost_in_a_rebalance_stops_the_sink_and_nothing_is_committed_pas
         assert _count(migrated, "SELECT count(*) FROM trades") == 0
     finally:
         store.close()
+
+
+def _refuse_trades(dsn: str, sqlstate: str, *, once: bool) -> None:
+    """A trigger on ``trades`` that raises ``sqlstate`` from the database itself (for the first
+    row only when ``once``: a sequence survives the rollback that a table counter would not)."""
+    guard = "nextval('refuse_once') = 1" if once else "true"
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("CREATE SEQUENCE IF NOT EXISTS refuse_once")
+        conn.execute(
+            "CREATE FUNCTION refuse_trades() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+            f"IF {guard} THEN RAISE EXCEPTION 'refused by the test' USING ERRCODE = '{sqlstate}';"
+            " END IF; RETURN NEW; END $$"
+        )
+        conn.execute(
+            "CREATE TRIGGER refuse BEFORE INSERT ON trades "
+            "FOR EACH ROW EXECUTE FUNCTION refuse_trades()"
+        )
+
+
+def _run_capturing(settings: Settings, config: SinkSettings, errors: list[BaseException]):
+    stop = threading.Event()
+
+    def target() -> None:
+        try:
+            run(settings, config=config, stop=stop)
+        except BaseException as e:  # the test inspects how the sink stopped
+            errors.append(e)
+
+    t = threading.Thread(target=target)
+    t.start()
+    return t, stop
+
+
+def test_an_error_about_the_database_not_the_rows_stops_the_sink_and_dlqs_nothing(
+    kafka, migrated
+) -> None:
+    """A refusal that is not about the rows (here a privilege error, raised by PostgreSQL on
+    every row) must not be bisected into the DLQ with its offsets committed: every trade would
+    be 'rejected'. The sink stops without committing; the restart retries."""
+    import asyncpg
+
+    topics = _topics(kafka.bootstrap)
+    group = f"g-{uuid.uuid4().hex[:6]}"
+    cfg = SinkSettings(group_id=group, max_batch=500, http_port=None, commit_interval_s=0.0)
+    _refuse_trades(migrated, "42501", once=False)
+    _produce(kafka.bootstrap, topics[0], _trade_messages(300, seed=51))
+    errors: list[BaseException] = []
+    t, stop = _run_capturing(_settings(kafka.bootstrap, migrated, topics), cfg, errors)
+    t.join(60)
+    stop.set()
+    assert not t.is_alive()
+    assert len(errors) == 1 and isinstance(errors[0], asyncpg.InsufficientPrivilegeError)
+    assert _count(migrated, "SELECT count(*) FROM dlq") == 0
+    assert _committed(kafka.bootstrap, group, topics[0]) == 0
+
+
+def test_a_deadlock_is_retried_not_sent_to_the_dlq(kafka, migrated) -> None:
+    from signalstack.sink import metrics
+
+    topics = _topics(kafka.bootstrap)
+    group = f"g-{uuid.uuid4().hex[:6]}"
+    cfg = SinkSettings(group_id=group, max_batch=500, http_port=None, commit_interval_s=0.0)
+    _refuse_trades(migrated, "40P01", once=True)  # deadlock_detected, on the first row only
+    retries0 = metrics.WRITE_RETRIES._value.get()
+    _produce(kafka.bootstrap, topics[0], _trade_messages(300, seed=52))
+    errors: list[BaseException] = []
+    t, stop = _run_capturing(_settings(kafka.bootstrap, migrated, topics), cfg, errors)
+    try:
+        _wait(lambda: _count(migrated, "SELECT count(*) FROM trades") == 300, 60, "rows")
+        _wait(lambda: _committed(kafka.bootstrap, group, topics[0]) == 300, 30, "commit")
+    finally:
+        stop.set()
+        t.join(30)
+    assert errors == []
+    assert _count(migrated, "SELECT count(*) FROM dlq") == 0
+    assert metrics.WRITE_RETRIES._value.get() > retries0
