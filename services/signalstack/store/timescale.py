@@ -132,8 +132,12 @@ class TimescaleStore(Store):
             async def connect() -> asyncpg.Pool:
                 return await asyncpg.create_pool(
                     self.dsn,
-                    min_size=min(self._write_connections, self._pool_size),
+                    # Every connection opened up front and never recycled (by age or query
+                    # count): after the pool is open, a new connection means one was lost.
+                    min_size=self._pool_size,
                     max_size=self._pool_size,
+                    max_queries=float("inf"),
+                    max_inactive_connection_lifetime=0,
                     command_timeout=300,
                     reset=reset_connection,
                     init=self._init_connection,
@@ -146,10 +150,16 @@ class TimescaleStore(Store):
         return self._pool
 
     async def _init_connection(self, conn: Any) -> None:
-        """Each new connection: a different postmaster start time means the server restarted
-        since the last one, so commits acknowledged before their flush may be gone."""
+        """Each new connection. Commits acknowledged before their WAL flush may be gone when
+        the server restarted (a different postmaster start time) or when it reinitialised
+        after a backend crashed, e.g. one killed by the OOM killer: the postmaster then
+        terminates every session and runs crash recovery without restarting, so its start time
+        stays. The pool never replaces a connection by itself, and asyncpg reopens a closed one
+        silently on the next acquire, so any connection opened after the pool is lost."""
         started = await conn.fetchval("SELECT pg_postmaster_start_time()")
-        if self._server_started is not None and started != self._server_started:
+        if self._pool is not None or (
+            self._server_started is not None and started != self._server_started
+        ):
             self._lost()
         self._server_started = started
 

@@ -536,3 +536,65 @@ def test_a_deadlock_is_retried_not_sent_to_the_dlq(kafka, migrated) -> None:
     assert errors == []
     assert _count(migrated, "SELECT count(*) FROM dlq") == 0
     assert metrics.WRITE_RETRIES._value.get() > retries0
+
+
+@pytest.mark.slow
+def test_a_backend_crash_the_postmaster_survives_rewinds_and_loses_nothing(
+    kafka, timescale, migrated
+) -> None:
+    """A backend killed by SIGKILL (what the OOM killer does) makes the postmaster terminate
+    every session and run crash recovery without restarting, so its start time stays; the
+    sink's idle connections are reopened silently on their next use. Commits acknowledged
+    but not yet flushed are gone: the sink must rewind, not commit past them later."""
+    from signalstack.sink import metrics
+
+    topics = _topics(kafka.bootstrap)
+    group = f"g-{uuid.uuid4().hex[:6]}"
+    cfg = SinkSettings(group_id=group, max_batch=500, http_port=None, commit_interval_s=0.1)
+    with psycopg.connect(migrated, autocommit=True) as conn:
+        # Hold asynchronous commits in the WAL buffers for a while (restored below).
+        conn.execute("ALTER SYSTEM SET wal_writer_delay = '10s'")
+        conn.execute("ALTER SYSTEM SET wal_writer_flush_after = '256MB'")
+        conn.execute("SELECT pg_reload_conf()")
+    rewinds0 = metrics.REWINDS._value.get()
+    first, second = _trade_messages(2_000, seed=61), _trade_messages(2_000, seed=62)
+    t, stop = _start_sink(_settings(kafka.bootstrap, migrated, topics), cfg)
+    try:
+        _produce(kafka.bootstrap, topics[0], first)
+        _wait(lambda: _count(migrated, "SELECT count(*) FROM trades") == 2_000, 60, "first")
+        with psycopg.connect(migrated, autocommit=True) as conn:
+            row = conn.execute(
+                "SELECT pg_current_wal_insert_lsn() > pg_current_wal_flush_lsn(), "
+                "pg_postmaster_start_time(), pg_backend_pid()"
+            ).fetchone()
+        assert row is not None
+        unflushed, started, pid = row
+        assert unflushed, "the walwriter flushed already: nothing would be lost"
+        os.kill(pid, signal.SIGKILL)  # a backend, not the postmaster
+        _wait(lambda: _ready(migrated), 60, "crash recovery")
+        lost = 2_000 - _count(migrated, "SELECT count(*) FROM trades")
+        with psycopg.connect(migrated) as conn:
+            row = conn.execute("SELECT pg_postmaster_start_time()").fetchone()
+        assert row == (started,)  # the same postmaster: no restart to notice
+        _produce(kafka.bootstrap, topics[0], second)
+        _wait(lambda: _count(migrated, "SELECT count(*) FROM trades") == 4_000, 120, "all")
+        _wait(lambda: _committed(kafka.bootstrap, group, topics[0]) == 4_000, 60, "commit")
+    finally:
+        stop.set()
+        t.join(60)
+        with psycopg.connect(migrated, autocommit=True) as conn:
+            conn.execute("ALTER SYSTEM RESET wal_writer_delay")
+            conn.execute("ALTER SYSTEM RESET wal_writer_flush_after")
+            conn.execute("SELECT pg_reload_conf()")
+    assert not t.is_alive()
+    assert lost > 0, "crash recovery lost no acknowledged rows: the test proved nothing"
+    assert metrics.REWINDS._value.get() > rewinds0
+    assert _count(migrated, _DUPLICATES) == 0
+
+
+def _ready(dsn: str) -> bool:
+    try:
+        with psycopg.connect(dsn, connect_timeout=2) as conn:
+            return conn.execute("SELECT 1").fetchone() == (1,)
+    except psycopg.OperationalError:
+        return False
