@@ -43,7 +43,7 @@ from signalstack.process import tune_gc
 from signalstack.sink import metrics
 from signalstack.sink.decode import Raw, decode_rows, decode_trades
 from signalstack.store.base import FEATURE_COLUMNS, DlqRecord, Store, open_store
-from signalstack.store.batch import TradeBatch
+from signalstack.store.batch import TradeBatch, check_batch
 
 log = get_logger(__name__)
 Rows = TradeBatch | pd.DataFrame
@@ -223,7 +223,10 @@ class KafkaSink:
                 if not self.store.is_row_error(e):
                     raise  # the database, not the rows: stop without committing
                 # The store refused rows of the batch: the writer path bisects it and sends
-                # the offending rows to the DLQ.
+                # the offending rows to the DLQ; its constraint rejects are there already.
+                table, batch, write, topic = work.writes[0]
+                assert isinstance(batch, TradeBatch)  # the direct path takes trades only
+                work.writes[0] = (table, check_batch(batch)[0], write, topic)
                 self.execute(work)
             else:
                 metrics.WRITE_LATENCY.labels("trades").observe(
@@ -415,6 +418,12 @@ class KafkaSink:
             # every row would be "refused" and committed past; stop instead.
             if not self.store.is_row_error(e):
                 raise
+            if isinstance(data, TradeBatch):
+                # The store sent the batch's constraint rejects to the DLQ before its write
+                # failed: bisect the rest only, or every level would send them again.
+                data = check_batch(data)[0]
+                if len(data) == 0:
+                    return 0
             if len(data) == 1:
                 if isinstance(data, TradeBatch):
                     payload, key = data.row_json(0), str(data.symbol[0])

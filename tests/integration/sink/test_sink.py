@@ -162,6 +162,11 @@ def test_sink_writes_all_topics_routes_rejects_and_serves_health(kafka, migrated
     nul = orjson.loads(trades[1][1])
     nul.update(trade_id="nul", symbol="AA\u0000PL")
     bad.append(("AAPL", orjson.dumps(nul)))
+    # A valid trade the table cannot hold (exchange is a smallint): a constraint reject the
+    # store sends to the DLQ itself, in the same poll as the NUL trade whose write fails.
+    wide = orjson.loads(trades[2][1])
+    wide.update(trade_id="wide", exchange=40_000)
+    bad.append(("AAPL", orjson.dumps(wide)))
     _produce(kafka.bootstrap, topics[0], trades + trades[:100] + bad)  # includes re-sent rows
     feature = {
         "symbol": "AAPL",
@@ -189,21 +194,32 @@ def test_sink_writes_all_topics_routes_rejects_and_serves_health(kafka, migrated
         _wait(
             lambda: (
                 _count(migrated, "SELECT count(*) FROM trades") == 2_000
-                and _count(migrated, "SELECT count(*) FROM dlq") == 5
+                and _count(migrated, "SELECT count(*) FROM dlq") >= 6
             ),
             60,
             "rows",
         )
         _wait(lambda: _count(migrated, "SELECT count(*) FROM predictions") == 1, 30, "prediction")
-        assert _count(migrated, "SELECT count(*) FROM features WHERE vwap_5m = 101.5") == 1
+        _wait(
+            lambda: _count(migrated, "SELECT count(*) FROM features WHERE vwap_5m = 101.5") == 1,
+            30,
+            "feature",
+        )
         with psycopg.connect(migrated) as conn:
             reasons = sorted(r[0] for r in conn.execute("SELECT reason FROM dlq").fetchall())
             escaped = conn.execute(
                 "SELECT count(*) FROM dlq WHERE strpos(payload, %s) > 0", (NUL_ESCAPE,)
             )
             assert escaped.fetchone() == (2,)
-        assert reasons[:4] == ["bad_json", "bad_json", "missing_field", "non_positive_price"]
-        assert reasons[4].startswith("store_")  # the database refused the NUL symbol
+        assert len(reasons) == 6  # each reject once
+        assert reasons[:5] == [
+            "bad_json",
+            "bad_json",
+            "exchange_out_of_range",
+            "missing_field",
+            "non_positive_price",
+        ]
+        assert reasons[5].startswith("store_")  # the database refused the NUL symbol
         ready = httpx.get(f"http://127.0.0.1:{port}/health/ready", timeout=5)
         assert ready.status_code == 200
         body = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
