@@ -188,13 +188,19 @@ def finish_bars(df: pd.DataFrame) -> pd.DataFrame:
 
 
 FEATURE_FRAME_COLUMNS = ("symbol", "ts", *FEATURE_COLUMNS, "feature_set_version")
+DEFAULT_FEATURE_SET_VERSION = 1
 
 
 def prepare_features(df: pd.DataFrame) -> pd.DataFrame:
     require_columns(df, ("symbol", "ts", *FEATURE_COLUMNS), "features")
     out = df.copy()
+    # A row without a version gets the default whether or not other rows have one (a poll
+    # mixing both gives a NaN column), so the same row is never accepted in one batch and
+    # refused in another.
     if "feature_set_version" not in out:
-        out["feature_set_version"] = 1
+        out["feature_set_version"] = DEFAULT_FEATURE_SET_VERSION
+    else:
+        out["feature_set_version"] = out["feature_set_version"].fillna(DEFAULT_FEATURE_SET_VERSION)
     out = out.loc[:, list(FEATURE_FRAME_COLUMNS)]
     out["symbol"] = out["symbol"].astype(str)
     out["ts"] = utc_ns(out["ts"])

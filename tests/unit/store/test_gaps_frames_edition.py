@@ -7,9 +7,10 @@ import datetime as dt
 import pandas as pd
 import pytest
 
+from signalstack.features.columns import FEATURE_COLUMNS
 from signalstack.store.base import SchemaMismatchError
 from signalstack.store.edition import APACHE, COMMUNITY, statements_for
-from signalstack.store.frames import prepare_bars, prepare_trades
+from signalstack.store.frames import prepare_bars, prepare_features, prepare_trades
 from signalstack.store.gaps import missing_minutes, missing_sessions, session_bounds, sessions
 from signalstack.store.migrations import yoyo_url
 from signalstack.store.synthetic import synthetic_trades
@@ -57,6 +58,17 @@ def test_prepare_trades_splits_constraint_violations() -> None:
         "trades_size_positive",
     ]
     assert all(r.payload.startswith("{") for r in rejects)
+
+
+def test_a_feature_row_without_a_version_gets_the_default_in_any_batch() -> None:
+    ts = pd.Timestamp("2024-03-05 15:00Z")
+    row = {"symbol": "A", "ts": ts, **dict.fromkeys(FEATURE_COLUMNS, 1.0)}
+    alone = prepare_features(pd.DataFrame([row]))
+    other = {**row, "symbol": "B", "feature_set_version": 2}
+    mixed = prepare_features(pd.DataFrame([row, other]))  # the version column is NaN for A
+    assert alone["feature_set_version"].tolist() == [1]
+    assert mixed["feature_set_version"].tolist() == [1, 2]
+    assert str(mixed["feature_set_version"].dtype) == "int64"
 
 
 def test_prepare_requires_columns_and_dedups_bars() -> None:
