@@ -16,6 +16,7 @@ the continuous-aggregate query, so the rules it would apply are checked separate
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from typing import Any
 
 import pandas as pd
@@ -35,49 +36,39 @@ T0 = pd.Timestamp("2024-03-05 13:50:00+00:00")
 # --- a small SQL reader: top-level splitting that respects parentheses and quotes -------------
 
 
-def _split_top_level(text: str) -> list[str]:
-    parts: list[str] = []
-    buf: list[str] = []
+def _scan(text: str, start: int = 0) -> Iterator[tuple[int, str, int]]:
+    """(index, character, parenthesis depth after it) for each character outside quotes."""
     depth = 0
     quote: str | None = None
-    for ch in text:
+    for i in range(start, len(text)):
+        ch = text[i]
         if quote is not None:
-            buf.append(ch)
             if ch == quote:
                 quote = None
             continue
         if ch in "'\"":
             quote = ch
-        elif ch == "(":
-            depth += 1
-        elif ch == ")":
-            depth -= 1
-        elif ch == "," and depth == 0:
-            parts.append("".join(buf).strip())
-            buf = []
             continue
-        buf.append(ch)
-    parts.append("".join(buf).strip())
+        depth += (ch == "(") - (ch == ")")
+        yield i, ch, depth
+
+
+def _split_top_level(text: str) -> list[str]:
+    """``text`` split at its commas outside parentheses and quotes."""
+    parts, last = [], 0
+    for i, ch, depth in _scan(text):
+        if ch == "," and depth == 0:
+            parts.append(text[last:i].strip())
+            last = i + 1
+    parts.append(text[last:].strip())
     return parts
 
 
 def _call_args(sql: str, open_paren: int) -> tuple[str, int]:
     """Text between the parenthesis at ``open_paren`` and its match, and the match's index."""
-    depth = 0
-    quote: str | None = None
-    for i in range(open_paren, len(sql)):
-        ch = sql[i]
-        if quote is not None:
-            if ch == quote:
-                quote = None
-        elif ch in "'\"":
-            quote = ch
-        elif ch == "(":
-            depth += 1
-        elif ch == ")":
-            depth -= 1
-            if depth == 0:
-                return sql[open_paren + 1 : i], i
+    for i, ch, depth in _scan(sql, open_paren):
+        if ch == ")" and depth == 0:
+            return sql[open_paren + 1 : i], i
     raise AssertionError(f"unbalanced parentheses in {sql!r}")
 
 
