@@ -36,7 +36,8 @@ log = get_logger(__name__)
 T = TypeVar("T")
 
 _STAGE: Final = "trades_stage"
-_TRANSIENT: Final = (
+# The connection (or the server behind it) failed: retry on a fresh connection.
+_CONNECTION_LOST: Final = (
     asyncpg.PostgresConnectionError,
     asyncpg.exceptions.OperatorInterventionError,  # admin/crash shutdown, cannot connect now
     asyncpg.exceptions.TooManyConnectionsError,
@@ -45,8 +46,11 @@ _TRANSIENT: Final = (
     ConnectionError,
     OSError,
     asyncio.TimeoutError,
-    # The database gave up on the transaction, not on the rows: deadlock, serialization
-    # failure, lock_timeout, statement_timeout or a cancel. A COPY is idempotent to re-run.
+)
+# The database gave up on the transaction, not on the rows nor the connection: deadlock,
+# serialization failure, lock_timeout, statement_timeout or a cancel. A COPY is idempotent to
+# re-run, on the same connection.
+_TRANSACTION_ABORTED: Final = (
     asyncpg.exceptions.TransactionRollbackError,
     asyncpg.exceptions.LockNotAvailableError,
     asyncpg.exceptions.QueryCanceledError,
@@ -85,7 +89,7 @@ class WriteResult:
 
 
 def is_transient(exc: BaseException) -> bool:
-    return isinstance(exc, _TRANSIENT)
+    return isinstance(exc, _CONNECTION_LOST + _TRANSACTION_ABORTED)
 
 
 async def with_retry(
@@ -122,14 +126,15 @@ async def reset_connection(conn: Any) -> None:
 async def on_connection(
     pool: Any, op: Callable[[Any], Awaitable[T]], on_lost: Callable[[], None] | None = None
 ) -> T:
-    """Run ``op(conn)`` on a pooled connection; after a transient error the connection is
+    """Run ``op(conn)`` on a pooled connection; after a connection failure the connection is
     terminated rather than returned, so a half-dead protocol state is never reused, and
-    ``on_lost`` is told (the server may have crashed: see TimescaleStore.generation)."""
+    ``on_lost`` is told (the server may have crashed: see TimescaleStore.generation). An
+    aborted transaction (a deadlock, a timeout) leaves the connection usable: it goes back."""
     async with pool.acquire() as conn:
         try:
             return await op(conn)
         except Exception as exc:
-            if is_transient(exc):
+            if isinstance(exc, _CONNECTION_LOST):
                 conn.terminate()
                 if on_lost is not None:
                     on_lost()

@@ -540,6 +540,7 @@ def test_a_deadlock_is_retried_not_sent_to_the_dlq(kafka, migrated) -> None:
     cfg = SinkSettings(group_id=group, max_batch=500, http_port=None, commit_interval_s=0.0)
     _refuse_trades(migrated, "40P01", once=True)  # deadlock_detected, on the first row only
     retries0 = metrics.WRITE_RETRIES._value.get()
+    rewinds0 = metrics.REWINDS._value.get()
     _produce(kafka.bootstrap, topics[0], _trade_messages(300, seed=52))
     errors: list[BaseException] = []
     t, stop = _run_capturing(_settings(kafka.bootstrap, migrated, topics), cfg, errors)
@@ -552,6 +553,8 @@ def test_a_deadlock_is_retried_not_sent_to_the_dlq(kafka, migrated) -> None:
     assert errors == []
     assert _count(migrated, "SELECT count(*) FROM dlq") == 0
     assert metrics.WRITE_RETRIES._value.get() > retries0
+    # The connection survived the aborted transaction: nothing was lost, nothing to replay.
+    assert metrics.REWINDS._value.get() == rewinds0
 
 
 @pytest.mark.slow
