@@ -570,11 +570,20 @@ def test_a_backend_crash_the_postmaster_survives_rewinds_and_loses_nothing(
     topics = _topics(kafka.bootstrap)
     group = f"g-{uuid.uuid4().hex[:6]}"
     cfg = SinkSettings(group_id=group, max_batch=500, http_port=None, commit_interval_s=0.1)
+    # Hold asynchronous commits in the WAL buffers for a while (restored below). Whatever
+    # writes data pages flushes the WAL first, so nothing else may write pages meanwhile: no
+    # checkpoint due (one now), no background writer, no autovacuum (earlier tests' leftovers).
+    held = {
+        "wal_writer_delay": "10s",
+        "wal_writer_flush_after": "256MB",
+        "bgwriter_lru_maxpages": "0",
+        "autovacuum": "off",
+    }
     with psycopg.connect(migrated, autocommit=True) as conn:
-        # Hold asynchronous commits in the WAL buffers for a while (restored below).
-        conn.execute("ALTER SYSTEM SET wal_writer_delay = '10s'")
-        conn.execute("ALTER SYSTEM SET wal_writer_flush_after = '256MB'")
+        for name, value in held.items():
+            conn.execute(f"ALTER SYSTEM SET {name} = '{value}'")
         conn.execute("SELECT pg_reload_conf()")
+        conn.execute("CHECKPOINT")
     rewinds0 = metrics.REWINDS._value.get()
     first, second = _trade_messages(2_000, seed=61), _trade_messages(2_000, seed=62)
     t, stop = _start_sink(_settings(kafka.bootstrap, migrated, topics), cfg)
@@ -602,8 +611,8 @@ def test_a_backend_crash_the_postmaster_survives_rewinds_and_loses_nothing(
         stop.set()
         t.join(60)
         with psycopg.connect(migrated, autocommit=True) as conn:
-            conn.execute("ALTER SYSTEM RESET wal_writer_delay")
-            conn.execute("ALTER SYSTEM RESET wal_writer_flush_after")
+            for name in held:
+                conn.execute(f"ALTER SYSTEM RESET {name}")
             conn.execute("SELECT pg_reload_conf()")
     assert not t.is_alive()
     assert lost > 0, "crash recovery lost no acknowledged rows: the test proved nothing"
