@@ -570,12 +570,14 @@ def test_a_backend_crash_the_postmaster_survives_rewinds_and_loses_nothing(
     topics = _topics(kafka.bootstrap)
     group = f"g-{uuid.uuid4().hex[:6]}"
     cfg = SinkSettings(group_id=group, max_batch=500, http_port=None, commit_interval_s=0.1)
-    # Hold asynchronous commits in the WAL buffers for a while (restored below). Whatever
-    # writes data pages flushes the WAL first, so nothing else may write pages meanwhile: no
-    # checkpoint due (one now), no background writer, no autovacuum (earlier tests' leftovers).
+    # Hold asynchronous commits in the WAL buffers for a while (restored below). Anything else
+    # that flushes the WAL flushes them too, so nothing may meanwhile: a synchronous commit by
+    # any session (TimescaleDB's job scheduler commits in every database), and whatever writes
+    # data pages (a checkpoint: one now; the background writer; autovacuum).
     held = {
         "wal_writer_delay": "10s",
         "wal_writer_flush_after": "256MB",
+        "synchronous_commit": "off",
         "bgwriter_lru_maxpages": "0",
         "autovacuum": "off",
     }
