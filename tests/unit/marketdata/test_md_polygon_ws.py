@@ -11,7 +11,9 @@ import pytest
 from websockets.asyncio.client import connect
 
 from signalstack.marketdata.errors import PolygonAuthError
+from signalstack.marketdata.fake_polygon import SimTape
 from signalstack.marketdata.polygon_ws import Connected, PolygonWebSocketClient
+from signalstack.marketdata.simulator import SimConfig, simulate
 
 
 class Recorder:
@@ -163,18 +165,26 @@ def test_second_connection_with_the_same_key_gets_max_connections(fake_polygon_f
     assert reply[0]["status"] == "max_connections" and code == 1008
 
 
-def test_drops_reconnect_with_backoff_and_new_markers(fake_polygon_factory, small_market) -> None:
-    srv = fake_polygon_factory(rate=20_000, batch=100, drop_every=5, max_drops=4)
+def test_drops_reconnect_with_backoff_and_new_markers(fake_polygon_factory) -> None:
+    # A tape long enough (6 s at 20k trades/s) that four drops fit in it however slow the machine
+    # is; the drain stops as soon as the fifth connection has delivered trades.
+    market = simulate(SimConfig(seed=5, symbols=("AAPL", "MSFT"), trades_per_day=60_000))
+    srv = fake_polygon_factory(market, rate=20_000, batch=100, drop_every=5, max_drops=4)
+
+    def fifth_connection_delivered(items) -> bool:
+        marks = [k for k, it in enumerate(items) if isinstance(it, Connected)]
+        return len(marks) >= 5 and any(not isinstance(it, Connected) for it in items[marks[4] :])
 
     async def main():
         rec = Recorder()
         c = PolygonWebSocketClient(
             srv.ws_url, "test-key", ["T.AAPL", "T.MSFT"], asyncio.Queue(10_000), observer=rec,
-            backoff_base=0.01, seed=3,
+            backoff_base=0.1, backoff_cap=0.1, seed=5,
         )  # fmt: skip
         items = await _drain(
-            c, asyncio.Event(), lambda it: srv.done.is_set() and c.queue.empty(), timeout=20
-        )
+            c, asyncio.Event(), lambda it: fifth_connection_delivered(it) or srv.done.is_set(),
+            timeout=20,
+        )  # fmt: skip
         return items, rec
 
     items, rec = asyncio.run(main())
@@ -182,7 +192,15 @@ def test_drops_reconnect_with_backoff_and_new_markers(fake_polygon_factory, smal
     assert srv.drops == 4
     assert [m.number for m in markers] == [1, 2, 3, 4, 5]
     assert rec.reconnects == 4 and all(not m for _, m in rec.backoffs)
-    assert len(_trades(items)) < len(small_market)  # trades were really lost while away
+    # seeded full jitter: every wait is ≥ 60 ms, a dozen 5 ms frames the tape plays to nobody
+    assert all(0.06 <= s <= 0.1 for s, _ in rec.backoffs)
+    # trades were really lost while away: gaps in the tape between the first and last received
+    got = {(e["sym"], e["i"]) for e in _trades(items)}
+    tape = SimTape(market)
+    window = [(e["sym"], e["i"]) for e in tape.ws_events(0, len(tape))]
+    pos = [k for k, ident in enumerate(window) if ident in got]
+    missing = [ident for ident in window[pos[0] : pos[-1] + 1] if ident not in got]
+    assert len(missing) >= 4 * 100  # at least a frame per reconnect
 
 
 def test_bounded_queue_holds_the_reader_not_the_memory(fake_polygon_factory) -> None:
