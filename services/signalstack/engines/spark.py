@@ -281,7 +281,7 @@ def build_queries(
             make_state_function(cfg), OUTPUT_DDL, STATE_DDL, "append", GroupStateTimeout.NoTimeout
         )
     )
-    bad = t.where(F.col("reject").isNotNull()).select("value", "kkey", "reject")
+    bad = t.where(F.col("reject").isNotNull()).select("value", "kkey", "reject", "kpart", "koffset")
 
     def fb(df: Any, batch_id: int) -> None:
         on_batch(df.toPandas(), batch_id)
@@ -342,7 +342,7 @@ class SparkBatchWriter:
             if self.publisher is not None:
                 self.publisher.publish(feats)
         records = [
-            _dlq_record("late", p, "ts_event before the watermark", s)
+            _dlq_record("late", p, "ts_event before the watermark", s, None)
             for p, s in zip(late["payload"], late["symbol"], strict=True)
         ]
         self._dlq(records)
@@ -353,9 +353,14 @@ class SparkBatchWriter:
         log.info("spark batch", batch_id=batch_id, bars=len(bars), late=len(late))
 
     def on_dlq(self, bad: pd.DataFrame, batch_id: int) -> None:
+        topic = self.cfg.trades_topic
         records = [
-            _dlq_record(r, v, "rejected by the stream job's schema check", k)
-            for v, k, r in zip(bad["value"], bad["kkey"], bad["reject"], strict=True)
+            _dlq_record(
+                r, v, "rejected by the stream job's schema check", k, f"kafka:{topic}:{p}:{o}"
+            )
+            for v, k, r, p, o in zip(
+                bad["value"], bad["kkey"], bad["reject"], bad["kpart"], bad["koffset"], strict=True
+            )
         ]
         self._dlq(records)
 
@@ -370,10 +375,11 @@ class SparkBatchWriter:
             self.publisher.flush()
 
 
-def _dlq_record(reason: str, payload: Any, detail: str, key: Any) -> Any:
+def _dlq_record(reason: str, payload: Any, detail: str, key: Any, origin: str | None) -> Any:
     from signalstack.store.base import DlqRecord
 
     return DlqRecord(
+        origin=origin,
         source=DLQ_SOURCE,
         reason=str(reason),
         payload=str(payload),

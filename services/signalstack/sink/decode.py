@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Annotated, Any, Final, Literal
 
 import msgspec
@@ -25,11 +25,25 @@ def _text(b: bytes | None) -> str:
 
 
 def _reject(
-    topic: str, key: bytes | None, value: bytes | None, reason: str, detail: str
+    topic: str,
+    key: bytes | None,
+    value: bytes | None,
+    reason: str,
+    detail: str,
+    origin: str | None = None,
 ) -> DlqRecord:
     return DlqRecord(
-        source=topic, reason=reason, payload=_text(value), detail=detail, key=_text(key) or None
+        source=topic,
+        reason=reason,
+        payload=_text(value),
+        detail=detail,
+        key=_text(key) or None,
+        origin=origin,
     )
+
+
+def _origin(origins: Sequence[str] | None, i: int) -> str | None:
+    return None if origins is None else origins[i]
 
 
 # A trade event as the fast path accepts it: msgspec checks JSON, types and ranges in C. Every
@@ -58,15 +72,19 @@ _decode_value: Final = msgspec.json.Decoder(TradeValue).decode
 _REFUSED: Final = (msgspec.ValidationError, msgspec.DecodeError, TypeError)  # TypeError: None
 
 
-def decode_trades(topic: str, msgs: Iterable[Raw]) -> tuple[TradeBatch, list[DlqRecord]]:
+def decode_trades(
+    topic: str, msgs: Iterable[Raw], origins: Sequence[str] | None = None
+) -> tuple[TradeBatch, list[DlqRecord]]:
     """Trade messages → columns, with ``validate_trade``'s rules and conversions (integral
     floats → int, ints → float, conditions → ints). A batch whose every message passes
-    :class:`TradeValue` is decoded in C; otherwise each message goes through ``check_trade``."""
+    :class:`TradeValue` is decoded in C; otherwise each message goes through ``check_trade``.
+    ``origins`` (one per message, e.g. its Kafka coordinates) become the rejects' origin, so
+    a replayed message is not sent to the DLQ twice."""
     msgs = msgs if isinstance(msgs, list) else list(msgs)
     try:
         recs = [_decode_value(value) for _, value in msgs]  # type: ignore[arg-type]
     except _REFUSED:
-        return _decode_general(topic, msgs)
+        return _decode_general(topic, msgs, origins)
     return _from_values(recs), []
 
 
@@ -88,21 +106,25 @@ def _from_values(recs: list[TradeValue]) -> TradeBatch:
     )
 
 
-def _decode_general(topic: str, msgs: Iterable[Raw]) -> tuple[TradeBatch, list[DlqRecord]]:
+def _decode_general(
+    topic: str, msgs: Iterable[Raw], origins: Sequence[str] | None
+) -> tuple[TradeBatch, list[DlqRecord]]:
     """Message by message: ``check_trade`` on the parsed object, rejects with its reason."""
     objs: list[dict[str, Any]] = []
     bad: list[DlqRecord] = []
     loads = orjson.loads
-    for key, value in msgs:
+    for i, (key, value) in enumerate(msgs):
         try:
             obj = loads(value or b"")
         except orjson.JSONDecodeError as e:
-            bad.append(_reject(topic, key, value, RejectReason.BAD_JSON.value, str(e)))
+            bad.append(
+                _reject(topic, key, value, RejectReason.BAD_JSON.value, str(e), _origin(origins, i))
+            )
             continue
         try:
             check_trade(obj)
         except InvalidTradeError as e:
-            bad.append(_reject(topic, key, value, e.reason.value, e.detail))
+            bad.append(_reject(topic, key, value, e.reason.value, e.detail, _origin(origins, i)))
             continue
         objs.append(obj)
     tapes = [o.get("tape") for o in objs]
@@ -144,33 +166,41 @@ def _ts(v: Any) -> pd.Timestamp:
 
 
 def decode_rows(
-    topic: str, msgs: Iterable[Raw], required: tuple[str, ...]
+    topic: str,
+    msgs: Iterable[Raw],
+    required: tuple[str, ...],
+    origins: Sequence[str] | None = None,
 ) -> tuple[pd.DataFrame, list[DlqRecord]]:
     """Generic JSON rows (features, predictions): objects with ``required`` keys and ``ts``
-    as ns since the epoch or an ISO-8601 string."""
+    as ns since the epoch or an ISO-8601 string. ``origins`` as for :func:`decode_trades`."""
     rows: list[dict[str, Any]] = []
     bad: list[DlqRecord] = []
-    for key, value in msgs:
+    for i, (key, value) in enumerate(msgs):
+        origin = _origin(origins, i)
         try:
             obj = orjson.loads(value or b"")
         except orjson.JSONDecodeError as e:
-            bad.append(_reject(topic, key, value, RejectReason.BAD_JSON.value, str(e)))
+            bad.append(_reject(topic, key, value, RejectReason.BAD_JSON.value, str(e), origin))
             continue
         if not isinstance(obj, dict):
             bad.append(
-                _reject(topic, key, value, RejectReason.NOT_AN_OBJECT.value, "not an object")
+                _reject(
+                    topic, key, value, RejectReason.NOT_AN_OBJECT.value, "not an object", origin
+                )
             )
             continue
         missing = [k for k in required if k not in obj]
         if missing:
             bad.append(
-                _reject(topic, key, value, RejectReason.MISSING_FIELD.value, ", ".join(missing))
+                _reject(
+                    topic, key, value, RejectReason.MISSING_FIELD.value, ", ".join(missing), origin
+                )
             )
             continue
         try:
             obj["ts"] = _ts(obj["ts"])
         except (ValueError, TypeError) as e:
-            bad.append(_reject(topic, key, value, RejectReason.BAD_TYPE.value, f"ts: {e}"))
+            bad.append(_reject(topic, key, value, RejectReason.BAD_TYPE.value, f"ts: {e}", origin))
             continue
         obj.pop("schema_version", None)
         rows.append(obj)

@@ -26,11 +26,11 @@ import signal
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 import pandas as pd
@@ -54,6 +54,29 @@ _DURABLE_CHECK_S = 0.05  # how often the running loop asks the store for its flu
 
 def _rows(data: Rows, start: int, stop: int) -> Rows:
     return data.take(slice(start, stop)) if isinstance(data, TradeBatch) else data.iloc[start:stop]
+
+
+class _Origins(Sequence[str]):
+    """The Kafka coordinates of a poll's messages of one topic, formatted only when a message
+    is rejected (the common batch has none): ``kafka:<topic>:<partition>:<offset>``."""
+
+    __slots__ = ("_topic", "_where")
+
+    def __init__(self, topic: str, where: list[tuple[int, int]]) -> None:
+        self._topic, self._where = topic, where
+
+    def __len__(self) -> int:
+        return len(self._where)
+
+    @overload
+    def __getitem__(self, i: int) -> str: ...
+    @overload
+    def __getitem__(self, i: slice) -> Sequence[str]: ...
+    def __getitem__(self, i: int | slice) -> str | Sequence[str]:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        partition, offset = self._where[i]
+        return f"kafka:{self._topic}:{partition}:{offset}"
 
 
 @dataclass(slots=True)
@@ -353,33 +376,36 @@ class KafkaSink:
         if created_type != 0:  # TIMESTAMP_NOT_AVAILABLE == 0
             metrics.RECORD_AGE.observe(max(0.0, time.time() - created_ms / 1000))
         by_topic: dict[str, list[Raw]] = defaultdict(list)
+        where: dict[str, list[tuple[int, int]]] = defaultdict(list)
         last: dict[tuple[str, int], int] = {}
         for m in msgs:
             if m.error() is not None:
                 log.warning("kafka_error", error=str(m.error()))
                 continue
-            topic = m.topic()
+            topic, partition, offset = m.topic(), m.partition(), m.offset()
             by_topic[topic].append((m.key(), m.value()))
-            last[(topic, m.partition())] = m.offset()
+            where[topic].append((partition, offset))
+            last[(topic, partition)] = offset
         metrics.BATCH_SIZE.observe(len(msgs))
         k = self.settings.kafka
         work = Batch(offsets=[TopicPartition(t, p, o + 1) for (t, p), o in last.items()])
         for topic, raw in by_topic.items():
             metrics.MESSAGES.labels(topic).inc(len(raw))
+            origins = _Origins(topic, where[topic])
             if topic == k.trades_topic:
-                trades, bad = decode_trades(topic, raw)
+                trades, bad = decode_trades(topic, raw, origins)
                 trades = self.store.prepare_trade_batch(trades)  # overlaps the write in flight
                 work.dlq += bad
                 work.writes.append(("trades", trades, self.store.write_trade_batch, topic))
             elif topic == k.features_topic:
-                df, bad = decode_rows(topic, raw, ("symbol", "ts"))
+                df, bad = decode_rows(topic, raw, ("symbol", "ts"), origins)
                 work.dlq += bad
                 for c in FEATURE_COLUMNS:
                     if not df.empty and c not in df:
                         df[c] = np.nan
                 work.writes.append(("features", df, self.store.write_features, topic))
             elif topic == k.predictions_topic:
-                df, bad = decode_rows(topic, raw, PREDICTION_REQUIRED)
+                df, bad = decode_rows(topic, raw, PREDICTION_REQUIRED, origins)
                 work.dlq += bad
                 work.writes.append(("predictions", df, self.store.write_predictions, topic))
         work.prepared_at = time.perf_counter()

@@ -27,6 +27,7 @@ bars, features, predictions: the last write replaces the row with the same key).
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
@@ -93,12 +94,27 @@ class DlqRecord:
     detail: str = ""
     key: str | None = None
     received_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
+    origin: str | None = None  # where the input sits, e.g. "kafka:market.trades:2:1041"
+
+    @property
+    def dedup_key(self) -> str:
+        """What makes a replayed reject the same reject: who rejected it and its origin when it
+        has one (each Kafka message is rejected once per consumer, however often it is
+        replayed; two messages with equal bytes stay two rejects), otherwise its content (a
+        row refused on every replay)."""
+        if self.origin is not None:
+            return f"{self.source}@{self.origin}"
+        h = hashlib.blake2b(digest_size=16)
+        for part in (self.source, self.reason, self.key or "", self.payload):
+            h.update(part.encode("utf-8", "surrogatepass"))
+            h.update(b"\x1f")
+        return f"content:{h.hexdigest()}"
 
     def __post_init__(self) -> None:
         # PostgreSQL text cannot hold NUL: a payload with one (a binary value, a symbol with
         # "\u0000") would make the DLQ insert itself fail, forever, on every replay. NUL is
         # kept as the six characters \u0000 (its JSON escape), on every store alike.
-        for name in ("source", "reason", "payload", "detail", "key"):
+        for name in ("source", "reason", "payload", "detail", "key", "origin"):
             value = getattr(self, name)
             if value is not None and "\x00" in value:
                 object.__setattr__(self, name, value.replace("\x00", NUL_ESCAPE))
@@ -228,7 +244,8 @@ class Store(ABC):
 
     @abstractmethod
     def write_dlq(self, records: Iterable[DlqRecord]) -> int:
-        """Append rejected inputs with their reason. Returns rows appended."""
+        """Append rejected inputs with their reason, once per :attr:`DlqRecord.dedup_key`: a
+        replayed reject is not appended again. Returns rows appended."""
 
     @abstractmethod
     def record_backfill_run(self, run: BackfillRun) -> None:

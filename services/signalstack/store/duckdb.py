@@ -144,16 +144,29 @@ class DuckDBStore(Store):
         return self._insert_frame("drift", typed, self._upsert(key, typed.columns))
 
     def write_dlq(self, records: Iterable[DlqRecord]) -> int:
-        rows = [(r.received_at, r.source, r.reason, r.detail, r.key, r.payload) for r in records]
+        rows = [
+            (r.received_at, r.source, r.reason, r.detail, r.key, r.payload, r.dedup_key)
+            for r in records
+        ]
         if not rows:
             return 0
+        written = 0
         with self._lock:
-            self._con.executemany(
-                "INSERT INTO dlq (received_at, source, reason, detail, key, payload) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                rows,
-            )
-        return len(rows)
+            self._con.execute("BEGIN")
+            try:
+                for row in rows:  # rejects are few; each statement reports what it inserted
+                    res = self._con.execute(
+                        "INSERT INTO dlq (received_at, source, reason, detail, key, payload, "
+                        "dedup_key) VALUES (?, ?, ?, ?, ?, ?, ?) "
+                        "ON CONFLICT (dedup_key) DO NOTHING",
+                        row,
+                    ).fetchone()
+                    written += int(res[0]) if res else 0
+                self._con.execute("COMMIT")
+            except BaseException:
+                self._con.execute("ROLLBACK")
+                raise
+        return written
 
     def record_backfill_run(self, run: BackfillRun) -> None:
         self._sql(

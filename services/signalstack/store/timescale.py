@@ -424,17 +424,27 @@ class TimescaleStore(Store):
         return self._upsert("drift", typed, types, key)
 
     def write_dlq(self, records: Iterable[DlqRecord]) -> int:
-        rows = [(r.received_at, r.source, r.reason, r.detail, r.key, r.payload) for r in records]
-        if not rows:
+        recs = list(records)
+        if not recs:
             return 0
+        cols = (
+            [r.received_at for r in recs],
+            [r.source for r in recs],
+            [r.reason for r in recs],
+            [r.detail for r in recs],
+            [r.key for r in recs],
+            [r.payload for r in recs],
+            [r.dedup_key for r in recs],
+        )
 
         async def op(conn: Any) -> int:
-            await conn.executemany(
-                "INSERT INTO dlq (received_at, source, reason, detail, key, payload) "
-                "VALUES ($1, $2, $3, $4, $5, $6)",
-                rows,
+            status = await conn.execute(
+                "INSERT INTO dlq (received_at, source, reason, detail, key, payload, dedup_key) "
+                "SELECT * FROM unnest($1::timestamptz[], $2::text[], $3::text[], $4::text[], "
+                "$5::text[], $6::text[], $7::text[]) ON CONFLICT (dedup_key) DO NOTHING",
+                *cols,
             )
-            return len(rows)
+            return int(status.rsplit(" ", 1)[1])
 
         return self._run(op, "write dlq")
 

@@ -337,6 +337,41 @@ def _committed(bootstrap: str, group: str, topic: str) -> int:
         c.close()
 
 
+def test_a_replay_from_the_start_adds_no_rows_and_no_rejects(kafka, migrated) -> None:
+    """A second consumer group reads the whole topic again, as a sink does when it crashes
+    before committing: the trades and the rejects stay as they were. Two messages with equal
+    bytes are two rejects; a row the database refuses is one reject however often it comes."""
+    topics = _topics(kafka.bootstrap)
+    trades = _trade_messages(500, seed=21)
+    neg = orjson.loads(trades[0][1])
+    neg.update(trade_id="neg", price=-5.0)
+    odd = orjson.loads(trades[1][1])
+    odd.update(trade_id="wide-condition", conditions=[12, 70_000])
+    bad = [("AAPL", b"{not json"), ("AAPL", b"{not json"), ("AAPL", orjson.dumps(neg))]
+    _produce(kafka.bootstrap, topics[0], [*trades, *bad, ("AAPL", orjson.dumps(odd))])
+    settings = _settings(kafka.bootstrap, migrated, topics)
+    for run_ in range(2):
+        group = f"g{run_}-{uuid.uuid4().hex[:6]}"
+        t, stop = _start_sink(settings, SinkSettings(group_id=group, http_port=None))
+        try:
+            _wait(
+                lambda g=group: (
+                    _committed(kafka.bootstrap, g, topics[0])
+                    == _log_end(kafka.bootstrap, topics[0])
+                ),
+                60,
+                f"run {run_} to commit the whole topic",
+            )
+        finally:
+            stop.set()
+            t.join(30)
+        assert not t.is_alive()
+        assert _count(migrated, "SELECT count(*) FROM trades") == 500
+        with psycopg.connect(migrated) as conn:
+            reasons = sorted(r[0] for r in conn.execute("SELECT reason FROM dlq").fetchall())
+        assert reasons == ["bad_json", "bad_json", "non_positive_price", "store_OverflowError"]
+
+
 def test_offsets_are_committed_in_batches_and_all_at_shutdown(kafka, migrated) -> None:
     """With a long SINK_COMMIT_INTERVAL_S, rows written after the first commit are durable but
     not yet committed (a crash would replay them, which the idempotent writes absorb); a clean

@@ -109,6 +109,34 @@ def test_dlq_keeps_records_with_nul_the_same_way_on_every_store(store: Store) ->
     assert got["key"].tolist() == [f"A{NUL_ESCAPE}"]
 
 
+def test_a_replayed_reject_is_written_once(store: Store) -> None:
+    """A sink that crashed before committing replays its rejects: each lands once. Two
+    messages with equal bytes are two rejects (their origins differ); a refused row with no
+    origin is the same reject whenever its content is."""
+    at = [f"kafka:market.trades:0:{o}" for o in (7, 8)]
+    first = [
+        DlqRecord(source="market.trades", reason="bad_json", payload="{x", origin=at[0]),
+        DlqRecord(source="market.trades", reason="bad_json", payload="{x", origin=at[1]),
+        DlqRecord(source="store.trades", reason="trades_price_positive", payload='{"p":-1}'),
+    ]
+    assert store.write_dlq(first) == 3
+    replay = [
+        DlqRecord(source="market.trades", reason="bad_json", payload="{x", origin=at[1]),
+        DlqRecord(source="market.trades", reason="bad_json", payload="{x", origin=at[0]),
+        DlqRecord(source="store.trades", reason="trades_price_positive", payload='{"p":-1}'),
+        # the same message rejected by another consumer is that consumer's reject
+        DlqRecord(source="stream.spark", reason="bad_json", payload="{x", origin=at[0]),
+    ]
+    assert store.write_dlq(replay) == 1
+    assert store.write_dlq(replay + replay) == 0  # duplicates within one call, too
+    assert sorted(store.dlq()["source"]) == [
+        "market.trades",
+        "market.trades",
+        "store.trades",
+        "stream.spark",
+    ]
+
+
 def test_bars_upsert_and_half_open_range(store: Store) -> None:
     ends = [T0 + pd.Timedelta(minutes=i) for i in range(1, 6)]
     assert store.write_bars(bars_frame("AAPL", ends)) == 5

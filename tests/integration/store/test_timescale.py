@@ -3,6 +3,7 @@ edition fallbacks, Community statements planned on the Apache server."""
 
 from __future__ import annotations
 
+import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -11,8 +12,9 @@ import pandas as pd
 import psycopg
 import pytest
 
+from signalstack.store.base import DlqRecord
 from signalstack.store.edition import COMMUNITY, ROLLUPS, cagg_select, rollup_select
-from signalstack.store.migrations import applied
+from signalstack.store.migrations import applied, migrate, sql_dir
 from signalstack.store.synthetic import synthetic_trades
 from signalstack.store.timescale import TimescaleStore
 from signalstack.store.writer import RetryPolicy
@@ -42,15 +44,46 @@ def _duplicates(dsn: str) -> int:
     return int(row[0])
 
 
+ALL_MIGRATIONS = ["001_core_tables", "002_edition_features", "003_dlq_dedup_key"]
+
+
 def test_migrations_are_recorded(timescale_db) -> None:
     s = TimescaleStore(timescale_db.dsn)
     try:
-        assert s.migrate() == ["001_core_tables", "002_edition_features"]
+        assert s.migrate() == ALL_MIGRATIONS
         assert s.migrate() == []
-        assert applied(timescale_db.dsn) == ["001_core_tables", "002_edition_features"]
+        assert applied(timescale_db.dsn) == ALL_MIGRATIONS
         assert s.license() == "apache"
     finally:
         s.close()
+
+
+def test_the_dlq_key_migration_keeps_every_earlier_reject(timescale_db, tmp_path) -> None:
+    """A database at 002 with rejects in its dlq (equal ones among them) upgrades without
+    losing or merging any: each earlier row gets a key of its own."""
+    old = tmp_path / "sql"
+    old.mkdir()
+    for name in ALL_MIGRATIONS[:2]:
+        src = next(sql_dir().glob(f"{name}.*"))
+        shutil.copy(src, old / src.name)
+    assert migrate(timescale_db.dsn, old) == ALL_MIGRATIONS[:2]
+    with psycopg.connect(timescale_db.dsn) as conn:
+        for _ in range(2):
+            conn.execute(
+                "INSERT INTO dlq (source, reason, payload) "
+                "VALUES ('market.trades', 'bad_json', '{')"
+            )
+    s = TimescaleStore(timescale_db.dsn)
+    try:
+        assert s.migrate() == ALL_MIGRATIONS[2:]
+        rec = DlqRecord(source="market.trades", reason="bad_json", payload="{", origin="k:0:1")
+        assert s.write_dlq([rec, rec]) == 1
+        assert s.count("dlq") == 3
+    finally:
+        s.close()
+    with psycopg.connect(timescale_db.dsn) as conn:
+        keys = [r[0] for r in conn.execute("SELECT dedup_key FROM dlq ORDER BY id").fetchall()]
+    assert keys[:2] == ["id:1", "id:2"] and keys[2] == rec.dedup_key
 
 
 @pytest.mark.slow
@@ -82,7 +115,7 @@ def test_a_large_frame_is_written_in_pipelined_slices_with_every_reject_kept(tim
         assert _duplicates(timescale_db.dsn) == 0
         with psycopg.connect(timescale_db.dsn) as conn:
             got = conn.execute("SELECT reason, count(*) FROM dlq GROUP BY reason").fetchall()
-        assert got == [("trades_price_positive", 2 * len(bad))]  # both writes report them
+        assert got == [("trades_price_positive", len(bad))]  # the replay refuses the same rows
     finally:
         store.close()
 

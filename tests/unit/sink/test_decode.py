@@ -15,7 +15,13 @@ from hypothesis import strategies as st
 
 from signalstack.schemas.trade import InvalidTradeError, validate_trade
 from signalstack.sink import decode
-from signalstack.sink.decode import _REFUSED, _decode_value, _from_values, decode_trades
+from signalstack.sink.decode import (
+    _REFUSED,
+    _decode_value,
+    _from_values,
+    decode_rows,
+    decode_trades,
+)
 from signalstack.store.synthetic import synthetic_trades
 
 
@@ -61,6 +67,18 @@ def test_rows_equal_validate_trade_and_rejects_carry_its_reason() -> None:
         reasons.append(e.value.reason.value)
     assert [r.reason for r in rejects] == [*reasons, "bad_json", "bad_json"]
     assert rejects[0].payload == orjson.dumps(bad[0]).decode() and rejects[0].key == "k"
+    assert all(r.origin is None for r in rejects)
+
+    # With origins (the sink passes each message's Kafka coordinates), each reject keeps its
+    # message's: equal bytes at two offsets are two rejects, the same offset replayed is one.
+    origins = [f"kafka:t:0:{i}" for i in range(len(raws))]
+    _, placed = decode_trades("t", raws, origins)
+    assert [r.origin for r in placed] == origins[len(objs) :]
+    _, twice = decode_rows("f", [(None, b"{"), (None, b"{")], ("symbol", "ts"), ["a", "b"])
+    assert [r.origin for r in twice] == ["a", "b"]
+    assert twice[0].dedup_key != twice[1].dedup_key
+    _, again = decode_rows("f", [(None, b"{")], ("symbol", "ts"), ["a"])
+    assert again[0].dedup_key == twice[0].dedup_key
 
 
 def test_frame_round_trip_and_empty_batch() -> None:
@@ -116,7 +134,9 @@ def test_a_clean_batch_takes_the_fast_path_and_one_bad_message_sends_it_to_the_g
     good = [(b"k", orjson.dumps(m)) for m in _messages(20)]
     calls: list[int] = []
     real = decode._decode_general
-    monkeypatch.setattr(decode, "_decode_general", lambda t, m: calls.append(len(m)) or real(t, m))
+    monkeypatch.setattr(
+        decode, "_decode_general", lambda t, m, o: calls.append(len(m)) or real(t, m, o)
+    )
     fast, none = decode_trades("t", good)
     assert calls == [] and none == [] and len(fast) == 20
     bad = (b"k", orjson.dumps({**_messages(1)[0], "price": -1}))
