@@ -219,6 +219,7 @@ def parsed_trades(spark: Any, cfg: SparkJobConfig) -> Any:
         F.col("key").cast("string").alias("kkey"),
         F.col("partition").alias("kpart"),
         F.col("offset").alias("koffset"),
+        F.unix_millis(F.col("timestamp")).alias("kts"),
     )
     t = raw.withColumn(
         "t",
@@ -281,7 +282,9 @@ def build_queries(
             make_state_function(cfg), OUTPUT_DDL, STATE_DDL, "append", GroupStateTimeout.NoTimeout
         )
     )
-    bad = t.where(F.col("reject").isNotNull()).select("value", "kkey", "reject", "kpart", "koffset")
+    bad = t.where(F.col("reject").isNotNull()).select(
+        "value", "kkey", "reject", "kpart", "koffset", "kts"
+    )
 
     def fb(df: Any, batch_id: int) -> None:
         on_batch(df.toPandas(), batch_id)
@@ -356,10 +359,16 @@ class SparkBatchWriter:
         topic = self.cfg.trades_topic
         records = [
             _dlq_record(
-                r, v, "rejected by the stream job's schema check", k, f"kafka:{topic}:{p}:{o}"
+                r, v, "rejected by the stream job's schema check", k, f"kafka:{topic}:{p}:{o}@{ms}"
             )
-            for v, k, r, p, o in zip(
-                bad["value"], bad["kkey"], bad["reject"], bad["kpart"], bad["koffset"], strict=True
+            for v, k, r, p, o, ms in zip(
+                bad["value"],
+                bad["kkey"],
+                bad["reject"],
+                bad["kpart"],
+                bad["koffset"],
+                bad["kts"],
+                strict=True,
             )
         ]
         self._dlq(records)

@@ -11,7 +11,10 @@ MESSAGES = Counter(
     "signalstack_sink_messages_total", "Kafka messages consumed, by topic.", ["topic"]
 )
 DLQ_ROWS = Counter(
-    "signalstack_sink_dlq_rows_total", "Inputs rejected to the dlq table, by reason.", ["reason"]
+    "signalstack_sink_dlq_rows_total",
+    "Inputs this sink rejected to the dlq table, by reason (a reject replayed after a rewind "
+    "counts again; the table keeps it once).",
+    ["reason"],
 )
 BATCH_SIZE = Histogram(
     "signalstack_sink_batch_size",

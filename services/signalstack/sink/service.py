@@ -58,11 +58,13 @@ def _rows(data: Rows, start: int, stop: int) -> Rows:
 
 class _Origins(Sequence[str]):
     """The Kafka coordinates of a poll's messages of one topic, formatted only when a message
-    is rejected (the common batch has none): ``kafka:<topic>:<partition>:<offset>``."""
+    is rejected (the common batch has none): ``kafka:<topic>:<partition>:<offset>@<ms>``, with
+    the message's timestamp, so a recreated topic (offsets from 0 again) is not taken for a
+    replay of the old one."""
 
     __slots__ = ("_topic", "_where")
 
-    def __init__(self, topic: str, where: list[tuple[int, int]]) -> None:
+    def __init__(self, topic: str, where: list[tuple[int, int, int]]) -> None:
         self._topic, self._where = topic, where
 
     def __len__(self) -> int:
@@ -75,8 +77,8 @@ class _Origins(Sequence[str]):
     def __getitem__(self, i: int | slice) -> str | Sequence[str]:
         if isinstance(i, slice):
             return [self[j] for j in range(*i.indices(len(self)))]
-        partition, offset = self._where[i]
-        return f"kafka:{self._topic}:{partition}:{offset}"
+        partition, offset, ts_ms = self._where[i]
+        return f"kafka:{self._topic}:{partition}:{offset}@{ts_ms}"
 
 
 @dataclass(slots=True)
@@ -376,7 +378,7 @@ class KafkaSink:
         if created_type != 0:  # TIMESTAMP_NOT_AVAILABLE == 0
             metrics.RECORD_AGE.observe(max(0.0, time.time() - created_ms / 1000))
         by_topic: dict[str, list[Raw]] = defaultdict(list)
-        where: dict[str, list[tuple[int, int]]] = defaultdict(list)
+        where: dict[str, list[tuple[int, int, int]]] = defaultdict(list)
         last: dict[tuple[str, int], int] = {}
         for m in msgs:
             if m.error() is not None:
@@ -384,7 +386,7 @@ class KafkaSink:
                 continue
             topic, partition, offset = m.topic(), m.partition(), m.offset()
             by_topic[topic].append((m.key(), m.value()))
-            where[topic].append((partition, offset))
+            where[topic].append((partition, offset, m.timestamp()[1]))
             last[(topic, partition)] = offset
         metrics.BATCH_SIZE.observe(len(msgs))
         k = self.settings.kafka

@@ -35,6 +35,8 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Literal
 
+import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from signalstack.errors import SignalStackError
@@ -84,6 +86,19 @@ class SchemaMismatchError(StoreError):
 NUL_ESCAPE = "\\u0000"  # how a DLQ record keeps a NUL character (see DlqRecord)
 
 
+def text_has_nul(values: Iterable[Any]) -> npt.NDArray[np.bool_]:
+    """Rows whose text holds a NUL character, which PostgreSQL text cannot store (and binary
+    encodings drop when it trails). One join scans the whole column in C; only a column that
+    has one (or non-text values) is looked at row by row."""
+    vals = values.tolist() if isinstance(values, np.ndarray | pd.Series) else list(values)
+    try:
+        if "\x00" not in "".join(vals):
+            return np.zeros(len(vals), dtype=bool)
+    except TypeError:  # a NULL or non-text value: the other checks name it
+        pass
+    return np.fromiter((isinstance(v, str) and "\x00" in v for v in vals), bool, len(vals))
+
+
 @dataclass(frozen=True, slots=True)
 class DlqRecord:
     """A rejected input: where it came from, why, and the raw payload (verbatim but for NUL)."""
@@ -94,7 +109,10 @@ class DlqRecord:
     detail: str = ""
     key: str | None = None
     received_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
-    origin: str | None = None  # where the input sits, e.g. "kafka:market.trades:2:1041"
+    # where the input sits, e.g. "kafka:market.trades:2:1041@1732493021123" (topic, partition,
+    # offset, and the message's timestamp: a recreated topic reuses offsets, not timestamps)
+    origin: str | None = None
+    _digest: str = field(default="", init=False, repr=False, compare=False)
 
     @property
     def dedup_key(self) -> str:
@@ -104,13 +122,16 @@ class DlqRecord:
         row refused on every replay)."""
         if self.origin is not None:
             return f"{self.source}@{self.origin}"
-        h = hashlib.blake2b(digest_size=16)
-        for part in (self.source, self.reason, self.key or "", self.payload):
-            h.update(part.encode("utf-8", "surrogatepass"))
-            h.update(b"\x1f")
-        return f"content:{h.hexdigest()}"
+        return f"content:{self._digest}"
 
     def __post_init__(self) -> None:
+        if self.origin is None:  # digest the content as received, before any escaping
+            h = hashlib.blake2b(digest_size=16)
+            for part in (self.source, self.reason, self.key, self.payload):
+                b = b"\xff" if part is None else part.encode("utf-8", "surrogatepass")
+                h.update(len(b).to_bytes(8, "little"))
+                h.update(b)
+            object.__setattr__(self, "_digest", h.hexdigest())
         # PostgreSQL text cannot hold NUL: a payload with one (a binary value, a symbol with
         # "\u0000") would make the DLQ insert itself fail, forever, on every replay. NUL is
         # kept as the six characters \u0000 (its JSON escape), on every store alike.

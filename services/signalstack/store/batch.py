@@ -18,7 +18,7 @@ import numpy.typing as npt
 import orjson
 import pandas as pd
 
-from signalstack.store.base import DlqRecord
+from signalstack.store.base import DlqRecord, text_has_nul
 
 I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
@@ -172,6 +172,12 @@ def check_batch(batch: TradeBatch) -> tuple[TradeBatch, list[DlqRecord]]:
             (
                 ~batch.tape_null & ((batch.tape < INT2_MIN) | (batch.tape > INT2_MAX)),
                 "tape_out_of_range",
+            ),
+            (
+                text_has_nul(batch.symbol)
+                | text_has_nul(batch.trade_id)
+                | text_has_nul(batch.source),
+                "text_has_nul",
             ),
         ],
         len(batch),

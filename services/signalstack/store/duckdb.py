@@ -144,29 +144,30 @@ class DuckDBStore(Store):
         return self._insert_frame("drift", typed, self._upsert(key, typed.columns))
 
     def write_dlq(self, records: Iterable[DlqRecord]) -> int:
-        rows = [
-            (r.received_at, r.source, r.reason, r.detail, r.key, r.payload, r.dedup_key)
-            for r in records
-        ]
-        if not rows:
+        recs = list(records)
+        if not recs:
             return 0
-        written = 0
+        frame = pd.DataFrame(
+            {
+                "received_at": pd.to_datetime([r.received_at for r in recs], utc=True),
+                "source": [r.source for r in recs],
+                "reason": [r.reason for r in recs],
+                "detail": [r.detail for r in recs],
+                "key": pd.Series([r.key for r in recs], dtype=object),
+                "payload": [r.payload for r in recs],
+                "dedup_key": [r.dedup_key for r in recs],
+            }
+        )
         with self._lock:
-            self._con.execute("BEGIN")
+            self._con.register("_dlq_in", frame)
             try:
-                for row in rows:  # rejects are few; each statement reports what it inserted
-                    res = self._con.execute(
-                        "INSERT INTO dlq (received_at, source, reason, detail, key, payload, "
-                        "dedup_key) VALUES (?, ?, ?, ?, ?, ?, ?) "
-                        "ON CONFLICT (dedup_key) DO NOTHING",
-                        row,
-                    ).fetchone()
-                    written += int(res[0]) if res else 0
-                self._con.execute("COMMIT")
-            except BaseException:
-                self._con.execute("ROLLBACK")
-                raise
-        return written
+                row = self._con.execute(
+                    "INSERT INTO dlq (received_at, source, reason, detail, key, payload, "
+                    "dedup_key) SELECT * FROM _dlq_in ON CONFLICT (dedup_key) DO NOTHING"
+                ).fetchone()
+            finally:
+                self._con.unregister("_dlq_in")
+        return int(row[0]) if row else 0
 
     def record_backfill_run(self, run: BackfillRun) -> None:
         self._sql(

@@ -8,6 +8,8 @@ from DuckDB and TimescaleDB directly.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import Any, Final
 
 import numpy as np
@@ -23,6 +25,7 @@ from signalstack.store.base import (
     TRADE_COLUMNS,
     DlqRecord,
     require_columns,
+    text_has_nul,
 )
 from signalstack.store.batch import TRADE_DLQ_SOURCE, first_failures
 
@@ -33,6 +36,60 @@ def utc_ns(col: pd.Series) -> pd.Series:
     """Any datetime-ish column → datetime64[ns, UTC] (naive values read as UTC)."""
     s = pd.to_datetime(col, utc=True)
     return s.astype(UTC_NS)
+
+
+def key_ts(col: pd.Series) -> pd.Series:
+    """:func:`utc_ns` cut to the microsecond: what both stores keep of a key time
+    (timestamptz, DuckDB TIMESTAMPTZ). Two rows 1 ns apart are one row to the database, so the
+    batch de-duplication must see them as one too."""
+    floored: pd.Series = utc_ns(col).dt.floor("us")
+    return floored
+
+
+def _types_refused(
+    fn: Callable[[pd.DataFrame], pd.DataFrame],
+) -> Callable[[pd.DataFrame], pd.DataFrame]:
+    """A value of the wrong type (a list, a dict, None where a number goes) is a refused row,
+    like any other bad value: ValueError, which the sink bisects to the DLQ, not a TypeError
+    that would stop it."""
+
+    @functools.wraps(fn)
+    def wrapper(df: pd.DataFrame) -> pd.DataFrame:
+        try:
+            return fn(df)
+        except TypeError as e:
+            raise ValueError(f"{fn.__name__}: {e}") from e
+
+    return wrapper
+
+
+def _text_key(col: pd.Series, name: str, ints: bool = False) -> pd.Series:
+    """A key column of non-empty strings (``ints``: integers are taken as their digits)."""
+    if ints:
+        col = col.map(lambda v: str(v) if type(v) is int else v)
+    ok = col.map(lambda v: isinstance(v, str) and v != "").to_numpy(dtype=bool)
+    if not ok.all():
+        bad = col[~ok].iloc[0]
+        raise ValueError(f"{name} must be a non-empty string, got {bad!r}")
+    return col.astype(object)
+
+
+def _numbers(col: pd.Series, name: str) -> pd.Series:
+    """Numbers (NULL as NaN); anything else is refused with the column's name."""
+    try:
+        nums: pd.Series = pd.to_numeric(col, errors="raise")
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{name}: {e}") from e
+    return nums
+
+
+def _int_col(col: pd.Series, name: str) -> pd.Series:
+    nums = _numbers(col, name)
+    if nums.isna().any() or (nums % 1 != 0).any():
+        raise ValueError(
+            f"{name} must be an integer, got {col[nums.isna() | (nums % 1 != 0)].iloc[0]!r}"
+        )
+    return nums.astype("int64")
 
 
 def _row_json(row: pd.Series) -> str:
@@ -65,6 +122,12 @@ def prepare_trades(df: pd.DataFrame) -> tuple[pd.DataFrame, list[DlqRecord]]:
         (~(price > 0).to_numpy(), "trades_price_positive"),
         (~(size > 0).to_numpy(), "trades_size_positive"),
         (~exch.between(-32768, 32767).to_numpy(), "exchange_out_of_range"),
+        (
+            text_has_nul(out["symbol"])
+            | text_has_nul(out["trade_id"])
+            | text_has_nul(out["source"]),
+            "text_has_nul",
+        ),
     ]
     tape_num = pd.Series(np.nan, index=out.index)
     if "tape" in out:
@@ -165,14 +228,15 @@ def empty_trades() -> pd.DataFrame:
     )
 
 
+@_types_refused
 def prepare_bars(df: pd.DataFrame) -> pd.DataFrame:
     require_columns(df, BAR_COLUMNS, "bars")
     out = df.loc[:, list(BAR_COLUMNS)].copy()
-    out["ts"] = utc_ns(out["ts"])
+    out["ts"] = key_ts(out["ts"])
     for c in ("open", "high", "low", "close", "volume", "vwap"):
         out[c] = out[c].astype("float64")
     out["trade_count"] = out["trade_count"].astype("int64")
-    out["symbol"] = out["symbol"].astype(str)
+    out["symbol"] = _text_key(out["symbol"], "symbol")
     # A batch may repeat a key (a re-emitted bar): the last one wins, as in a later batch.
     return out.drop_duplicates(["symbol", "ts"], keep="last").reset_index(drop=True)
 
@@ -191,6 +255,7 @@ FEATURE_FRAME_COLUMNS = ("symbol", "ts", *FEATURE_COLUMNS, "feature_set_version"
 DEFAULT_FEATURE_SET_VERSION = 1
 
 
+@_types_refused
 def prepare_features(df: pd.DataFrame) -> pd.DataFrame:
     require_columns(df, ("symbol", "ts", *FEATURE_COLUMNS), "features")
     out = df.copy()
@@ -200,13 +265,14 @@ def prepare_features(df: pd.DataFrame) -> pd.DataFrame:
     if "feature_set_version" not in out:
         out["feature_set_version"] = DEFAULT_FEATURE_SET_VERSION
     else:
-        out["feature_set_version"] = out["feature_set_version"].fillna(DEFAULT_FEATURE_SET_VERSION)
+        fsv = out["feature_set_version"]
+        out["feature_set_version"] = fsv.where(fsv.notna(), DEFAULT_FEATURE_SET_VERSION)
     out = out.loc[:, list(FEATURE_FRAME_COLUMNS)]
-    out["symbol"] = out["symbol"].astype(str)
-    out["ts"] = utc_ns(out["ts"])
-    for c in FEATURE_COLUMNS:
-        out[c] = pd.to_numeric(out[c], errors="coerce").astype("float64")
-    out["feature_set_version"] = out["feature_set_version"].astype("int64")
+    out["symbol"] = _text_key(out["symbol"], "symbol")
+    out["ts"] = key_ts(out["ts"])
+    for c in FEATURE_COLUMNS:  # a value that is not a number is refused, not stored as NULL
+        out[c] = _numbers(out[c], c).astype("float64")
+    out["feature_set_version"] = _int_col(out["feature_set_version"], "feature_set_version")
     return out.drop_duplicates(["symbol", "ts", "feature_set_version"], keep="last").reset_index(
         drop=True
     )
@@ -226,6 +292,7 @@ def finish_features(df: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
+@_types_refused
 def prepare_predictions(df: pd.DataFrame) -> pd.DataFrame:
     require_columns(df, ("symbol", "ts", "model_name", "model_version", "value"), "predictions")
     out = df.copy()
@@ -234,11 +301,13 @@ def prepare_predictions(df: pd.DataFrame) -> pd.DataFrame:
     if "feature_set_version" not in out:
         out["feature_set_version"] = 1
     out = out.loc[:, list(PREDICTION_COLUMNS)]
-    out["ts"] = utc_ns(out["ts"])
-    out["value"] = pd.to_numeric(out["value"], errors="coerce").astype("float64")
-    out["model_version"] = out["model_version"].astype(str)
+    out["symbol"] = _text_key(out["symbol"], "symbol")
+    out["ts"] = key_ts(out["ts"])
+    out["value"] = _numbers(out["value"], "value").astype("float64")
+    out["model_name"] = _text_key(out["model_name"], "model_name")
+    out["model_version"] = _text_key(out["model_version"], "model_version", ints=True)
     out["label"] = out["label"].astype(object).where(out["label"].notna(), None)
-    out["feature_set_version"] = out["feature_set_version"].astype("int64")
+    out["feature_set_version"] = _int_col(out["feature_set_version"], "feature_set_version")
     return out.drop_duplicates(
         ["symbol", "ts", "model_name", "model_version"], keep="last"
     ).reset_index(drop=True)
@@ -253,11 +322,13 @@ def finish_predictions(df: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
+@_types_refused
 def prepare_anomalies(df: pd.DataFrame) -> pd.DataFrame:
     require_columns(df, ANOMALY_COLUMNS, "anomalies")
     out = df.loc[:, list(ANOMALY_COLUMNS)].copy()
-    out["ts"] = utc_ns(out["ts"])
-    out["model_version"] = out["model_version"].astype(str)
+    out["symbol"] = _text_key(out["symbol"], "symbol")
+    out["ts"] = key_ts(out["ts"])
+    out["model_version"] = _text_key(out["model_version"], "model_version", ints=True)
     out["score"] = out["score"].astype("float64")
     out["is_anomaly"] = out["is_anomaly"].astype(bool)
     return out.drop_duplicates(["symbol", "ts", "model_version"], keep="last").reset_index(
@@ -265,6 +336,7 @@ def prepare_anomalies(df: pd.DataFrame) -> pd.DataFrame:
     )
 
 
+@_types_refused
 def prepare_drift(df: pd.DataFrame) -> pd.DataFrame:
     require_columns(df, ("feature", "window_start", "window_end", "psi"), "drift")
     out = df.copy()
@@ -273,8 +345,8 @@ def prepare_drift(df: pd.DataFrame) -> pd.DataFrame:
     if "feature_set_version" not in out:
         out["feature_set_version"] = 1
     out = out.loc[:, list(DRIFT_COLUMNS)]
-    out["window_start"] = utc_ns(out["window_start"])
-    out["window_end"] = utc_ns(out["window_end"])
+    out["window_start"] = key_ts(out["window_start"])
+    out["window_end"] = key_ts(out["window_end"])
     out["psi"] = out["psi"].astype("float64")
     out["reference"] = out["reference"].fillna("").astype(str)
     out["feature_set_version"] = out["feature_set_version"].astype("int64")

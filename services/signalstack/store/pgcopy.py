@@ -21,6 +21,8 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from signalstack.store.base import text_has_nul
+
 HEADER: Final = b"PGCOPY\n\xff\r\n\x00" + b"\x00\x00\x00\x00" + b"\x00\x00\x00\x00"
 TRAILER: Final = b"\xff\xff"
 PG_EPOCH_US: Final = 946_684_800_000_000  # 2000-01-01 in µs since the Unix epoch
@@ -69,6 +71,10 @@ def _text(
 
 
 def _text_each(arr: npt.NDArray[Any]) -> tuple[npt.NDArray[Any], npt.NDArray[np.int64]]:
+    if text_has_nul(arr).any():
+        # PostgreSQL text cannot hold NUL, and numpy's 'S' strings would drop a trailing one
+        # without a word ("t\x00" would be stored as "t"): refuse the rows, as the server does.
+        raise ValueError("text value contains NUL (0x00), which PostgreSQL text cannot store")
     try:
         enc = arr.astype("S")  # ASCII fast path (symbols, ids, sources are ASCII)
     except UnicodeEncodeError:

@@ -163,10 +163,14 @@ def test_sink_writes_all_topics_routes_rejects_and_serves_health(kafka, migrated
     nul.update(trade_id="nul", symbol="AA\u0000PL")
     bad.append(("AAPL", orjson.dumps(nul)))
     # A valid trade the table cannot hold (exchange is a smallint): a constraint reject the
-    # store sends to the DLQ itself, in the same poll as the NUL trade whose write fails.
+    # store sends to the DLQ itself, in the same poll as a trade whose write fails (a
+    # condition code outside int2, found by bisecting): each must reach the DLQ once.
     wide = orjson.loads(trades[2][1])
     wide.update(trade_id="wide", exchange=40_000)
     bad.append(("AAPL", orjson.dumps(wide)))
+    odd = orjson.loads(trades[3][1])
+    odd.update(trade_id="wide-condition", conditions=[12, 70_000])
+    bad.append(("AAPL", orjson.dumps(odd)))
     _produce(kafka.bootstrap, topics[0], trades + trades[:100] + bad)  # includes re-sent rows
     feature = {
         "symbol": "AAPL",
@@ -194,7 +198,7 @@ def test_sink_writes_all_topics_routes_rejects_and_serves_health(kafka, migrated
         _wait(
             lambda: (
                 _count(migrated, "SELECT count(*) FROM trades") == 2_000
-                and _count(migrated, "SELECT count(*) FROM dlq") >= 6
+                and _count(migrated, "SELECT count(*) FROM dlq") >= 7
             ),
             60,
             "rows",
@@ -211,15 +215,15 @@ def test_sink_writes_all_topics_routes_rejects_and_serves_health(kafka, migrated
                 "SELECT count(*) FROM dlq WHERE strpos(payload, %s) > 0", (NUL_ESCAPE,)
             )
             assert escaped.fetchone() == (2,)
-        assert len(reasons) == 6  # each reject once
-        assert reasons[:5] == [
+        assert reasons == [  # each reject once
             "bad_json",
             "bad_json",
             "exchange_out_of_range",
             "missing_field",
             "non_positive_price",
+            "store_OverflowError",
+            "text_has_nul",  # the NUL symbol: refused before the database sees it
         ]
-        assert reasons[5].startswith("store_")  # the database refused the NUL symbol
         ready = httpx.get(f"http://127.0.0.1:{port}/health/ready", timeout=5)
         assert ready.status_code == 200
         body = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
@@ -349,27 +353,44 @@ def test_a_replay_from_the_start_adds_no_rows_and_no_rejects(kafka, migrated) ->
     odd.update(trade_id="wide-condition", conditions=[12, 70_000])
     bad = [("AAPL", b"{not json"), ("AAPL", b"{not json"), ("AAPL", orjson.dumps(neg))]
     _produce(kafka.bootstrap, topics[0], [*trades, *bad, ("AAPL", orjson.dumps(odd))])
+    # Features: good rows, two 1 ns apart (one row to the database), and values of the wrong
+    # type, which the store refuses as rows (bisected to the DLQ) instead of stopping the sink.
+    t0 = 1_709_650_800_000_000_000
+    feats: list[dict] = [
+        {"symbol": "MSFT", "ts": t0 + i * 60_000_000_000, "vwap_5m": float(i)} for i in range(40)
+    ]
+    feats += [{"symbol": "MSFT", "ts": t0 + 1, "vwap_5m": -1.0}]  # same µs as the first
+    feats += [{"symbol": None, "ts": t0}, {"symbol": "MSFT", "ts": t0, "feature_set_version": [1]}]
+    _produce(kafka.bootstrap, topics[1], [("MSFT", orjson.dumps(f)) for f in feats])
     settings = _settings(kafka.bootstrap, migrated, topics)
     for run_ in range(2):
         group = f"g{run_}-{uuid.uuid4().hex[:6]}"
         t, stop = _start_sink(settings, SinkSettings(group_id=group, http_port=None))
         try:
             _wait(
-                lambda g=group: (
-                    _committed(kafka.bootstrap, g, topics[0])
-                    == _log_end(kafka.bootstrap, topics[0])
+                lambda g=group: all(
+                    _committed(kafka.bootstrap, g, topic) == _log_end(kafka.bootstrap, topic)
+                    for topic in topics[:2]
                 ),
                 60,
-                f"run {run_} to commit the whole topic",
+                f"run {run_} to commit both topics",
             )
         finally:
             stop.set()
             t.join(30)
-        assert not t.is_alive()
+        assert not t.is_alive()  # stopped by us, not by a write error
         assert _count(migrated, "SELECT count(*) FROM trades") == 500
+        assert _count(migrated, "SELECT count(*) FROM features") == 40
         with psycopg.connect(migrated) as conn:
             reasons = sorted(r[0] for r in conn.execute("SELECT reason FROM dlq").fetchall())
-        assert reasons == ["bad_json", "bad_json", "non_positive_price", "store_OverflowError"]
+        assert reasons == [
+            "bad_json",
+            "bad_json",
+            "non_positive_price",
+            "store_OverflowError",
+            "store_ValueError",
+            "store_ValueError",
+        ]
 
 
 def test_offsets_are_committed_in_batches_and_all_at_shutdown(kafka, migrated) -> None:

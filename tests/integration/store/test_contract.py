@@ -137,6 +137,66 @@ def test_a_replayed_reject_is_written_once(store: Store) -> None:
     ]
 
 
+def test_text_with_nul_is_refused_on_every_store_and_every_path(store: Store) -> None:
+    """PostgreSQL text cannot hold NUL, and numpy's byte strings drop a trailing one: a trade id
+    "t\x00" must not be stored as "t" (merging into trade "t"). Large frames take the binary
+    COPY path, small ones the text path; both refuse it the same way as DuckDB."""
+    for n in (200, 2_000):
+        df = synthetic_trades(n, seed=n, id_prefix=f"n{n}-")
+        twin = df.iloc[[0]].assign(trade_id=df["trade_id"].iloc[0] + "\x00")
+        sym = df.iloc[[1]].assign(symbol="AA\x00")
+        assert store.write_trades(pd.concat([df, twin, sym], ignore_index=True)) == n
+    dlq = store.dlq()
+    assert dlq["reason"].tolist() == ["text_has_nul"] * 4
+    assert dlq["payload"].str.contains(NUL_ESCAPE, regex=False).all()
+    assert store.count("trades") == 2_200
+
+
+def test_keys_one_nanosecond_apart_are_one_row(store: Store) -> None:
+    """Both stores keep key times to the microsecond: two rows of one batch 1 ns apart are the
+    same row (the last wins), not an error that would stop the sink on every replay."""
+    ts = [T0 + pd.Timedelta(1, "ns"), T0 + pd.Timedelta(2, "ns")]
+    df = features_frame("AAPL", ts)
+    assert store.write_features(df) == 1
+    got = store.training_frame(["AAPL"], T0, T0 + pd.Timedelta(minutes=1), as_of=T0)
+    assert got["ts"].tolist() == [T0]
+    assert got["vwap_5m"].tolist() == [df["vwap_5m"].iloc[1]]
+    pred = {"symbol": "AAPL", "model_name": "m", "model_version": "1", "value": 0.5}
+    preds = pd.DataFrame([{**pred, "ts": t} for t in ts])
+    assert store.write_predictions(preds) == 1
+    assert store.count("predictions") == 1
+
+
+@pytest.mark.parametrize(
+    ("table", "row"),
+    [
+        ("features", {"symbol": None}),
+        ("features", {"symbol": ["AAPL"]}),
+        ("features", {"feature_set_version": [1]}),
+        ("features", {"vwap_5m": "abc"}),
+        ("predictions", {"symbol": ["AAPL"]}),
+        ("predictions", {"feature_set_version": None}),
+        ("predictions", {"model_version": None}),
+        ("predictions", {"value": {"x": 1}}),
+    ],
+)
+def test_a_value_of_the_wrong_type_is_a_refused_row(store: Store, table: str, row: dict) -> None:
+    """Not stored as "None" or NULL, and not a TypeError (which the sink takes for a database
+    failure and stops on): a row error naming the column, which the sink bisects to the DLQ."""
+    if table == "features":
+        base = features_frame("AAPL", [T0]).iloc[0].to_dict()
+        write = store.write_features
+    else:
+        base = {"symbol": "AAPL", "ts": T0, "model_name": "m", "model_version": "1", "value": 1.0}
+        base["feature_set_version"] = 1
+        write = store.write_predictions
+    df = pd.DataFrame([{**base, **row}])
+    with pytest.raises(ValueError, match=next(iter(row))) as err:
+        write(df)
+    assert store.is_row_error(err.value), repr(err.value)
+    assert store.count(table) == 0
+
+
 def test_bars_upsert_and_half_open_range(store: Store) -> None:
     ends = [T0 + pd.Timedelta(minutes=i) for i in range(1, 6)]
     assert store.write_bars(bars_frame("AAPL", ends)) == 5

@@ -82,8 +82,11 @@ def test_the_dlq_key_migration_keeps_every_earlier_reject(timescale_db, tmp_path
     finally:
         s.close()
     with psycopg.connect(timescale_db.dsn) as conn:
+        # a writer of the previous release (no dedup_key) during a rolling upgrade
+        conn.execute("INSERT INTO dlq (source, reason, payload) VALUES ('old', 'bad_json', '{')")
         keys = [r[0] for r in conn.execute("SELECT dedup_key FROM dlq ORDER BY id").fetchall()]
     assert keys[:2] == ["id:1", "id:2"] and keys[2] == rec.dedup_key
+    assert keys[3].startswith("legacy:")
 
 
 @pytest.mark.slow

@@ -22,6 +22,7 @@ from signalstack.sink.decode import (
     decode_rows,
     decode_trades,
 )
+from signalstack.sink.service import _Origins
 from signalstack.store.synthetic import synthetic_trades
 
 
@@ -144,3 +145,11 @@ def test_a_clean_batch_takes_the_fast_path_and_one_bad_message_sends_it_to_the_g
     assert calls == [21] and [r.reason for r in rejects] == ["non_positive_price"]
     for i in range(20):
         assert fast.row(i) == slow.row(i)
+
+
+def test_sink_origins_carry_the_message_timestamp() -> None:
+    """A recreated topic starts at offset 0 again; the timestamp keeps its rejects apart."""
+    origins = _Origins("market.trades", [(0, 7, 1_700_000_000_123), (2, 9, 5)])
+    assert len(origins) == 2
+    assert origins[0] == "kafka:market.trades:0:7@1700000000123"
+    assert list(origins[1:]) == ["kafka:market.trades:2:9@5"]

@@ -42,7 +42,11 @@ def test_check_batch_matches_prepare_trades() -> None:
     df.loc[11, "exchange"] = 40_000
     df["tape"] = df["tape"].astype(object)
     df.loc[13, "tape"] = -40_000
+    df.loc[17, "trade_id"] += "\x00"  # NUL, trailing: a byte string would drop it
+    df.loc[19, "symbol"] = "A\x00PL"
+    df.loc[23, "source"] = "\x00"
     expected, rejects = prepare_trades(df)
+    assert [r.reason for r in rejects][-3:] == ["text_has_nul"] * 3
     raw = TradeBatch(
         symbol=df["symbol"].to_numpy(dtype=object),
         ts_event=df["ts_event"].to_numpy(dtype=np.int64),

@@ -87,3 +87,12 @@ def test_out_of_range_array_element_raises_instead_of_wrapping() -> None:
 def test_length_mismatch_is_an_error() -> None:
     with pytest.raises(ValueError, match="expected 2"):
         encode([Column("a", "int8", np.array([1, 2, 3]))], 2)
+
+
+def test_text_with_nul_is_refused_not_truncated() -> None:
+    """numpy's byte strings drop trailing NULs: "t\x00" would be sent as "t", another trade's
+    id. The encoder refuses the value (ValueError, a row error) as PostgreSQL would."""
+    for values in (["t\x00", "u"], ["a\x00b", "c"], ["é\x00", "x"]):
+        with pytest.raises(ValueError, match="NUL"):
+            encode([Column("s", "text", values)], 2)
+    assert parse(encode([Column("s", "text", ["t", "é"])], 2)) == [[b"t"], ["é".encode()]]
