@@ -63,15 +63,26 @@ def _types_refused(
     return wrapper
 
 
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int | np.integer) and not isinstance(v, bool | np.bool_)
+
+
 def _text_key(col: pd.Series, name: str, ints: bool = False) -> pd.Series:
-    """A key column of non-empty strings (``ints``: integers are taken as their digits)."""
-    if ints:
-        col = col.map(lambda v: str(v) if type(v) is int else v)
-    ok = col.map(lambda v: isinstance(v, str) and v != "").to_numpy(dtype=bool)
-    if not ok.all():
-        bad = col[~ok].iloc[0]
-        raise ValueError(f"{name} must be a non-empty string, got {bad!r}")
-    return col.astype(object)
+    """A key column of non-empty strings without NUL (``ints``: integers are taken as their
+    digits). A column of str objects is checked in C; anything else value by value."""
+    if not (col.dtype == object and pd.api.types.infer_dtype(col, skipna=False) == "string"):
+        if ints:
+            col = col.map(lambda v: str(v) if _is_int(v) else v)
+        ok = col.map(lambda v: isinstance(v, str) and v != "").to_numpy(dtype=bool)
+        if not ok.all():
+            raise ValueError(f"{name} must be a non-empty string, got {col[~ok].iloc[0]!r}")
+        col = col.astype(object)
+    elif len(col) and min(map(len, col)) == 0:
+        raise ValueError(f"{name} must be a non-empty string, got ''")
+    nul = text_has_nul(col)
+    if nul.any():
+        raise ValueError(f"{name} contains NUL (0x00), got {col[nul].iloc[0]!r}")
+    return col
 
 
 def _numbers(col: pd.Series, name: str) -> pd.Series:
@@ -85,11 +96,13 @@ def _numbers(col: pd.Series, name: str) -> pd.Series:
 
 def _int_col(col: pd.Series, name: str) -> pd.Series:
     nums = _numbers(col, name)
-    if nums.isna().any() or (nums % 1 != 0).any():
-        raise ValueError(
-            f"{name} must be an integer, got {col[nums.isna() | (nums % 1 != 0)].iloc[0]!r}"
-        )
-    return nums.astype("int64")
+    if pd.api.types.is_integer_dtype(nums.dtype) and not nums.isna().any():
+        return nums.astype("int64")
+    a = nums.to_numpy(dtype="float64", na_value=np.nan)
+    bad = np.isnan(a) | (a != np.floor(a))
+    if bad.any():
+        raise ValueError(f"{name} must be an integer, got {col[bad].iloc[0]!r}")
+    return pd.Series(a.astype("int64"), index=col.index)
 
 
 def _row_json(row: pd.Series) -> str:
@@ -345,6 +358,7 @@ def prepare_drift(df: pd.DataFrame) -> pd.DataFrame:
     if "feature_set_version" not in out:
         out["feature_set_version"] = 1
     out = out.loc[:, list(DRIFT_COLUMNS)]
+    out["feature"] = _text_key(out["feature"], "feature")
     out["window_start"] = key_ts(out["window_start"])
     out["window_end"] = key_ts(out["window_end"])
     out["psi"] = out["psi"].astype("float64")

@@ -174,6 +174,7 @@ def test_keys_one_nanosecond_apart_are_one_row(store: Store) -> None:
         ("features", {"symbol": ["AAPL"]}),
         ("features", {"feature_set_version": [1]}),
         ("features", {"vwap_5m": "abc"}),
+        ("features", {"symbol": "AA\x00"}),
         ("predictions", {"symbol": ["AAPL"]}),
         ("predictions", {"feature_set_version": None}),
         ("predictions", {"model_version": None}),

@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import datetime as dt
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from signalstack.features.columns import FEATURE_COLUMNS
 from signalstack.store.base import SchemaMismatchError
 from signalstack.store.edition import APACHE, COMMUNITY, statements_for
-from signalstack.store.frames import prepare_bars, prepare_features, prepare_trades
+from signalstack.store.frames import (
+    prepare_bars,
+    prepare_features,
+    prepare_predictions,
+    prepare_trades,
+)
 from signalstack.store.gaps import missing_minutes, missing_sessions, session_bounds, sessions
 from signalstack.store.migrations import yoyo_url
 from signalstack.store.synthetic import synthetic_trades
@@ -69,6 +75,35 @@ def test_a_feature_row_without_a_version_gets_the_default_in_any_batch() -> None
     assert alone["feature_set_version"].tolist() == [1]
     assert mixed["feature_set_version"].tolist() == [1, 2]
     assert str(mixed["feature_set_version"].dtype) == "int64"
+
+
+def test_typed_frames_of_every_backend_are_accepted_as_before() -> None:
+    """The type checks refuse wrong values, not other representations of right ones: Arrow-
+    backed columns, numpy integers in object columns, nullable integers."""
+    ts = pd.Timestamp("2024-03-05 15:00:00+00:00")
+    df = pd.DataFrame(
+        {"symbol": ["A", "B"], "ts": [ts, ts], **{c: [1.0, None] for c in FEATURE_COLUMNS}}
+    )
+    df["feature_set_version"] = [1, 2]
+    arrow = prepare_features(df.convert_dtypes(dtype_backend="pyarrow"))
+    pd.testing.assert_frame_equal(arrow, prepare_features(df))
+    assert arrow["feature_set_version"].tolist() == [1, 2]
+    nullable = prepare_features(df.assign(feature_set_version=pd.array([1, None], "Int64")))
+    assert nullable["feature_set_version"].tolist() == [1, 1]  # NULL version: the default
+    preds = pd.DataFrame(
+        {
+            "symbol": ["A", "A", "A"],
+            "ts": [ts, ts, ts],
+            "model_name": "m",
+            "model_version": pd.Series([np.int64(1), 2, "x"], dtype=object),
+            "value": 0.5,
+        }
+    )
+    assert prepare_predictions(preds)["model_version"].tolist() == ["1", "2", "x"]
+    with pytest.raises(ValueError, match="model_version must be"):
+        prepare_predictions(preds.assign(model_version=pd.Series([True] * 3, dtype=object)))
+    with pytest.raises(ValueError, match="symbol contains NUL"):
+        prepare_features(df.assign(symbol=["A\x00", "A"]))  # not merged into "A" by DuckDB
 
 
 def test_prepare_requires_columns_and_dedups_bars() -> None:
