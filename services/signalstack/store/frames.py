@@ -77,7 +77,7 @@ def _text_key(col: pd.Series, name: str, ints: bool = False) -> pd.Series:
         if not ok.all():
             raise ValueError(f"{name} must be a non-empty string, got {col[~ok].iloc[0]!r}")
         col = col.astype(object)
-    elif len(col) and min(map(len, col)) == 0:
+    elif (col.to_numpy() == "").any():
         raise ValueError(f"{name} must be a non-empty string, got ''")
     nul = text_has_nul(col)
     if nul.any():

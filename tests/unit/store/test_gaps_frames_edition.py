@@ -102,6 +102,8 @@ def test_typed_frames_of_every_backend_are_accepted_as_before() -> None:
     assert prepare_predictions(preds)["model_version"].tolist() == ["1", "2", "x"]
     with pytest.raises(ValueError, match="model_version must be"):
         prepare_predictions(preds.assign(model_version=pd.Series([True] * 3, dtype=object)))
+    with pytest.raises(ValueError, match="symbol must be a non-empty string"):
+        prepare_features(df.assign(symbol=["", "A"]))
     with pytest.raises(ValueError, match="symbol contains NUL"):
         prepare_features(df.assign(symbol=["A\x00", "A"]))  # not merged into "A" by DuckDB
 
