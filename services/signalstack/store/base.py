@@ -141,6 +141,15 @@ class DlqRecord:
                 object.__setattr__(self, name, value.replace("\x00", NUL_ESCAPE))
 
 
+# The dlq table's written columns, in the order both stores insert them.
+DLQ_COLUMNS: Final = ("received_at", "source", "reason", "detail", "key", "payload", "dedup_key")
+
+
+def dlq_columns(records: Sequence[DlqRecord]) -> dict[str, list[Any]]:
+    """Records → one list per :data:`DLQ_COLUMNS` entry (what both stores' inserts take)."""
+    return {c: [getattr(r, c) for r in records] for c in DLQ_COLUMNS}
+
+
 @dataclass(frozen=True, slots=True)
 class BackfillRun:
     run_id: str

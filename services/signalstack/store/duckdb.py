@@ -19,6 +19,7 @@ import pandas as pd
 
 from signalstack.store import frames
 from signalstack.store.base import (
+    DLQ_COLUMNS,
     FEATURE_COLUMNS,
     BackfillRun,
     DlqRecord,
@@ -26,6 +27,7 @@ from signalstack.store.base import (
     Store,
     StoreError,
     TimeLike,
+    dlq_columns,
     to_utc,
 )
 from signalstack.store.migrations import sql_dir
@@ -147,23 +149,20 @@ class DuckDBStore(Store):
         recs = list(records)
         if not recs:
             return 0
+        cols = dlq_columns(recs)
         frame = pd.DataFrame(
             {
-                "received_at": pd.to_datetime([r.received_at for r in recs], utc=True),
-                "source": [r.source for r in recs],
-                "reason": [r.reason for r in recs],
-                "detail": [r.detail for r in recs],
-                "key": pd.Series([r.key for r in recs], dtype=object),
-                "payload": [r.payload for r in recs],
-                "dedup_key": [r.dedup_key for r in recs],
+                **cols,
+                "received_at": pd.to_datetime(cols["received_at"], utc=True),
+                "key": pd.Series(cols["key"], dtype=object),
             }
         )
         with self._lock:
             self._con.register("_dlq_in", frame)
             try:
                 row = self._con.execute(
-                    "INSERT INTO dlq (received_at, source, reason, detail, key, payload, "
-                    "dedup_key) SELECT * FROM _dlq_in ON CONFLICT (dedup_key) DO NOTHING"
+                    f"INSERT INTO dlq ({', '.join(DLQ_COLUMNS)}) "
+                    "SELECT * FROM _dlq_in ON CONFLICT (dedup_key) DO NOTHING"
                 ).fetchone()
             finally:
                 self._con.unregister("_dlq_in")

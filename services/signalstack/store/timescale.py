@@ -23,6 +23,7 @@ import pandas as pd
 
 from signalstack.store import frames
 from signalstack.store.base import (
+    DLQ_COLUMNS,
     FEATURE_COLUMNS,
     BackfillRun,
     DlqRecord,
@@ -30,6 +31,7 @@ from signalstack.store.base import (
     Store,
     StoreError,
     TimeLike,
+    dlq_columns,
     to_utc,
 )
 from signalstack.store.batch import TradeBatch, check_batch
@@ -427,22 +429,14 @@ class TimescaleStore(Store):
         recs = list(records)
         if not recs:
             return 0
-        cols = (
-            [r.received_at for r in recs],
-            [r.source for r in recs],
-            [r.reason for r in recs],
-            [r.detail for r in recs],
-            [r.key for r in recs],
-            [r.payload for r in recs],
-            [r.dedup_key for r in recs],
-        )
+        cols = dlq_columns(recs)
 
         async def op(conn: Any) -> int:
             status = await conn.execute(
-                "INSERT INTO dlq (received_at, source, reason, detail, key, payload, dedup_key) "
+                f"INSERT INTO dlq ({', '.join(DLQ_COLUMNS)}) "
                 "SELECT * FROM unnest($1::timestamptz[], $2::text[], $3::text[], $4::text[], "
                 "$5::text[], $6::text[], $7::text[]) ON CONFLICT (dedup_key) DO NOTHING",
-                *cols,
+                *cols.values(),
             )
             return int(status.rsplit(" ", 1)[1])
 

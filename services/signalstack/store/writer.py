@@ -55,6 +55,7 @@ _TRANSACTION_ABORTED: Final = (
     asyncpg.exceptions.LockNotAvailableError,
     asyncpg.exceptions.QueryCanceledError,
 )
+_TRANSIENT: Final = _CONNECTION_LOST + _TRANSACTION_ABORTED
 
 
 class WriteAbortedError(StoreError):
@@ -89,7 +90,7 @@ class WriteResult:
 
 
 def is_transient(exc: BaseException) -> bool:
-    return isinstance(exc, _CONNECTION_LOST + _TRANSACTION_ABORTED)
+    return isinstance(exc, _TRANSIENT)
 
 
 async def with_retry(
