@@ -32,7 +32,8 @@ test-unit: setup ## Only the fast unit tests
 test-integration: setup ## Only the tests against the real servers
 	$(PY) -m pytest -m integration $(PYTEST_ARGS)
 
-demo: setup ## Run the pipeline on the embedded default (no cluster, no API key)
+demo: ## Run the pipeline on the embedded default (Python 3.11 only: no root, JDK, Maven, Go or API key)
+	@bash scripts/setup.sh demo
 	$(VENV)/bin/signalstack demo
 
 bench: setup ## Run every benchmark in bench/ (writes bench/results/*.json)

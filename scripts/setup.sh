@@ -6,6 +6,10 @@
 # machine that has run this before only re-links and re-extracts.
 #
 #   scripts/setup.sh [step ...]     steps: python kafka spark timescaledb prometheus k8s-tools
+#                                   (the default: all of them, for `make test`), or demo
+#
+# `demo` (what `make demo` runs) needs Python 3.11 alone: no root, JDK, Maven or Go. It creates
+# .venv with the runtime and the `demo` extra only, and never removes what a full set-up added.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -59,24 +63,39 @@ XML
   rm -rf "$out"; mv "$out.tmp" "$out"; rm -rf "$work"
 }
 
-step_python() {
+UVBIN="$CACHE/uv/bin/uv"
+bootstrap_uv() { # uv itself, from PyPI into a private venv (pinned; nothing system-wide)
   need python3.11 "install CPython 3.11"
-  local uvbin="$CACHE/uv/bin/uv"
-  if [ ! -x "$uvbin" ] || [ "$("$uvbin" --version | cut -d' ' -f2)" != "$UV_VERSION" ]; then
+  if [ ! -x "$UVBIN" ] || [ "$("$UVBIN" --version | cut -d' ' -f2)" != "$UV_VERSION" ]; then
     log "bootstrapping uv $UV_VERSION"
     rm -rf "$CACHE/uv"; python3.11 -m venv "$CACHE/uv"
     "$CACHE/uv/bin/pip" install -q "uv==$UV_VERSION"
   fi
-  log "syncing .venv from uv.lock (extras: spark)"
-  UV_PROJECT_ENVIRONMENT="$ROOT/.venv" "$uvbin" sync --frozen --compile-bytecode --python python3.11 --extra spark \
-    --quiet --project "$ROOT"
+}
+
+uv_sync() { # uv_sync ARGS... : .venv from uv.lock, exactly the locked versions
+  UV_PROJECT_ENVIRONMENT="$ROOT/.venv" "$UVBIN" sync --frozen --compile-bytecode --python python3.11 \
+    --quiet --project "$ROOT" "$@"
+}
+
+step_python() {
+  bootstrap_uv
+  log "syncing .venv from uv.lock (extras: spark, demo; the dev tools)"
+  uv_sync --extra spark --extra demo
+}
+
+step_demo() {
+  bootstrap_uv
+  log "syncing .venv from uv.lock (the runtime and the demo extra)"
+  # --inexact: a venv a full set-up made keeps its dev tools and extras.
+  uv_sync --extra demo --no-default-groups --inexact
 }
 
 step_kafka() {
   local dir="$CACHE/kafka" want="kafka_${SCALA_BINARY}-${KAFKA_VERSION} log4j-${LOG4J_VERSION}"
   stamp_ok "$dir" "$want" && return 0
   need java "install a JDK >= 17 (apt-get install openjdk-17-jre-headless)"
-  need mvn "apt-get install maven"
+  apt_install maven unzip
   log "resolving Apache Kafka $KAFKA_VERSION broker jars from Maven Central"
   mkdir -p "$dir"
   maven_fetch "$dir/libs" "<dependencies>
@@ -90,7 +109,7 @@ step_kafka() {
 step_spark() {
   local dir="$CACHE/spark-jars" want="spark-sql-kafka-0-10_${SCALA_BINARY}-${SPARK_VERSION} tp-${SPARK_TOKEN_PROVIDER_VERSION}"
   stamp_ok "$dir" "$want" && return 0
-  need mvn "apt-get install maven"
+  apt_install maven unzip
   log "resolving spark-sql-kafka-0-10_${SCALA_BINARY}:${SPARK_VERSION} from Maven Central"
   mkdir -p "$dir"
   # Only the connector and what PySpark's own jars/ lacks; Spark, Scala and Hadoop come from pyspark.
@@ -179,7 +198,6 @@ main() {
   local steps=("$@")
   [ ${#steps[@]} -gt 0 ] || steps=(python kafka spark timescaledb prometheus k8s-tools)
   local t0=$SECONDS s
-  apt_install maven unzip
   for s in "${steps[@]}"; do
     local t=$SECONDS
     "step_${s//-/_}"
