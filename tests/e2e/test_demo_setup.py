@@ -45,7 +45,9 @@ def _shims(bin_dir: Path, calls: Path) -> None:
         shim.chmod(0o755)
     real_id = shutil.which("id")
     ident = bin_dir / "id"  # the set-up's own root checks must see an ordinary user
-    ident.write_text(f'#!/bin/sh\n[ "$1" = "-u" ] && {{ echo 1000; exit 0; }}\nexec {real_id} "$@"\n')
+    ident.write_text(
+        f'#!/bin/sh\n[ "$1" = "-u" ] && {{ echo 1000; exit 0; }}\nexec {real_id} "$@"\n'
+    )
     ident.chmod(0o755)
 
 
@@ -54,9 +56,8 @@ def test_make_demo_needs_python_alone(tmp_path: Path, repo_root: Path) -> None:
     _copy_tracked(repo_root, repo)
     calls = tmp_path / "forbidden-calls.log"
     _shims(tmp_path / "shims", calls)
-    env = {
-        k: v for k, v in os.environ.items() if not k.startswith(("STORE_", "MARKET_", "VIRTUAL_ENV"))
-    }
+    skip = ("STORE_", "MARKET_", "VIRTUAL_ENV")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(skip)}
     env["PATH"] = f"{tmp_path / 'shims'}:{env['PATH']}"
     res = subprocess.run(
         ["make", "demo"], cwd=repo, env=env, capture_output=True, text=True, timeout=900,
