@@ -19,6 +19,7 @@ Semantics (one micro-batch at a time, the watermark ``W`` fixed for the batch):
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 from typing import Final
 
 import numpy as np
@@ -247,12 +248,20 @@ def _current_sessions(m: Minutes) -> Minutes:
     return m.take(m.session == sym_last_session)
 
 
+@cache
+def _empty_frames() -> tuple[pd.DataFrame, pd.DataFrame]:
+    names = np.zeros(0, dtype=object)
+    return Minutes.empty().bar_frame(names), feature_frame(Minutes.empty(), names)
+
+
 def _empty_bars() -> pd.DataFrame:
-    return Minutes.empty().bar_frame(np.zeros(0, dtype=object))
+    """A batch that finalizes nothing (most, at streaming sizes): a copy of one template, not
+    the whole feature computation on empty arrays (~0.9 ms)."""
+    return _empty_frames()[0].copy(deep=False)
 
 
 def _empty_features() -> pd.DataFrame:
-    return feature_frame(Minutes.empty(), np.zeros(0, dtype=object))
+    return _empty_frames()[1].copy(deep=False)
 
 
 __all__ = [
