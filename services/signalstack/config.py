@@ -143,6 +143,12 @@ class IngestSettings(BaseSettings):
     # per frame; "all": a delivery report per message (a Python callback each, ~1 µs).
     delivery_reports: Literal["all", "errors"] = "errors"
     stale_after_s: float = Field(default=30.0, gt=0)  # liveness: processor silent this long
+    # Delivery reports are served by their own thread this often, fed or idle.
+    delivery_poll_s: float = Field(default=0.05, gt=0)
+    # 0: a queued trade waits for the broker as long as it takes (never dropped by a timeout).
+    message_timeout_ms: int = Field(default=0, ge=0)
+    # Readiness: false while every broker is down, or queued trades see no ack for this long.
+    delivery_stall_s: float = Field(default=10.0, gt=0)
 
 
 class SinkSettings(BaseSettings):

@@ -107,7 +107,10 @@ def ensure_topics(bootstrap: str, specs: Iterable[TopicSpec], timeout: float = 3
 def producer_config(
     bootstrap: str, ingest: Any, overrides: Mapping[str, Any] | None = None
 ) -> dict[str, Any]:
-    """Idempotent, acks=all, lz4, batched (linger/batch size) producer."""
+    """Idempotent, acks=all, lz4, batched (linger/batch size) producer. ``message.timeout.ms``
+    0 by default: a queued trade waits for the broker however long an outage lasts (the queue is
+    bounded, and the service waits for room); statistics every second tell readiness whether a
+    broker is up."""
     cfg: dict[str, Any] = {
         "bootstrap.servers": bootstrap,
         "enable.idempotence": True,
@@ -119,7 +122,8 @@ def producer_config(
         "queue.buffering.max.messages": 2_000_000,
         "queue.buffering.max.kbytes": 1_048_576,
         "message.max.bytes": 8_000_000,
-        "statistics.interval.ms": 0,
+        "message.timeout.ms": ingest.message_timeout_ms,
+        "statistics.interval.ms": 1000,
     }
     cfg.update(overrides or {})
     return cfg

@@ -43,6 +43,10 @@ class IngestMetrics:
         self.delivery_errors = Counter(
             p + "delivery_errors_total", "Messages Kafka failed to deliver.", registry=r
         )
+        self.redelivered = Counter(
+            p + "redelivered_total", "Messages produced again after a transient delivery failure.",
+            registry=r,
+        )  # fmt: skip
         self.dlq_out = Counter(
             p + "dlq_messages_total", "Records acknowledged on market.trades.dlq.", registry=r
         )

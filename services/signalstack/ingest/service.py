@@ -6,10 +6,18 @@ Tasks on one event loop:
 - the processor takes frames off the queue, parses them (orjson), dispatches on ``ev``, validates
   each trade (the rules of :func:`validate_trade`), drops duplicates by identity (symbol,
   exchange, trade id) and produces to Kafka (key symbol, idempotent, acks=all, lz4); anything
-  invalid goes to the DLQ
-  with the raw input and the reason. On a reconnect marker it waits for the new subscription,
-  then fills the gap from REST ``/v3/trades`` (last trade seen per symbol − lookback → now)
-  before it goes on with the new stream;
+  invalid goes to the DLQ with the raw input and the reason. When the producer queue is full it
+  waits for room without blocking the loop (the reader's bounded queue then pushes back). On a
+  reconnect marker it waits for the new subscription, then fills the gap from REST
+  ``/v3/trades`` (last trade seen per symbol − lookback → now) before it goes on with the new
+  stream;
+
+Threads beside the loop:
+
+- the delivery thread polls the producer on its own cadence (``delivery_poll_s``), fed or idle:
+  it counts acknowledgements, re-produces a message whose delivery failed for a transient reason
+  (a trade that cannot be delivered at all goes to the DLQ with the reason ``delivery_failed``)
+  and watches the broker for readiness (:mod:`signalstack.ingest.broker_health`);
 - a small HTTP server for ``/metrics``, ``/health/live`` and ``/health/ready``.
 """
 
@@ -19,6 +27,7 @@ import asyncio
 import collections
 import contextlib
 import signal
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -28,6 +37,7 @@ import orjson
 from confluent_kafka import KafkaError, Producer
 
 from signalstack.config import IngestSettings, Settings
+from signalstack.ingest.broker_health import BrokerHealth
 from signalstack.ingest.dedup import DedupWindow
 from signalstack.ingest.dlq import dlq_record
 from signalstack.ingest.fastpath import (
@@ -63,6 +73,21 @@ from signalstack.schemas.trade import (
 
 log = get_logger(__name__)
 INTERNAL_ERROR = "internal_error"
+DELIVERY_FAILED = "delivery_failed"  # DLQ reason: Kafka refused the trade for good
+# Delivery errors worth another produce: the broker may take the message later.
+_TRANSIENT = frozenset(
+    {
+        KafkaError._MSG_TIMED_OUT,
+        KafkaError._TIMED_OUT,
+        KafkaError._TRANSPORT,
+        KafkaError._ALL_BROKERS_DOWN,
+        KafkaError.REQUEST_TIMED_OUT,
+        KafkaError.NOT_ENOUGH_REPLICAS,
+        KafkaError.NOT_ENOUGH_REPLICAS_AFTER_APPEND,
+        KafkaError.NOT_LEADER_FOR_PARTITION,
+        KafkaError.LEADER_NOT_AVAILABLE,
+    }
+)
 _INF = float("inf")
 _I64_MIN, _I64_MAX = -(2**63), 2**63 - 1
 _MAX_MS = _I64_MAX // NS_PER_MS  # a millisecond stamp whose ns value still fits int64
@@ -147,6 +172,18 @@ class IngestService:
         self._sent = self._dlq_sent = self._failed = 0
         self._errors_only = self.cfg.delivery_reports == "errors"
         self._pending_frames: collections.deque[tuple[float, int]] = collections.deque()
+        self.broker = BrokerHealth(self.cfg.delivery_stall_s)
+        # Messages the producer queue could not take (loop thread): produced when there is room.
+        self._backlog: collections.deque[tuple[str, bytes, bytes | None, bool]] = (
+            collections.deque()
+        )
+        # Failed deliveries (delivery thread): re-produced or sent to the DLQ on that thread.
+        self._undelivered: collections.deque[tuple[str, bytes, bytes | None, KafkaError]] = (
+            collections.deque()
+        )
+        self._resent = self._resent_dlq = 0  # written by the delivery thread only
+        self._poll_stop = threading.Event()
+        self._poller: threading.Thread | None = None
 
     # ------------------------------------------------------------------ health
     def live(self) -> tuple[bool, str]:
@@ -160,16 +197,14 @@ class IngestService:
             return False, "kafka topics not checked yet"
         if not self.subscribed:
             return False, "not subscribed to the feed"
-        return True, "ok"
+        return self.broker.check()
 
     # ------------------------------------------------------------------ kafka
     def _on_delivery(self, err: KafkaError | None, msg: Any) -> None:
         """Default callback (market.trades): count acks, sample the latency 1 in 8. With
         ``delivery_reports="errors"`` librdkafka calls it for failures only."""
         if err is not None:
-            self._failed += 1
-            self.metrics.delivery_errors.inc()
-            log.error("kafka_delivery_failed", topic=msg.topic(), error=str(err))
+            self._delivery_failed(err, msg)
             return
         st = self.stats
         st.acked += 1
@@ -178,13 +213,78 @@ class IngestService:
             if lat is not None:
                 self._observe_latency(lat)
 
+    def _delivery_failed(self, err: KafkaError, msg: Any) -> None:
+        """On the delivery thread: count it and keep it for :meth:`_redeliver`."""
+        self._failed += 1
+        self.metrics.delivery_errors.inc()
+        log.warning("kafka_delivery_failed", topic=msg.topic(), error=str(err))
+        self._undelivered.append((msg.topic(), msg.value(), msg.key(), err))
+
+    def _redeliver(self) -> None:
+        """On the delivery thread: produce again what failed for a transient reason; a trade
+        Kafka refuses for good goes to the DLQ (reason ``delivery_failed``), so nothing is only
+        logged. Messages the full queue cannot take yet wait for the next round."""
+        p = self._producer
+        und = self._undelivered
+        while p is not None and und:
+            topic, value, key, err = und[0]
+            dlq = topic == self.dlq_topic
+            try:
+                if err.code() in _TRANSIENT or err.retriable():
+                    cb = self._on_dlq_delivery if dlq else self._on_delivery
+                    p.produce(topic, value, key, on_delivery=cb)
+                    if dlq:
+                        self._resent_dlq += 1
+                    else:
+                        self._resent += 1
+                    self.metrics.redelivered.inc()
+                elif not dlq:
+                    sym = key.decode(errors="replace") if key else None
+                    rec = dlq_record(
+                        value, DELIVERY_FAILED, str(err), WS_SOURCE, time.time_ns(), sym
+                    )
+                    p.produce(self.dlq_topic, orjson.dumps(rec), key,
+                              on_delivery=self._on_dlq_delivery)  # fmt: skip
+                    self._resent_dlq += 1
+                    self.metrics.rejected.labels(DELIVERY_FAILED).inc()
+                else:
+                    log.error("kafka_dlq_delivery_lost", error=str(err), raw=value[:200])
+            except BufferError:
+                return
+            und.popleft()
+
+    def _acked_all(self, queued: int) -> int:
+        """Messages acknowledged so far (trades and DLQ records), from the queue's length."""
+        produced = self._sent + self._dlq_sent + self._resent + self._resent_dlq
+        return produced - queued - self._failed
+
+    def _poll_deliveries(self) -> None:
+        """The delivery thread: serve delivery reports on their own cadence, fed or idle."""
+        p = self._producer
+        assert p is not None
+        interval = self.cfg.delivery_poll_s
+        while not self._poll_stop.is_set():
+            try:
+                p.poll(interval)
+                self._redeliver()
+                self._report_acks()
+            except Exception:  # the thread must outlive any one bad round
+                log.exception("ingest_delivery_thread_error")
+                self._poll_stop.wait(interval)
+
     def _report_acks(self) -> None:
-        """Update the ack counter in bulk. In ``errors`` mode acks are derived exactly from the
-        producer's queue: a message leaves it only when acknowledged or failed (failures are
-        reported); the latency is then observed per frame (its last message acked)."""
-        if self._errors_only and self._producer is not None:
-            acked_all = self._sent + self._dlq_sent - len(self._producer) - self._failed
-            self.stats.acked = max(self.stats.acked, acked_all - self._dlq_sent)
+        """Update the ack counter in bulk (on the delivery thread). In ``errors`` mode acks are
+        derived exactly from the producer's queue: a message leaves it only when acknowledged or
+        failed (failures are reported); the latency is then observed per frame (its last
+        message acked)."""
+        p = self._producer
+        if p is None:
+            return
+        queued = len(p)
+        acked_all = self._acked_all(queued)
+        self.broker.observe(queued, acked_all)
+        if self._errors_only:
+            self.stats.acked = max(self.stats.acked, acked_all - self._dlq_sent - self._resent_dlq)
             pend = self._pending_frames
             if pend:
                 now = time.perf_counter()
@@ -198,30 +298,74 @@ class IngestService:
 
     def _on_dlq_delivery(self, err: KafkaError | None, msg: Any) -> None:
         if err is not None:
-            self.metrics.delivery_errors.inc()
-            log.error("kafka_delivery_failed", topic=msg.topic(), error=str(err))
+            self._delivery_failed(err, msg)
         else:
             self.metrics.dlq_out.inc()
 
-    def _produce(self, topic: str, value: bytes, key: bytes | None) -> None:
+    def _produce(self, topic: str, value: bytes, key: bytes | None, dlq: bool = False) -> None:
+        """Produce one message; if the queue is full it waits in the backlog, which the
+        processor drains (:meth:`_wait_for_room`) before it takes the next frame."""
         p = self._producer
         assert p is not None
-        while True:
+        if not self._backlog:
             try:
-                p.produce(topic, value, key)
-                self._sent += 1
+                if dlq:
+                    p.produce(topic, value, key, on_delivery=self._on_dlq_delivery)
+                    self._dlq_sent += 1
+                else:
+                    p.produce(topic, value, key)
+                    self._sent += 1
                 return
             except BufferError:
-                p.poll(0.05)
+                pass
+        self._backlog.append((topic, value, key, dlq))
+
+    def _drain_backlog(self) -> None:
+        p = self._producer
+        assert p is not None
+        b = self._backlog
+        while b:
+            topic, value, key, dlq = b[0]
+            try:
+                if dlq:
+                    p.produce(topic, value, key, on_delivery=self._on_dlq_delivery)
+                    self._dlq_sent += 1
+                else:
+                    p.produce(topic, value, key)
+                    self._sent += 1
+            except BufferError:
+                return
+            b.popleft()
+
+    def has_room(self) -> bool:
+        p = self._producer
+        return not self._backlog and (p is None or len(p) <= self._queue_max)
+
+    async def _wait_for_room(self) -> None:
+        """Back-pressure without blocking the loop: the health server, the reader and the
+        delivery thread go on while the broker catches up (or comes back)."""
+        waited = False
+        while True:
+            self._drain_backlog()
+            if self.has_room():
+                break
+            if not waited:
+                waited = True
+                log.warning("kafka_queue_full", queued=len(self._producer or ()))
+            self.heartbeat = time.monotonic()  # waiting on the broker is not a hung processor
+            await asyncio.sleep(0.05)
+        if waited:
+            log.info("kafka_queue_has_room")
 
     def _produce_batch(self, batch: list[dict[str, Any]]) -> None:
         """One ``produce_batch`` call per frame (keys still pick the partition); messages the
-        local queue could not take are produced one by one, waiting for room."""
+        local queue could not take go to the backlog, in order."""
         p = self._producer
         assert p is not None
-        # Make room first: a batch the queue cannot take would fail part-way.
-        while len(p) + len(batch) > self._queue_max:
-            p.poll(0.05)
+        if self._backlog:  # keep the order: nothing may overtake what already waits
+            for m in batch:
+                self._produce(self.trades_topic, m["value"], m["key"].encode())
+            return
         n = p.produce_batch(self.trades_topic, batch)
         self._sent += n
         if self._errors_only:
@@ -237,15 +381,7 @@ class IngestService:
         sym = symbol if isinstance(symbol, str) and symbol else None
         rec = dlq_record(raw, reason, detail, source, time.time_ns(), sym)
         value, key = orjson.dumps(rec), (sym.encode() if sym else None)
-        p = self._producer
-        assert p is not None
-        while True:
-            try:
-                p.produce(self.dlq_topic, value, key, on_delivery=self._on_dlq_delivery)
-                self._dlq_sent += 1
-                break
-            except BufferError:
-                p.poll(0.05)
+        self._produce(self.dlq_topic, value, key, dlq=True)
         self.metrics.rejected.labels(reason).inc()
         self.stats.rejected += 1
 
@@ -328,7 +464,6 @@ class IngestService:
         if n_unknown:
             m.unknown_conditions.inc(n_unknown)
         st.produced += n_out
-        self._report_acks()
         if self._newest_ts:
             m.last_event_lag.set((now - self._newest_ts) / NS_PER_S)
 
@@ -517,7 +652,8 @@ class IngestService:
             start = since[sym]
             async for page in self._rest.trades(sym, gte_ns=start, lte_ns=upto, order="asc"):
                 total += self.process_rest_trades(sym, page)
-                self._producer.poll(0)  # type: ignore[union-attr]
+                if not self.has_room():
+                    await self._wait_for_room()
         self.stats.gap_fills += 1
         self.stats.gap_filled += total
         self.metrics.gap_fills.inc()
@@ -530,14 +666,11 @@ class IngestService:
         q = self.queue
         pending_gap: dict[str, int] | None = None
         lookback = int(self.cfg.gap_lookback_s * NS_PER_S)
-        poll = self._producer.poll  # type: ignore[union-attr]
         while True:
             self.heartbeat = time.monotonic()
             try:
                 item = await asyncio.wait_for(q.get(), timeout=1.0)
             except TimeoutError:
-                poll(0)
-                self._report_acks()
                 if stop.is_set():
                     return
                 continue
@@ -558,9 +691,26 @@ class IngestService:
                 elif item.ok:
                     pending_gap = None
                 continue
+            if not self.has_room():
+                await self._wait_for_room()
             self.process_frame(item)
-            poll(0)
             await asyncio.sleep(0)
+
+    def _flush(self, timeout: float) -> int:
+        """At shutdown, on a worker thread: flush, then once more for what had to be produced
+        again (the delivery thread has stopped)."""
+        p = self._producer
+        assert p is not None
+        deadline = time.monotonic() + timeout
+        remaining = p.flush(timeout)
+        while self._undelivered or self._backlog:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            self._redeliver()
+            self._drain_backlog()
+            remaining = p.flush(left)
+        return int(remaining) + len(self._backlog) + len(self._undelivered)
 
     async def run(self, stop: asyncio.Event | None = None) -> IngestStats:
         """Run until ``stop`` is set (or SIGTERM/SIGINT via :func:`run`). Raises
@@ -572,10 +722,17 @@ class IngestService:
         self.topics_ready = True
         conf = producer_config(bootstrap, self.cfg, self._producer_overrides)
         conf["on_delivery"] = self._on_delivery
+        conf["error_cb"] = self.broker.on_error
+        conf["stats_cb"] = self.broker.on_stats
         if self._errors_only:
             conf["delivery.report.only.error"] = True
         self._queue_max = int(conf["queue.buffering.max.messages"]) // 2
         self._producer = Producer(conf)
+        self._poll_stop.clear()
+        self._poller = threading.Thread(
+            target=self._poll_deliveries, name="ingest-delivery", daemon=True
+        )
+        self._poller.start()
         key = s.polygon.api_key.get_secret_value() if s.polygon.api_key else ""
         if key:
             self._rest = PolygonRestClient(
@@ -620,7 +777,11 @@ class IngestService:
                     t.cancel()
                     with contextlib.suppress(asyncio.CancelledError, Exception):
                         await t
-            remaining = await asyncio.to_thread(self._producer.flush, 30.0)
+            self._poll_stop.set()
+            if self._poller is not None:
+                await asyncio.to_thread(self._poller.join)
+            self._drain_backlog()
+            remaining = await asyncio.to_thread(self._flush, 30.0)
             if remaining:
                 log.error("kafka_flush_incomplete", remaining=remaining)
             self._report_acks()
