@@ -26,6 +26,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from signalstack.engines.dedup import PendingIdentities
 from signalstack.features.bars import Minutes, Selection, TradeArrays, aggregate_selected
 from signalstack.features.conditions import EligibilityRules
 from signalstack.features.definitions import feature_frame
@@ -35,7 +36,6 @@ from signalstack.features.trades import (
     SymbolCodes,
     TradeBatch,
     TradeIdBytes,
-    duplicate_mask,
     prepare,
 )
 
@@ -137,6 +137,10 @@ class FeatureStateMachine:
         # pending — None: all); a batch's chunk is its prepared arrays plus the kept rows, so
         # rows that are final at the next watermark are never copied out of the batch
         self._chunks: list[tuple[Pending, npt.NDArray[np.intp] | None]] = []
+        # their identities, sorted by hash: what dedup of the next batch reads
+        self._ids = PendingIdentities()
+        # their earliest event time: a batch that finalizes nothing looks at no chunk
+        self._min_ts: int | None = None
         self.history = Minutes.empty()
 
     @property
@@ -152,6 +156,9 @@ class FeatureStateMachine:
     @pending.setter
     def pending(self, p: Pending) -> None:
         self._chunks = [(p, None)] if len(p) else []
+        self._min_ts = int(p.trades.ts.min()) if len(p) else None
+        self._ids.clear()
+        self._ids.add(p.ident, p.trades.sym, p.exchange, p.trade_id, p.trades.ts)
 
     # -- one batch ---------------------------------------------------------------------------
     def ingest(self, batch: TradeBatch, watermark_ns: int) -> StepResult:
@@ -172,13 +179,7 @@ class FeatureStateMachine:
             # no row with the same key has, and exact confirmation compares hashes too
             ident = ident.copy()
             ident[late_rows] = ~ident[late_rows]
-        pend = self.pending
-        dup = duplicate_mask(
-            ident,
-            (t.sym, p.exchange, p.trade_id),
-            pend.ident,
-            (pend.trades.sym, pend.exchange, pend.trade_id),
-        )
+        dup = self._ids.duplicates(ident, (t.sym, p.exchange, p.trade_id))
         in_session = t.session >= 0
         fresh = ~dup
         if len(late_rows):
@@ -189,7 +190,18 @@ class FeatureStateMachine:
         n_keep = int(np.count_nonzero(keep))
         n_out = len(t) - len(late_rows) - n_dup - n_keep
         if n_keep:
-            rows = None if n_keep == len(t) else np.flatnonzero(keep)
+            if n_keep == len(t):
+                rows = None
+                kept_ts = t.ts
+                self._ids.add(p.ident, t.sym, p.exchange, p.trade_id, t.ts)
+            else:
+                rows = np.flatnonzero(keep)
+                kept_ts = t.ts[rows]
+                self._ids.add(
+                    p.ident[rows], t.sym[rows], p.exchange[rows], p.trade_id[rows], kept_ts
+                )
+            low = int(kept_ts.min())
+            self._min_ts = low if self._min_ts is None else min(self._min_ts, low)
             self._chunks.append((Pending(t, p.exchange, p.trade_id, p.ident), rows))
         return StepResult(late_rows, n_dup, n_out, p.unknown_conditions)
 
@@ -197,6 +209,8 @@ class FeatureStateMachine:
         """Emit every minute with end <= watermark: bars and features, once."""
         # minute_end(ts) <= W  <=>  ts < W floored to the minute
         cut = (watermark_ns // NS_PER_MINUTE) * NS_PER_MINUTE
+        if self._min_ts is None or self._min_ts >= cut:
+            return Emitted(_empty_bars(), _empty_features())
         due_parts: list[Selection] = []
         rest: list[Pending] = []
         for c, rows in self._chunks:
@@ -213,9 +227,11 @@ class FeatureStateMachine:
                 rest.append(c.take(all_rows[~due]))
         if not due_parts:
             return Emitted(_empty_bars(), _empty_features())
-        self._chunks = []
-        if rest:
-            self.pending = rest[0] if len(rest) == 1 else Pending.concat(rest)
+        # the identities follow by event time: no rebuild
+        self._ids.drop_before(cut)
+        rest_p = Pending.concat(rest) if len(rest) > 1 else rest[0] if rest else None
+        self._chunks = [(rest_p, None)] if rest_p is not None and len(rest_p) else []
+        self._min_ts = int(rest_p.trades.ts.min()) if self._chunks and rest_p is not None else None
         # pending rows are in session by construction (ingest keeps no other)
         return self._emit(aggregate_selected(due_parts, in_session=True), self.codes.names)
 

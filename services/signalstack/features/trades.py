@@ -287,14 +287,14 @@ def duplicate_mask(
         cols = [np.concatenate([p[pr], k[nr]]) for p, k in zip(prior_keys, keys, strict=True)]
     else:
         cols = [k[rows] for k in keys]
-    exact = _exact_repeats(all_h[rows], cols)
+    exact = exact_repeats(all_h[rows], cols)
     out = np.zeros(len(ident), dtype=bool)
     hit = rows[exact]
     out[hit[hit >= n_prior] - n_prior] = True
     return out
 
 
-def _exact_repeats(h: npt.NDArray[np.int64], cols: list[npt.NDArray[Any]]) -> npt.NDArray[np.bool_]:
+def exact_repeats(h: npt.NDArray[np.int64], cols: list[npt.NDArray[Any]]) -> npt.NDArray[np.bool_]:
     """``DataFrame({h, *cols}).duplicated(keep="first")``: rows repeating an earlier row exactly.
 
     Usual case, vectorised: every row agrees on all columns with the first row of its hash.
