@@ -29,7 +29,11 @@ import pandas as pd
 from signalstack.engines.dedup import PendingIdentities
 from signalstack.features.bars import Minutes, Selection, TradeArrays, aggregate_selected
 from signalstack.features.conditions import EligibilityRules
-from signalstack.features.definitions import feature_frame
+from signalstack.features.definitions import (
+    LONGEST_WINDOW_MINUTES,
+    VOLUME_RATIO_LOOKBACK,
+    feature_frame,
+)
 from signalstack.features.sessions import NS_PER_MINUTE, SessionIndex
 from signalstack.features.trades import (
     Prepared,
@@ -246,22 +250,33 @@ class FeatureStateMachine:
         is_new = is_new[order]
         feats = feature_frame(allm, names, is_new)
         bars = allm.take(is_new).bar_frame(names)
-        self.history = _current_sessions(allm)
+        self.history = _history(allm)
         return Emitted(bars, feats)
 
 
-def _current_sessions(m: Minutes) -> Minutes:
-    """Keep, per symbol, only the rows of its latest session (windows never reach further)."""
-    if len(m) == 0:
-        return m
+def _history(m: Minutes) -> Minutes:
+    """What the next emission needs of ``m`` (sorted by sym, ts), per symbol: rows of its
+    latest session only, and of those the rows a later bar's features read (definitions:
+    ``LONGEST_WINDOW_MINUTES`` of minute rows before its last row, the last
+    ``VOLUME_RATIO_LOOKBACK`` bars, and rows between) — so an emission's cost does not grow
+    with the session, and the values are those of the whole session: every row a feature reads
+    is kept, and a symbol with fewer bars keeps all of them (volume_ratio counts them)."""
     n = len(m)
-    # rows are sorted by (sym, ts): the last row of each symbol holds its latest session
-    last = np.ones(n, dtype=bool)
-    last[:-1] = m.sym[1:] != m.sym[:-1]
-    sym_last_session = np.repeat(
-        m.session[last], np.diff(np.concatenate(([0], np.flatnonzero(last) + 1)))
-    )
-    return m.take(m.session == sym_last_session)
+    if n == 0:
+        return m
+    first = np.ones(n, dtype=bool)
+    first[1:] = m.sym[1:] != m.sym[:-1]
+    starts = np.flatnonzero(first)
+    ends = np.append(starts[1:], n)  # exclusive
+    gid = np.repeat(np.arange(len(starts)), ends - starts)
+    last = ends - 1
+    in_session = m.session == m.session[last][gid]
+    in_window = m.ts > (m.ts[last] - LONGEST_WINDOW_MINUTES * NS_PER_MINUTE)[gid]
+    bar = m.has_bar.astype(np.int64)
+    bars_upto = np.cumsum(bar)  # bars at or before each row
+    bars_from = bars_upto[last][gid] - bars_upto + bar  # bars at or after each row (same symbol)
+    keep = in_session & (in_window | (bars_from <= VOLUME_RATIO_LOOKBACK))
+    return m if keep.all() else m.take(keep)
 
 
 @cache

@@ -24,6 +24,11 @@ from signalstack.features.sessions import NS_PER_MINUTE
 F8 = npt.NDArray[np.float64]
 
 VOLUME_RATIO_LOOKBACK: Final = 20  # bars
+# What a feature row at T reads of the rows before it (the stream engines keep no more): the
+# minute rows of the longest window, (T − 15m, T]; the 20 bars before T (volume_ratio); and
+# the last bar at or before T − 5m (price_momentum_5m), which is among those 20 bars whenever
+# it lies before the window (at most 15 bars fit in it).
+LONGEST_WINDOW_MINUTES: Final = 15
 
 DEFINITIONS: Final[dict[str, str]] = {
     "vwap_5m": "Σ(price·size) / Σ size over the VWAP-eligible trades in [T − 5m, T) "
