@@ -142,6 +142,71 @@ def demo(
     run(_settings(), seed=seed, out=out, trades_per_day=trades_per_day)
 
 
+@app.command("fake-polygon")
+def fake_polygon(
+    symbols: Annotated[
+        str, typer.Option(help="Comma-separated symbols of the simulated market.")
+    ] = "AAPL,MSFT,NVDA,AMZN,TSLA,SPY",
+    date: Annotated[
+        str | None, typer.Option(help="Session date YYYY-MM-DD (default: the simulator's).")
+    ] = None,
+    api_key: Annotated[str, typer.Option(help="The API key clients must send.")] = "test-key",
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port for WebSocket and REST; 0 picks a free one.")] = 0,
+    port_file: Annotated[
+        Path | None, typer.Option(help="Write the bound port to this file once listening.")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the simulated market.")] = 7,
+    trades_per_day: Annotated[int, typer.Option(help="Trades per symbol per session.")] = 50_000,
+    rate: Annotated[
+        float, typer.Option(help="WebSocket replay, trades/s (0: as fast as clients read).")
+    ] = 10_000.0,
+    live: Annotated[
+        bool,
+        typer.Option(
+            "--live/--history",
+            help="live: trades restamped with the wall clock, REST serves what has been sent; "
+            "history: a past day, all of it on REST from the start.",
+        ),
+    ] = False,
+    loop: Annotated[
+        bool, typer.Option("--loop/--no-loop", help="Replay the tape when it ends.")
+    ] = True,
+    recorded: Annotated[
+        Path | None, typer.Option(help="Serve a file of recorded WebSocket frames instead.")
+    ] = None,
+) -> None:
+    """A fake Polygon server (WebSocket + REST on one port) serving a simulated day."""
+    import asyncio
+    import contextlib
+    import datetime as dt
+
+    from signalstack.marketdata.fake_polygon import FakeConfig, build_tape, serve_forever
+
+    _settings()
+    try:
+        day = dt.date.fromisoformat(date) if date else None
+    except ValueError:
+        raise typer.BadParameter(
+            f"expected YYYY-MM-DD, got {date!r}", param_hint="--date"
+        ) from None
+    syms = [s.strip().upper() for s in symbols.split(",") if s.strip()]
+    if not syms and recorded is None:
+        raise typer.BadParameter("at least one symbol is required", param_hint="--symbols")
+    tape = build_tape(syms, date=day, seed=seed, trades_per_day=trades_per_day, recorded=recorded)
+    cfg = FakeConfig(
+        api_keys=frozenset({api_key}),
+        rate=rate or None,
+        restamp=live,
+        start_on_subscribe=not live,
+        on_end="loop" if loop else "stop",
+    )
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C: a clean exit
+        asyncio.run(
+            serve_forever(tape, cfg, host, port, port_file, announce=lambda m: typer.echo(m))
+        )
+
+
 @app.command("config")
 def show_config() -> None:
     """Print the effective configuration (secrets masked) and exit non-zero if it is invalid."""

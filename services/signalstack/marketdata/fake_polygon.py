@@ -1,17 +1,32 @@
 """A fake Polygon stocks server: WebSocket and REST on one loopback port, one process.
 
-It speaks the documented protocol (POLYGON.md): ``connected`` on open, ``auth`` →
-``auth_success``/``auth_failed``, ``subscribe`` → one ``success`` status per topic, frames that
-are JSON arrays of ``T`` events with millisecond ``t``; REST ``/v3/trades/{T}`` (ns timestamps,
-``timestamp.gte/gt/lte/lt``, ``order`` defaulting to desc, ``limit`` ≤ 50000, ``next_url`` with
-a cursor and no key), ``/v2/aggs``, ``/v3/reference/conditions`` and ``/v1/marketstatus/now``;
-401 without a key. Non-upgrade HTTP requests on the WebSocket port are answered as REST.
+It speaks the documented protocol (POLYGON.md) well enough for the official client (``massive``)
+to be pointed at it unchanged: ``connected`` on open, ``auth`` → ``auth_success``/``auth_failed``,
+``subscribe`` → one ``success`` status per trade topic (``T.<ticker>`` or ``T.*``; any other
+channel is refused with an ``error`` status), frames that are JSON arrays of ``T`` events with
+millisecond ``t``. REST: ``/v3/trades/{T}`` and ``/v3/quotes/{T}`` (``timestamp`` and
+``timestamp.gte/gt/lte/lt`` as a date ``YYYY-MM-DD`` or nanoseconds, ``order`` defaulting to desc,
+``limit`` ≤ 50000, ``next_url`` with a cursor and no key), ``/v2/aggs/ticker/{T}/range/...`` (bars
+by the consolidated condition update rules, the features library's bar code), ``/v2/aggs/ticker/
+{T}/prev``, ``/v2/last/trade/{T}``, ``/v3/reference/conditions`` (``asset_class``, ``data_type``)
+and ``/v1/marketstatus/now``; 401 without a key, 400 with a message for a bad parameter.
+Non-upgrade HTTP requests on the WebSocket port are answered as REST.
 
-The market is a tape (the simulator or a recorded file) published at ``rate`` trades/s once the
-first client subscribes, whether or not anybody is connected afterwards: a client that drops
-misses trades, exactly as on the real feed. Every published trade is also served by REST, so a
-client can fill its gap. ``restamp`` (the live mode) stamps trades with the wall clock at
-publication, keeping each print's reporting delay.
+The market is a tape (the simulator or a recorded file), replayed over the WebSocket at ``rate``
+trades/s (once the first client subscribes, with ``start_on_subscribe``) whether or not anybody is
+connected afterwards: a client that drops misses trades, as on the real feed. Two modes:
+
+- **history** (``restamp=False``): the tape is a past day. REST serves all of it from the start,
+  with no WebSocket client needed; the WebSocket replays it with its own timestamps.
+- **live** (``restamp=True``): the tape plays as today. Each trade is stamped with the wall clock
+  at publication (keeping its reporting delay) and REST serves what has been published, as the
+  real service does during the session.
+
+When the tape ends, subscribers get a status (``tape_ended``, or ``tape_restarted`` with
+``on_end="loop"``, which replays it: in live mode with fresh stamps and ``-<loop>`` trade ids).
+A subscriber whose unsent data (its connection's write buffer) passes ``slow_consumer_bytes`` gets
+Polygon's ``slow_consumer`` status and is disconnected; the others and REST are never held up.
+With ``rate=None`` the tape goes as fast as the fastest subscriber reads.
 
 Fault knobs (:class:`FakeConfig`): drop each connection after N data frames (abort, data in
 flight lost), inject malformed/invalid frames every N frames (one class after another), refuse
@@ -24,31 +39,40 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
-import bisect
+import binascii
+import datetime as dt
 import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from http import HTTPStatus
 from pathlib import Path
-from typing import Any, Final
-from urllib.parse import parse_qs, urlsplit
+from typing import Any, Final, Literal
+from urllib.parse import parse_qs, quote, urlsplit
+from zoneinfo import ZoneInfo
 
 import numpy as np
+import numpy.typing as npt
 import orjson
+import pandas as pd
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+from signalstack.features.bars import TradeArrays, aggregate_minutes
+from signalstack.features.conditions import bundled_rules
+from signalstack.features.sessions import NS_PER_MINUTE
 from signalstack.logs import get_logger
 from signalstack.marketdata.conditions import bundled_conditions_response
 from signalstack.marketdata.simulator import SimConfig, SimulatedMarket, simulate
 
 log = get_logger(__name__)
 
+NY: Final = ZoneInfo("America/New_York")
 BAD_FRAME_KINDS: Final = (
     "bad_json",
     "missing_field",
@@ -62,9 +86,40 @@ RATE_LIMIT_TEXT: Final = (
     "You've exceeded the maximum requests per minute, please wait or upgrade your "
     "subscription to continue. https://polygon.io/pricing"
 )
+SLOW_CONSUMER_TEXT: Final = (
+    "Your connection was closed because you are not consuming messages fast enough: the "
+    "server-side buffer for this connection is full."
+)
+CLOSE_TRY_AGAIN_LATER: Final = 1013
+QUOTE_LEAD_NS: Final = 1_000  # a trade's quote is stamped this long before it
+_SPAN_NS: Final = {"second": 1_000_000_000, "minute": NS_PER_MINUTE, "hour": 60 * NS_PER_MINUTE}
+_MAX_MS: Final = 2**62 // 1_000_000
+OnEnd = Literal["stop", "loop"]
+
+I8 = npt.NDArray[np.int64]
+
+
+class BadRequestError(ValueError):
+    """A REST parameter the fake (and Polygon) cannot take: a 400 with this message."""
 
 
 # ---------------------------------------------------------------------------------- tapes
+@dataclass(frozen=True)
+class TapeColumns:
+    """Every tape row as numpy columns (delivery order): what REST, bars and quotes read."""
+
+    sym: npt.NDArray[np.int32]  # index into Tape.symbols
+    ts: I8  # SIP time, ns (tape time)
+    price: npt.NDArray[np.float64]
+    size: npt.NDArray[np.float64]
+    seq: I8
+    flags: npt.NDArray[np.uint8]  # eligibility (signalstack.features.conditions)
+    duplicate: npt.NDArray[np.bool_]  # a repeat of an identity delivered earlier
+
+    def __len__(self) -> int:
+        return len(self.ts)
+
+
 class Tape:
     """The trades the fake market publishes, in delivery order."""
 
@@ -82,9 +137,16 @@ class Tape:
         return [0] * (stop - start)
 
     def ts_ns(self, start: int, stop: int) -> list[int]:
-        return [e["t"] * 1_000_000 for e in self.ws_events(start, stop)]
+        return list(self.columns.ts[start:stop].tolist())
 
     def rest_results(self, rows: Sequence[int], ts: Sequence[int]) -> list[dict[str, Any]]:
+        raise NotImplementedError
+
+    @cached_property
+    def columns(self) -> TapeColumns:
+        return self._columns()
+
+    def _columns(self) -> TapeColumns:
         raise NotImplementedError
 
 
@@ -103,15 +165,23 @@ class SimTape(Tape):
     def delays_ns(self, start: int, stop: int) -> list[int]:
         return list(self._delay[start:stop].tolist())
 
-    def ts_ns(self, start: int, stop: int) -> list[int]:
-        return list(self.m.ts_event[start:stop].tolist())
-
     def rest_results(self, rows: Sequence[int], ts: Sequence[int]) -> list[dict[str, Any]]:
         out = self.m.rest_results(np.asarray(rows, dtype=np.int64))
         for r, t in zip(out, ts, strict=True):
             r["sip_timestamp"] = t
             r["participant_timestamp"] = t - 150_000
         return out
+
+    def _columns(self) -> TapeColumns:
+        m = self.m
+        pats = np.empty(len(m.patterns), dtype=object)
+        pats[:] = [list(p) for p in m.patterns]
+        flags = bundled_rules().flags(pats).flags
+        return TapeColumns(
+            sym=m.sym.astype(np.int32), ts=m.ts_event, price=m.price,
+            size=m.size.astype(np.float64), seq=m.sequence, flags=flags[m.cond_pattern],
+            duplicate=m.is_duplicate,
+        )  # fmt: skip
 
 
 class RecordedTape(Tape):
@@ -147,15 +217,40 @@ class RecordedTape(Tape):
             out.append(r)
         return out
 
+    def _columns(self) -> TapeColumns:
+        ev = self.events
+        code = {s: k for k, s in enumerate(self.symbols)}
+        conds = np.empty(len(ev), dtype=object)
+        conds[:] = [list(e.get("c") or ()) for e in ev]
+        seen: set[tuple[str, int, str]] = set()
+        dup = np.zeros(len(ev), dtype=bool)
+        for k, e in enumerate(ev):
+            ident = (e["sym"], e["x"], e["i"])
+            dup[k] = ident in seen
+            seen.add(ident)
+        return TapeColumns(
+            sym=np.array([code[e["sym"]] for e in ev], dtype=np.int32),
+            ts=np.array([e["t"] * 1_000_000 for e in ev], dtype=np.int64),
+            price=np.array([e["p"] for e in ev], dtype=np.float64),
+            size=np.array([e["s"] for e in ev], dtype=np.float64),
+            seq=np.array([e.get("q", 0) for e in ev], dtype=np.int64),
+            flags=bundled_rules().flags(conds).flags,
+            duplicate=dup,
+        )
+
 
 # ---------------------------------------------------------------------------------- config
 @dataclass
 class FakeConfig:
     api_keys: frozenset[str] = frozenset({"test-key"})
     batch: int = 250  # trades per frame
-    rate: float | None = 100_000.0  # trades/s; None: as fast as clients read
+    rate: float | None = 100_000.0  # trades/s; None: as fast as the fastest subscriber reads
     restamp: bool = True  # live mode: trades stamped with the wall clock at publication
-    start_on_subscribe: bool = True  # the market opens when the first client subscribes
+    start_on_subscribe: bool = True  # the WebSocket replay starts when the first client subscribes
+    on_end: OnEnd = "stop"  # at the end of the tape: stop (status tape_ended) or loop
+    slow_consumer_bytes: int = 64 * 2**20  # unsent bytes on one connection before slow_consumer
+    pace_bytes: int = 2**20  # rate=None: wait while the fastest reader has more than this unsent
+    seed: int = 7  # of the quote (spread) model
     drop_every: int | None = None  # abort each connection after this many data frames
     max_drops: int | None = None  # stop dropping after this many
     malformed_every: int | None = None  # inject one invalid frame after every N data frames
@@ -167,8 +262,8 @@ class FakeConfig:
     rest_503_every: int | None = None
     retry_after: str | None = "0"
     rest_page_limit_cap: int = MAX_LIMIT
-    # Benchmark mode (needs restamp=False): every frame encoded and every trade indexed for REST
-    # before the market opens, so serving costs the server next to nothing while measured.
+    # Benchmark mode (needs restamp=False): every frame encoded before the market opens, so
+    # serving costs the server next to nothing while measured.
     preencode: bool = False
 
 
@@ -182,28 +277,55 @@ class _Client:
     frames: int = 0
     dead: bool = False
 
+    def unsent(self) -> int:
+        return int(self.ws.transport.get_write_buffer_size())
 
-class _Published:
-    """Per-symbol index of published trades for REST: (ts_ns, row) kept sorted."""
+
+class _SymbolIndex:
+    """Served trades of one symbol: (ts_ns, gid) sorted; gid = loop × len(tape) + row."""
 
     def __init__(self) -> None:
-        self.keys: dict[str, list[tuple[int, int]]] = {}
-        self._sorted: dict[str, bool] = {}
+        self._chunks: list[tuple[I8, I8]] = []
+        self._ts: I8 = np.zeros(0, np.int64)
+        self._gid: I8 = np.zeros(0, np.int64)
+
+    def add(self, ts: I8, gid: I8) -> None:
+        self._chunks.append((ts, gid))
+
+    def arrays(self) -> tuple[I8, I8]:
+        if self._chunks:
+            ts = np.concatenate([self._ts, *(c[0] for c in self._chunks)])
+            gid = np.concatenate([self._gid, *(c[1] for c in self._chunks)])
+            self._chunks.clear()
+            order = np.lexsort((gid, ts))
+            self._ts, self._gid = ts[order], gid[order]
+        return self._ts, self._gid
+
+
+class _Published:
+    """Per-symbol index of the trades REST serves."""
+
+    def __init__(self, symbols: Sequence[str]) -> None:
+        self.symbols = tuple(symbols)
+        self.index = {s: _SymbolIndex() for s in symbols}
         self.count = 0
 
-    def add(self, sym: str, ts: int, row: int) -> None:
-        lst = self.keys.setdefault(sym, [])
-        if lst and (ts, row) < lst[-1]:
-            self._sorted[sym] = False
-        lst.append((ts, row))
-        self.count += 1
+    def add(self, sym: npt.NDArray[np.int32], ts: I8, gid: I8) -> None:
+        if len(ts) == 0:
+            return
+        for k in np.unique(sym).tolist():
+            m = sym == k
+            self.index[self.symbols[k]].add(ts[m], gid[m])
+        self.count += len(ts)
+
+    def arrays(self, sym: str) -> tuple[I8, I8]:
+        idx = self.index.get(sym)
+        return idx.arrays() if idx else (np.zeros(0, np.int64), np.zeros(0, np.int64))
 
     def get(self, sym: str) -> list[tuple[int, int]]:
-        lst = self.keys.get(sym, [])
-        if not self._sorted.get(sym, True):
-            lst.sort()
-            self._sorted[sym] = True
-        return lst
+        """(ts_ns, gid) of every served trade of ``sym``, sorted."""
+        ts, gid = self.arrays(sym)
+        return list(zip(ts.tolist(), gid.tolist(), strict=True))
 
 
 # ---------------------------------------------------------------------------------- server
@@ -216,11 +338,14 @@ class FakePolygonServer:
         self.host = host
         self.port = port
         self.clients: list[_Client] = []
-        self.published = _Published()
+        self.published = _Published(tape.symbols)
         self.position = 0  # next tape row to publish
-        self.done = asyncio.Event()
+        self.loop_number = 0  # completed passes over the tape
+        self.ended = False  # the tape ended and does not loop
+        self.done = asyncio.Event()  # set when the first pass over the tape is published
         self.injected: Counter[str] = Counter()
         self.drops = 0
+        self.slow_consumers = 0
         self.logins = 0
         self.rest_requests = 0
         self.rest_throttled = 0
@@ -234,7 +359,8 @@ class FakePolygonServer:
         self._bad_n = 0
         self._data_frames = 0
         self._tasks: set[asyncio.Future[None]] = set()
-        self._published_ids: set[tuple[str, int, str]] = set()
+        self._t0 = 0.0  # perf_counter at the start of the replay (set when it starts)
+        self._sent_trades = 0
 
     # ---------------------------------------------------------------- lifecycle
     @property
@@ -249,6 +375,11 @@ class FakePolygonServer:
         self._loop = asyncio.get_running_loop()
         self.done = asyncio.Event()
         self._market_started = asyncio.Event()
+        cols = self.tape.columns
+        if not self.cfg.restamp:  # history: REST serves the whole day from the start
+            keep = ~cols.duplicate
+            rows = np.flatnonzero(keep).astype(np.int64)
+            self.published.add(cols.sym[keep], cols.ts[keep], rows)
         self._server = await serve(
             self._handle,
             self.host,
@@ -257,6 +388,8 @@ class FakePolygonServer:
             compression=None,
             max_size=2**20,
             ping_interval=None,
+            # never paused below the slow-consumer limit: one reader cannot hold the market up
+            write_limit=self.cfg.slow_consumer_bytes + 2**20,
         )
         self.port = self._server.sockets[0].getsockname()[1] if self.port == 0 else self.port
         self._market_task = asyncio.create_task(self._market())
@@ -338,21 +471,7 @@ class FakePolygonServer:
                 elif not c.authed:
                     await self._send(c, self._status("error", "not authorized"))
                 elif action == "subscribe":
-                    topics = [p.strip() for p in params.split(",") if p.strip()]
-                    c.topics.update(topics)
-                    c.all_trades = (
-                        "T.*" in c.topics or {f"T.{s}" for s in self.tape.symbols} <= c.topics
-                    )
-                    await self._send(
-                        c,
-                        [
-                            {"ev": "status", "status": "success", "message": f"subscribed to: {t}"}
-                            for t in topics
-                        ],
-                    )
-                    if c not in self.clients:
-                        self.clients.append(c)
-                    self._market_started.set()
+                    await self._subscribe(c, params)
                 elif action == "unsubscribe":
                     topics = [p.strip() for p in params.split(",") if p.strip()]
                     c.topics.difference_update(topics)
@@ -376,6 +495,35 @@ class FakePolygonServer:
             c.dead = True
             if c in self.clients:
                 self.clients.remove(c)
+
+    async def _subscribe(self, c: _Client, params: str) -> None:
+        """Acknowledge each trade topic; refuse every other channel with an ``error`` status."""
+        replies: list[dict[str, str]] = []
+        accepted = []
+        for t in (p.strip() for p in params.split(",")):
+            if not t:
+                continue
+            ev, _, ticker = t.partition(".")
+            if ev == "T" and ticker:
+                accepted.append(t)
+                replies.append(
+                    {"ev": "status", "status": "success", "message": f"subscribed to: {t}"}
+                )
+            else:
+                replies.append({
+                    "ev": "status", "status": "error",
+                    "message": f"subscription refused: {t} is not served by this fake Polygon "
+                    "server, which serves trades only (T.<ticker> or T.*)",
+                })  # fmt: skip
+        c.topics.update(accepted)
+        c.all_trades = "T.*" in c.topics or {f"T.{s}" for s in self.tape.symbols} <= c.topics
+        if self.ended:
+            replies.extend(self._end_status())
+        await self._send(c, replies)
+        if c.topics:
+            if c not in self.clients:
+                self.clients.append(c)
+            self._market_started.set()
 
     def _authed_count(self, key: str) -> int:
         return sum(1 for o in self.clients if o.authed and o.key == key and not o.dead)
@@ -406,21 +554,16 @@ class FakePolygonServer:
         self.clients.append(c)
         await self._send(c, self._status("auth_success", "authenticated"))
 
-    def _drop(self, c: _Client) -> None:
-        """Abort the TCP connection: whatever is still in flight is lost."""
-        c.dead = True
-        if c in self.clients:
-            self.clients.remove(c)
-        self.drops += 1
-        c.ws.transport.abort()
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def inject(self, text: str | bytes) -> None:
         """Send a raw frame to every subscribed client (tests: arbitrary malformed input)."""
         for c in list(self.clients):
             if c.topics and not c.dead:
-                task = asyncio.ensure_future(c.ws.send(text, text=True))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+                self._spawn(c.ws.send(text, text=True))
 
     def bad_frame(self, kind: str) -> bytes:
         """One invalid frame of the given class (never published to REST)."""
@@ -451,78 +594,108 @@ class FakePolygonServer:
     async def _market(self) -> None:
         cfg = self.cfg
         n = len(self.tape)
-        sent_trades = 0
-        syms_all = set(self.tape.symbols)
-        kinds = cfg.malformed_kinds
         pre: list[bytes] | None = None
         if cfg.preencode and not cfg.restamp:
-            pre = []
-            for i in range(0, n, cfg.batch):
-                j = min(n, i + cfg.batch)
-                evs = self.tape.ws_events(i, j)
-                self._publish(evs, self.tape.ts_ns(i, j), i)
-                pre.append(orjson.dumps(evs))
+            pre = [
+                orjson.dumps(self.tape.ws_events(i, min(n, i + cfg.batch)))
+                for i in range(0, n, cfg.batch)
+            ]
         if cfg.start_on_subscribe:
             await self._market_started.wait()
-        t0 = time.perf_counter()
+        self._t0 = time.perf_counter()
+        self._sent_trades = 0
+        while True:
+            await self._play(pre)
+            self.loop_number += 1
+            if not self.done.is_set():
+                self.done.set()
+                log.info("fake_polygon_tape_done", published=self.published.count)
+            self.ended = cfg.on_end != "loop"
+            self._broadcast(orjson.dumps(self._end_status()), None, data=False)
+            if self.ended or n == 0:
+                return
+            self.position = 0
+
+    def _end_status(self) -> list[dict[str, str]]:
+        n = len(self.tape)
+        if self.cfg.on_end == "loop":
+            return self._status(
+                "tape_restarted",
+                f"the simulated tape ended after {n} trades; replaying it from the start "
+                f"(pass {self.loop_number + 1})",
+            )
+        return self._status(
+            "tape_ended",
+            f"the simulated tape ended after {n} trades: no more data on this server "
+            "(run it with on_end=loop / --loop to replay the tape)",
+        )
+
+    async def _play(self, pre: list[bytes] | None) -> None:
+        """One pass over the tape."""
+        cfg = self.cfg
+        n = len(self.tape)
+        cols = self.tape.columns
+        kinds = cfg.malformed_kinds
+        loop = self.loop_number
         while self.position < n:
             i, j = self.position, min(n, self.position + cfg.batch)
+            events: list[dict[str, Any]] | None = None
             if pre is not None:
                 full = pre[i // cfg.batch]
-                self.position = j
-                await self._broadcast(full, None)
-                sent_trades += j - i
-                if cfg.rate:
-                    await asyncio.sleep(max(0.0, t0 + sent_trades / cfg.rate - time.perf_counter()))
-                else:
-                    await asyncio.sleep(0)
-                continue
-            events = self.tape.ws_events(i, j)
-            if cfg.restamp:
-                now = time.time_ns()
-                ts = [now - d + k for k, d in enumerate(self.tape.delays_ns(i, j))]
-                for e, t in zip(events, ts, strict=True):
-                    e["t"] = t // 1_000_000
             else:
-                ts = self.tape.ts_ns(i, j)
-            self._publish(events, ts, i)
+                events = self.tape.ws_events(i, j)
+                if cfg.restamp:
+                    now = time.time_ns()
+                    ts = np.array(
+                        [now - d + k for k, d in enumerate(self.tape.delays_ns(i, j))],
+                        dtype=np.int64,
+                    )
+                    for e, t in zip(events, ts.tolist(), strict=True):
+                        e["t"] = t // 1_000_000
+                        if loop:
+                            e["i"] = _loop_id(e["i"], loop)
+                    keep = ~cols.duplicate[i:j]
+                    gid = np.arange(i, j, dtype=np.int64) + loop * n
+                    self.published.add(cols.sym[i:j][keep], ts[keep], gid[keep])
+                full = orjson.dumps(events)
             self.position = j
-            full = orjson.dumps(events)
-            await self._broadcast(full, events)
+            self._broadcast(full, events)
             if cfg.malformed_every and self._data_frames % cfg.malformed_every == 0:
                 kind = kinds[(self._data_frames // cfg.malformed_every - 1) % len(kinds)]
                 bad = self.bad_frame(kind)
-                targets = [c for c in self.clients if not c.dead and c.topics]
-                if targets:
+                if any(not c.dead and c.topics for c in self.clients):
                     self.injected[kind] += 1
-                    await asyncio.gather(*(self._deliver(c, bad, data=False) for c in targets))
-            sent_trades += j - i
+                    self._broadcast(bad, None, data=False)
+            self._sent_trades += j - i
             if cfg.rate:
-                ahead = t0 + sent_trades / cfg.rate - time.perf_counter()
+                ahead = self._t0 + self._sent_trades / cfg.rate - time.perf_counter()
                 await asyncio.sleep(max(0.0, ahead))
             else:
-                await asyncio.sleep(0)
-        del syms_all
-        self.done.set()
-        log.info("fake_polygon_tape_done", published=self.published.count)
+                await self._wait_for_readers()
 
-    def _publish(self, events: list[dict[str, Any]], ts: Sequence[int], first_row: int) -> None:
-        pub_ids = self._published_ids
-        for k, (e, t) in enumerate(zip(events, ts, strict=True)):
-            ident = (e["sym"], e["x"], e["i"])
-            if ident in pub_ids:  # a duplicate delivery: REST lists each trade once
-                continue
-            pub_ids.add(ident)
-            self.published.add(e["sym"], t, first_row + k)
+    async def _wait_for_readers(self) -> None:
+        """``rate=None``: go on once the fastest subscriber has at most ``pace_bytes`` unsent.
+        With no subscriber the first pass goes on (REST gets the live tape); a replay waits."""
+        await asyncio.sleep(0)
+        while True:
+            live = [c for c in self.clients if not c.dead and c.topics]
+            if not live and self.loop_number == 0:
+                return
+            if live and min(c.unsent() for c in live) <= self.cfg.pace_bytes:
+                return
+            await asyncio.sleep(0.001 if live else 0.05)
 
-    async def _broadcast(self, full: bytes, events: list[dict[str, Any]] | None) -> None:
-        """Send a data frame to every subscribed client (filtered per client if needed)."""
-        self._data_frames += 1
-        sends = []
+    def _broadcast(
+        self, full: bytes, events: list[dict[str, Any]] | None, *, data: bool = True
+    ) -> None:
+        """Write a frame to every subscribed client (filtered per client if needed). Never
+        waits for a client: one whose unsent data passes the limit is disconnected instead."""
+        if data:
+            self._data_frames += 1
         for c in list(self.clients):
             if c.dead or not c.topics:
                 continue
-            if c.all_trades:
+            if not data or c.all_trades:
                 payload = full
             else:
                 evs = events if events is not None else orjson.loads(full)
@@ -530,25 +703,55 @@ class FakePolygonServer:
                 if not sel:
                     continue
                 payload = orjson.dumps(sel)
-            sends.append(self._deliver(c, payload))
-        if sends:
-            await asyncio.gather(*sends)
+            self._deliver(c, payload, data)
 
-    async def _deliver(self, c: _Client, payload: bytes, data: bool = True) -> None:
+    def _deliver(self, c: _Client, payload: bytes, data: bool = True) -> None:
+        if c.ws.transport.is_closing():
+            c.dead = True
+            return
+        if c.unsent() + len(payload) > self.cfg.slow_consumer_bytes:
+            self._slow_consumer(c)
+            return
+        # Below the write limit the send completes without waiting: no client holds the loop.
+        drop = False
+        if data:
+            c.frames += 1
+            cfg = self.cfg
+            drop = bool(
+                cfg.drop_every
+                and c.frames >= cfg.drop_every
+                and (cfg.max_drops is None or self.drops < cfg.max_drops)
+            )
+            if drop:  # counted now, so no other frame schedules a drop of its own
+                c.dead = True
+                if c in self.clients:
+                    self.clients.remove(c)
+                self.drops += 1
+        self._spawn(self._send_frame(c, payload, drop))
+
+    async def _send_frame(self, c: _Client, payload: bytes, drop: bool = False) -> None:
         try:
             await c.ws.send(payload, text=True)
         except ConnectionClosed:
             c.dead = True
-            return
-        if data:
-            c.frames += 1
-            cfg = self.cfg
-            if (
-                cfg.drop_every
-                and c.frames >= cfg.drop_every
-                and (cfg.max_drops is None or self.drops < cfg.max_drops)
-            ):
-                self._drop(c)
+        if drop:  # abort the TCP connection: whatever is still in flight is lost
+            c.ws.transport.abort()
+
+    def _slow_consumer(self, c: _Client) -> None:
+        c.dead = True
+        if c in self.clients:
+            self.clients.remove(c)
+        self.slow_consumers += 1
+        log.warning("fake_polygon_slow_consumer", unsent_bytes=c.unsent())
+
+        async def close() -> None:
+            try:
+                await self._send(c, self._status("slow_consumer", SLOW_CONSUMER_TEXT))
+                await c.ws.close(CLOSE_TRY_AGAIN_LATER, "slow consumer")
+            except ConnectionClosed:
+                pass
+
+        self._spawn(close())
 
     # ---------------------------------------------------------------- REST
     def _json(self, status: int, body: Any, extra: dict[str, str] | None = None) -> Response:
@@ -589,23 +792,41 @@ class FakePolygonServer:
             return self._json(
                 503, {"status": "ERROR", "request_id": rid, "error": "unavailable"}, ra
             )
-        parts = url.path.strip("/").split("/")
         try:
-            if parts[:2] == ["v3", "trades"] and len(parts) == 3:
-                return self._json(200, self._trades(parts[2], q, rid))
-            if parts[:3] == ["v2", "aggs", "ticker"] and len(parts) == 9:
-                return self._json(
-                    200, self._aggs(parts[3], parts[5], parts[6], parts[7], parts[8], q, rid)
-                )
-            if parts == ["v3", "reference", "conditions"]:
-                return self._json(200, self._conditions(q, rid))
-            if parts == ["v1", "marketstatus", "now"]:
-                return self._json(200, self._market_status())
-        except (ValueError, KeyError) as err:
+            body = self._route(url.path.strip("/").split("/"), q, rid)
+        except BadRequestError as err:
+            return self._json(400, {"status": "ERROR", "request_id": rid, "error": str(err)})
+        except Exception:  # a bug here must not look like a client error or kill the server
+            log.exception("fake_polygon_rest_error", path=url.path)
             return self._json(
-                400, {"status": "ERROR", "request_id": rid, "error": f"bad request: {err}"}
+                500,
+                {"status": "ERROR", "request_id": rid, "error": "internal error (fake server)"},
             )
-        return self._json(404, {"status": "NOT_FOUND", "request_id": rid, "message": "not found"})
+        if body is None:
+            return self._json(
+                404, {"status": "NOT_FOUND", "request_id": rid, "message": "not found"}
+            )
+        status, payload = body
+        return self._json(status, payload)
+
+    def _route(
+        self, parts: list[str], q: dict[str, str], rid: str
+    ) -> tuple[int, dict[str, Any]] | None:
+        if parts[:2] == ["v3", "trades"] and len(parts) == 3:
+            return 200, self._ticks(parts[2], q, rid, quotes=False)
+        if parts[:2] == ["v3", "quotes"] and len(parts) == 3:
+            return 200, self._ticks(parts[2], q, rid, quotes=True)
+        if parts[:3] == ["v2", "aggs", "ticker"] and len(parts) == 9 and parts[4] == "range":
+            return 200, self._aggs(parts[3], parts[5], parts[6], parts[7], parts[8], q, rid)
+        if parts[:3] == ["v2", "aggs", "ticker"] and len(parts) == 5 and parts[4] == "prev":
+            return 200, self._prev_close(parts[3], q, rid)
+        if parts[:3] == ["v2", "last", "trade"] and len(parts) == 4:
+            return self._last_trade(parts[3], rid)
+        if parts == ["v3", "reference", "conditions"]:
+            return 200, self._conditions(q, rid)
+        if parts == ["v1", "marketstatus", "now"]:
+            return 200, self._market_status()
+        return None
 
     def _market_status(self) -> dict[str, Any]:
         return {
@@ -620,103 +841,187 @@ class FakePolygonServer:
         return base64.urlsafe_b64encode(orjson.dumps(state)).decode().rstrip("=")
 
     def _uncursor(self, cur: str) -> dict[str, Any]:
-        state: dict[str, Any] = orjson.loads(base64.urlsafe_b64decode(cur + "=" * (-len(cur) % 4)))
+        try:
+            state = orjson.loads(base64.urlsafe_b64decode(cur + "=" * (-len(cur) % 4)))
+        except (binascii.Error, ValueError) as err:
+            raise BadRequestError("cursor: not a cursor this server issued") from err
+        if not isinstance(state, dict):
+            raise BadRequestError("cursor: not a cursor this server issued")
         return state
 
-    def _trades(self, sym: str, q: dict[str, str], rid: str) -> dict[str, Any]:
+    def _rows(self, gid: I8) -> tuple[I8, I8]:
+        """Tape rows and loop numbers of served ids."""
+        n = max(1, len(self.tape))
+        return gid % n, gid // n
+
+    def _ticks(self, sym: str, q: dict[str, str], rid: str, *, quotes: bool) -> dict[str, Any]:
+        """``/v3/trades/{T}`` or ``/v3/quotes/{T}``: filtered, ordered, paged by cursor."""
         if "cursor" in q:
             state = self._uncursor(q["cursor"])
         else:
             state = {k: q[k] for k in q if k.startswith("timestamp") or k in ("order", "limit")}
-        order = state.get("order", "desc")
-        limit = min(int(state.get("limit", 1000)), self.cfg.rest_page_limit_cap, MAX_LIMIT)
-        keys = self.published.get(sym)
-        lo, hi = 0, len(keys)
-        big = 1 << 62
-        if "timestamp" in state:
-            v = int(state["timestamp"])
-            lo, hi = bisect.bisect_left(keys, (v, -1)), bisect.bisect_right(keys, (v, big))
-        if "timestamp.gte" in state:
-            lo = max(lo, bisect.bisect_left(keys, (int(state["timestamp.gte"]), -1)))
-        if "timestamp.gt" in state:
-            lo = max(lo, bisect.bisect_right(keys, (int(state["timestamp.gt"]), big)))
-        if "timestamp.lte" in state:
-            hi = min(hi, bisect.bisect_right(keys, (int(state["timestamp.lte"]), big)))
-        if "timestamp.lt" in state:
-            hi = min(hi, bisect.bisect_left(keys, (int(state["timestamp.lt"]), -1)))
-        after = state.get("after")  # cursor position: last (ts, row) returned
+            _check_choice("sort", q.get("sort", "timestamp"), ("timestamp",))
+        order = _check_choice("order", str(state.get("order", "desc")), ("asc", "desc"))
+        limit = min(_int_param("limit", state.get("limit", 1000), 1, MAX_LIMIT),
+                    self.cfg.rest_page_limit_cap)  # fmt: skip
+        ts, gid = self.published.arrays(sym)
+        if quotes:
+            ts = ts - QUOTE_LEAD_NS
+        lo, hi = _time_bounds(ts, state)
+        after = state.get("after")  # cursor position: last (ts, gid) returned
         if order == "asc":
             if after is not None:
-                lo = max(lo, bisect.bisect_right(keys, tuple(after)))
-            sel = keys[lo : min(hi, lo + limit)] if lo < hi else []
+                lo = max(lo, _position(ts, gid, int(after[0]), int(after[1]), "right"))
+            sel = np.arange(lo, min(hi, lo + limit))
             more = lo + len(sel) < hi
         else:
             if after is not None:
-                hi = min(hi, bisect.bisect_left(keys, tuple(after)))
-            sel = keys[max(lo, hi - limit) : hi][::-1] if lo < hi else []
+                hi = min(hi, _position(ts, gid, int(after[0]), int(after[1]), "left"))
+            sel = np.arange(max(lo, hi - limit), hi)[::-1]
             more = hi - len(sel) > lo
-        results = self.tape.rest_results([r for _, r in sel], [t for t, _ in sel])
+        sts, sgid = ts[sel], gid[sel]
+        results = self._quotes(sgid, sts) if quotes else self._trade_results(sgid, sts)
         body: dict[str, Any] = {"results": results, "status": "OK", "request_id": rid}
-        if more and sel:
-            state = {**state, "after": list(sel[-1])}
-            body["next_url"] = f"{self.rest_url}/v3/trades/{sym}?cursor={self._cursor(state)}"
+        if more and len(sel):
+            state = {**state, "after": [int(sts[-1]), int(sgid[-1])]}
+            kind = "quotes" if quotes else "trades"
+            body["next_url"] = (
+                f"{self.rest_url}/v3/{kind}/{quote(sym)}?cursor={self._cursor(state)}"
+            )
         return body
+
+    def _trade_results(self, gid: I8, ts: I8) -> list[dict[str, Any]]:
+        rows, loops = self._rows(gid)
+        out = self.tape.rest_results(rows.tolist(), ts.tolist())
+        for r, lp in zip(out, loops.tolist(), strict=True):
+            if lp:
+                r["id"] = _loop_id(r["id"], lp)
+        return out
+
+    @cached_property
+    def _spread_model(self) -> dict[str, npt.NDArray[Any]]:
+        """A seeded NBBO around each trade: the trade inside a 1–3 tick half-spread each side,
+        sizes in shares by the round-lot tiers (POLYGON.md), a few exchanges."""
+        cols = self.tape.columns
+        n = len(cols)
+        rng = np.random.default_rng(self.cfg.seed)
+        lot = np.select(
+            [cols.price <= 250, cols.price <= 1_000, cols.price <= 10_000], [100, 40, 10], 1
+        )
+        return {
+            "bid_ticks": rng.choice([1, 1, 1, 2, 3], size=n),
+            "ask_ticks": rng.choice([1, 1, 1, 2, 3], size=n),
+            "bid_size": lot * rng.geometric(0.3, size=n),
+            "ask_size": lot * rng.geometric(0.3, size=n),
+            "bid_x": rng.choice([1, 4, 8, 11, 12, 15, 19], size=n),
+            "ask_x": rng.choice([1, 4, 8, 11, 12, 15, 19], size=n),
+        }
+
+    def _quotes(self, gid: I8, ts: I8) -> list[dict[str, Any]]:
+        rows, _ = self._rows(gid)
+        m = self._spread_model
+        cols = self.tape.columns
+        p = cols.price[rows]
+        bid = np.round(np.maximum(0.01, p - 0.01 * m["bid_ticks"][rows]), 2)
+        ask = np.round(p + 0.01 * m["ask_ticks"][rows], 2)
+        out = []
+        for t, b, a, bs, az, bx, ax, sq in zip(
+            ts.tolist(), bid.tolist(), ask.tolist(), m["bid_size"][rows].tolist(),
+            m["ask_size"][rows].tolist(), m["bid_x"][rows].tolist(), m["ask_x"][rows].tolist(),
+            cols.seq[rows].tolist(), strict=True,
+        ):  # fmt: skip
+            out.append({
+                "ask_exchange": ax, "ask_price": a, "ask_size": az, "bid_exchange": bx,
+                "bid_price": b, "bid_size": bs, "participant_timestamp": t - 50_000,
+                "sequence_number": sq, "sip_timestamp": t, "tape": 3,
+            })  # fmt: skip
+        return out
+
+    def _last_trade(self, sym: str, rid: str) -> tuple[int, dict[str, Any]]:
+        ts, gid = self.published.arrays(sym)
+        if len(ts) == 0:
+            return 404, {"status": "NOT_FOUND", "request_id": rid, "message": "Data not found."}
+        r = self._trade_results(gid[-1:], ts[-1:])[0]
+        res: dict[str, Any] = {
+            "T": sym, "i": r["id"], "p": r["price"], "q": r["sequence_number"], "s": r["size"],
+            "t": r["sip_timestamp"], "x": r["exchange"], "y": r["participant_timestamp"],
+            "z": r.get("tape"),
+        }  # fmt: skip
+        if r.get("conditions"):
+            res["c"] = r["conditions"]
+        return 200, {"request_id": rid, "status": "OK", "results": res}
 
     def _aggs(
         self, sym: str, mult: str, span: str, frm: str, to: str, q: dict[str, str], rid: str
     ) -> dict[str, Any]:
-        if not isinstance(self.tape, SimTape):
-            raise ValueError("aggregates need a simulator tape")
-        spans = {"second": 1_000, "minute": 60_000, "hour": 3_600_000, "day": 86_400_000}
-        if span not in spans:
-            raise ValueError(f"timespan {span!r}")
-        width = int(mult) * spans[span]
+        width = _int_param("multiplier", mult, 1, 1_000_000)
+        bucket = _bucketer(span, width)
         if "cursor" in q:
             st = self._uncursor(q["cursor"])
-            start_ms, end_ms, limit = st["from"], st["to"], st["limit"]
         else:
-            start_ms, end_ms = _ms(frm, False), _ms(to, True)
-            limit = min(int(q.get("limit", 5000)), MAX_LIMIT)
-        m = self.tape.m
-        sel = (m.sym == m.symbols.index(sym)) & ~m.is_duplicate
-        t_ms = m.ts_event[sel] // 1_000_000
-        inwin = (t_ms >= start_ms) & (t_ms <= end_ms)
-        t_ms, p, v = t_ms[inwin], m.price[sel][inwin], m.size[sel][inwin].astype(np.float64)
-        order = np.argsort(t_ms, kind="stable")
-        t_ms, p, v = t_ms[order], p[order], v[order]
-        bucket = t_ms // width * width
-        starts, first = np.unique(bucket, return_index=True)
-        bounds = np.r_[first, len(bucket)]
-        results = []
-        for b, s0, s1 in zip(
-            starts.tolist()[:limit], bounds[:-1].tolist(), bounds[1:].tolist(), strict=False
-        ):
-            pp, vv = p[s0:s1], v[s0:s1]
-            results.append({
-                "v": float(vv.sum()), "vw": round(float((pp * vv).sum() / vv.sum()), 4),
-                "o": float(pp[0]), "c": float(pp[-1]), "h": float(pp.max()), "l": float(pp.min()),
-                "t": int(b), "n": int(s1 - s0),
-            })  # fmt: skip
+            st = {
+                "from": _agg_bound("from", frm, end=False), "to": _agg_bound("to", to, end=True),
+                "sort": _check_choice("sort", q.get("sort", "asc"), ("asc", "desc")),
+                "limit": _int_param("limit", q.get("limit", 5000), 1, MAX_LIMIT),
+            }  # fmt: skip
+        _check_choice("adjusted", q.get("adjusted", "true"), ("true", "false"))
+        ts, gid = self.published.arrays(sym)
+        rows, _ = self._rows(gid)
+        bars = _bars(self.tape.columns, ts, rows, bucket, int(st["from"]), int(st["to"]))
+        if st["sort"] == "desc":
+            bars.reverse()
+        after = st.get("after")
+        if after is not None:
+            bars = [b for b in bars if (b["t"] > after if st["sort"] == "asc" else b["t"] < after)]
+        page = bars[: int(st["limit"])]
         body: dict[str, Any] = {
-            "ticker": sym, "queryCount": len(results), "resultsCount": len(results),
-            "adjusted": q.get("adjusted", "true") == "true", "results": results, "status": "OK",
-            "request_id": rid,
+            "ticker": sym, "queryCount": len(page), "resultsCount": len(page),
+            "adjusted": q.get("adjusted", "true") == "true", "status": "OK", "request_id": rid,
         }  # fmt: skip
-        if len(starts) > limit:
-            nxt = {"from": int(starts[limit]), "to": end_ms, "limit": limit}
+        if page:
+            body["results"] = page
+        if len(bars) > len(page):
+            nxt = {**st, "after": page[-1]["t"]}
             body["next_url"] = (
-                f"{self.rest_url}/v2/aggs/ticker/{sym}/range/{mult}/{span}/{nxt['from']}/{to}"
+                f"{self.rest_url}/v2/aggs/ticker/{quote(sym)}/range/{mult}/{span}/{frm}/{to}"
                 f"?cursor={self._cursor(nxt)}"
             )
         return body
 
+    def _prev_close(self, sym: str, q: dict[str, str], rid: str) -> dict[str, Any]:
+        """The day bar of the tape's own session (the fake serves one day: the previous one)."""
+        _check_choice("adjusted", q.get("adjusted", "true"), ("true", "false"))
+        cols = self.tape.columns
+        results: list[dict[str, Any]] = []
+        if sym in self.tape.symbols:
+            rows = np.flatnonzero((cols.sym == self.tape.symbols.index(sym)) & ~cols.duplicate)
+            bars = _bars(cols, cols.ts[rows], rows, _bucketer("day", 1), 0, _MAX_MS)
+            results = [{"T": sym, **b} for b in bars[-1:]]
+        body: dict[str, Any] = {
+            "ticker": sym, "queryCount": len(results), "resultsCount": len(results),
+            "adjusted": q.get("adjusted", "true") == "true", "status": "OK", "request_id": rid,
+        }  # fmt: skip
+        if results:
+            body["results"] = results
+        return body
+
     def _conditions(self, q: dict[str, str], rid: str) -> dict[str, Any]:
-        full = bundled_conditions_response()["results"]
         if "cursor" in q:
             st = self._uncursor(q["cursor"])
-            off, limit = st["off"], st["limit"]
         else:
-            off, limit = 0, min(int(q.get("limit", 10)), 1000, self.cfg.rest_page_limit_cap)
+            st = {
+                "off": 0,
+                "limit": min(_int_param("limit", q.get("limit", 10), 1, 1000),
+                             self.cfg.rest_page_limit_cap),
+                **{k: q[k] for k in ("asset_class", "data_type") if k in q},
+            }  # fmt: skip
+        full = [
+            r
+            for r in bundled_conditions_response()["results"]
+            if ("asset_class" not in st or r.get("asset_class") == st["asset_class"])
+            and ("data_type" not in st or st["data_type"] in (r.get("data_types") or ()))
+        ]
+        off, limit = int(st["off"]), int(st["limit"])
         page = full[off : off + limit]
         body: dict[str, Any] = {
             "results": page,
@@ -725,19 +1030,204 @@ class FakePolygonServer:
             "count": len(page),
         }
         if off + limit < len(full):
-            cur = self._cursor({"off": off + limit, "limit": limit})
+            cur = self._cursor({**st, "off": off + limit})
             body["next_url"] = f"{self.rest_url}/v3/reference/conditions?cursor={cur}"
         return body
 
 
-def _ms(v: str, end: bool) -> int:
-    if v.isdigit():
-        return int(v)
-    import datetime as dt
+# ---------------------------------------------------------------------------------- helpers
+def _loop_id(trade_id: str, loop: int) -> str:
+    return f"{trade_id}-{loop}"
 
-    d = dt.datetime.strptime(v, "%Y-%m-%d").replace(tzinfo=dt.UTC)
-    ms = int(d.timestamp() * 1000)
-    return ms + 86_400_000 - 1 if end else ms
+
+def _check_choice(name: str, value: str, choices: Sequence[str]) -> str:
+    if value not in choices:
+        raise BadRequestError(f"{name}: expected one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
+def _int_param(name: str, value: object, lo: int, hi: int) -> int:
+    try:
+        v = int(str(value))
+    except ValueError:
+        raise BadRequestError(f"{name}: expected an integer, got {value!r}") from None
+    if not lo <= v <= hi:
+        raise BadRequestError(f"{name}: must be between {lo} and {hi}, got {v}")
+    return v
+
+
+def _ny_day_ns(day: dt.date) -> tuple[int, int]:
+    """[00:00, next 00:00) America/New_York of ``day``, in UTC ns."""
+    a = dt.datetime.combine(day, dt.time(), tzinfo=NY)
+    b = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), tzinfo=NY)
+    return int(a.timestamp()) * 1_000_000_000, int(b.timestamp()) * 1_000_000_000
+
+
+def parse_timestamp(name: str, value: str) -> tuple[int, int]:
+    """A ``timestamp`` parameter as the half-open ns range it names: nanoseconds since the epoch
+    (one instant) or a date ``YYYY-MM-DD`` (that New York trading day: 00:00 to 00:00 ET)."""
+    v = str(value).strip()
+    if v.isdigit():
+        return int(v), int(v) + 1
+    try:
+        day = dt.date.fromisoformat(v) if len(v) == 10 else None
+    except ValueError:
+        day = None
+    if day is None:
+        raise BadRequestError(
+            f"{name}: expected a date YYYY-MM-DD or nanoseconds since the epoch, got {v!r}"
+        )
+    return _ny_day_ns(day)
+
+
+def _time_bounds(ts: I8, state: Mapping[str, Any]) -> tuple[int, int]:
+    """The [lo, hi) index range of sorted ``ts`` selected by the ``timestamp*`` filters."""
+    lo, hi = 0, len(ts)
+
+    def left(x: int) -> int:
+        return int(np.searchsorted(ts, x, "left"))
+
+    for name, val in state.items():
+        if not name.startswith("timestamp"):
+            continue
+        start, end = parse_timestamp(name, val)
+        op = name.partition(".")[2]
+        if op == "":
+            lo, hi = max(lo, left(start)), min(hi, left(end))
+        elif op == "gte":
+            lo = max(lo, left(start))
+        elif op == "gt":
+            lo = max(lo, left(end))
+        elif op == "lte":
+            hi = min(hi, left(end))
+        elif op == "lt":
+            hi = min(hi, left(start))
+        else:
+            raise BadRequestError(f"{name}: unknown filter (use timestamp.gte/gt/lte/lt)")
+    return lo, hi
+
+
+def _position(ts: I8, gid: I8, t: int, g: int, side: Literal["left", "right"]) -> int:
+    """Index of (t, g) in the (ts, gid)-sorted arrays."""
+    a, b = int(np.searchsorted(ts, t, "left")), int(np.searchsorted(ts, t, "right"))
+    return a + int(np.searchsorted(gid[a:b], g, side))
+
+
+def _agg_bound(name: str, value: str, *, end: bool) -> int:
+    """An aggregates ``from``/``to``: ms since the epoch, or a date (its New York day), in ms."""
+    if value.isdigit():
+        return int(value)
+    try:
+        day = dt.date.fromisoformat(value) if len(value) == 10 else None
+    except ValueError:
+        day = None
+    if day is None:
+        raise BadRequestError(f"{name}: expected a date YYYY-MM-DD or milliseconds, got {value!r}")
+    a, b = _ny_day_ns(day)
+    return (b // 1_000_000 - 1) if end else a // 1_000_000
+
+
+def _bucketer(span: str, mult: int) -> Callable[[I8], I8]:
+    """Bar start (ns) of each timestamp: fixed widths in UTC, days from 00:00 New York."""
+    if span in _SPAN_NS:
+        w = _SPAN_NS[span] * mult
+        return lambda ts: ts // w * w
+    if span == "day" and mult == 1:
+
+        def day_start(ts: I8) -> I8:
+            local = pd.DatetimeIndex(pd.to_datetime(ts, utc=True)).tz_convert(NY).normalize()
+            return np.asarray(local.asi8, dtype=np.int64)
+
+        return day_start
+    raise BadRequestError(
+        f"timespan: {mult}/{span} is not served by the fake (second, minute, hour: any multiplier;"
+        " day: 1)"
+    )
+
+
+def _bars(
+    cols: TapeColumns, ts: I8, rows: I8, bucket: Callable[[I8], I8], from_ms: int, to_ms: int
+) -> list[dict[str, Any]]:
+    """Bars of the trades ``rows`` (served at ``ts``) by the consolidated update rules — the
+    features library's minute aggregation over buckets of any width — with start ``t`` (ms) in
+    [from_ms, to_ms], ascending. Only buckets with a last-eligible trade make a bar."""
+    if len(ts) == 0:
+        return []
+    starts = bucket(ts)
+    keep = (starts >= from_ms * 1_000_000) & (starts <= to_ms * 1_000_000)
+    if not keep.any():
+        return []
+    ts, rows, starts = ts[keep], rows[keep], starts[keep]
+    order = np.lexsort((cols.seq[rows], ts))
+    ts, rows, starts = ts[order], rows[order], starts[order]
+    uniq = np.unique(starts)
+    # Bucket k becomes "minute" k: the library's bar code then groups by bucket as it is.
+    k = np.searchsorted(uniq, starts).astype(np.int64)
+    t = TradeArrays(
+        sym=np.zeros(len(ts), np.int32), ts=k * NS_PER_MINUTE, seq=cols.seq[rows],
+        price=cols.price[rows], size=cols.size[rows], flags=cols.flags[rows],
+        session=np.zeros(len(ts), np.int64),
+    )  # fmt: skip
+    m = aggregate_minutes(t, presorted=True)
+    m = m.take(m.has_bar)
+    first = uniq[m.ts // NS_PER_MINUTE - 1] // 1_000_000
+    out = []
+    for t0, o, h, lo, c, v, n, pv, vv in zip(
+        first.tolist(), m.open.tolist(), m.high.tolist(), m.low.tolist(), m.close.tolist(),
+        m.volume.tolist(), m.trade_count.tolist(), m.vwap_pv.tolist(), m.vwap_v.tolist(),
+        strict=True,
+    ):  # fmt: skip
+        bar = {"v": v, "o": o, "c": c, "h": h, "l": lo, "t": t0, "n": n}
+        if vv > 0:
+            bar["vw"] = round(pv / vv, 4)
+        out.append(bar)
+    return out
+
+
+# ---------------------------------------------------------------------------------- entry points
+def build_tape(
+    symbols: Sequence[str],
+    *,
+    date: dt.date | None = None,
+    seed: int = 7,
+    trades_per_day: int = 50_000,
+    recorded: Path | None = None,
+) -> Tape:
+    """The tape a standalone server plays: a recorded file, or a simulated session."""
+    if recorded is not None:
+        return RecordedTape(recorded)
+    cfg = SimConfig(
+        seed=seed, symbols=tuple(symbols), date=date or SimConfig.date,
+        trades_per_day=trades_per_day,
+    )  # fmt: skip
+    return SimTape(simulate(cfg))
+
+
+async def serve_forever(
+    tape: Tape,
+    cfg: FakeConfig,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    port_file: Path | None = None,
+    announce: Callable[[str], None] = print,
+) -> None:
+    """Serve until cancelled; the bound port is written to ``port_file`` (atomically) once
+    the server listens."""
+    srv = FakePolygonServer(tape, cfg, host, port)
+    await srv.start_async()
+    if port_file:
+        tmp = port_file.with_name(port_file.name + ".tmp")
+        tmp.write_text(str(srv.port))
+        tmp.replace(port_file)
+    mode = "live (restamped)" if cfg.restamp else "history"
+    announce(
+        f"fake polygon: ws {srv.ws_url}  rest {srv.rest_url}  trades {len(tape)}  mode {mode}  "
+        f"on_end {cfg.on_end}"
+    )
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await srv.stop_async()
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -747,39 +1237,29 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--symbols", default="AAPL,MSFT,NVDA,AMZN,TSLA,SPY")
+    ap.add_argument("--date", type=dt.date.fromisoformat, default=None)
     ap.add_argument("--trades-per-day", type=int, default=50_000)
     ap.add_argument("--recorded", type=Path, default=None, help="a file of recorded WS frames")
     ap.add_argument("--rate", type=float, default=100_000.0, help="trades/s; 0 = as fast as read")
     ap.add_argument("--batch", type=int, default=250)
     ap.add_argument("--key", default="test-key")
-    ap.add_argument("--no-restamp", action="store_true")
+    ap.add_argument("--no-restamp", action="store_true", help="history mode")
+    ap.add_argument("--loop", action="store_true", help="replay the tape when it ends")
     ap.add_argument("--preencode", action="store_true", help="benchmark mode (with --no-restamp)")
     ap.add_argument("--drop-every", type=int, default=None)
     ap.add_argument("--malformed-every", type=int, default=None)
     ap.add_argument("--port-file", type=Path, default=None, help="write the bound port here")
     a = ap.parse_args(argv)
-    if a.recorded:
-        tape: Tape = RecordedTape(a.recorded)
-    else:
-        syms = tuple(s.strip() for s in a.symbols.split(",") if s.strip())
-        tape = SimTape(
-            simulate(SimConfig(seed=a.seed, symbols=syms, trades_per_day=a.trades_per_day))
-        )
+    syms = [s.strip() for s in a.symbols.split(",") if s.strip()]
+    tape = build_tape(
+        syms, date=a.date, seed=a.seed, trades_per_day=a.trades_per_day, recorded=a.recorded
+    )
     cfg = FakeConfig(
         api_keys=frozenset({a.key}), batch=a.batch, rate=a.rate or None, restamp=not a.no_restamp,
-        preencode=a.preencode,
+        preencode=a.preencode, on_end="loop" if a.loop else "stop",
         drop_every=a.drop_every, malformed_every=a.malformed_every,
     )  # fmt: skip
-
-    async def body() -> None:
-        srv = FakePolygonServer(tape, cfg, a.host, a.port)
-        await srv.start_async()
-        if a.port_file:
-            a.port_file.write_text(str(srv.port))
-        print(f"fake polygon: ws {srv.ws_url}  rest {srv.rest_url}  trades {len(tape)}", flush=True)
-        await asyncio.Event().wait()
-
-    asyncio.run(body())
+    asyncio.run(serve_forever(tape, cfg, a.host, a.port, a.port_file))
 
 
 if __name__ == "__main__":
