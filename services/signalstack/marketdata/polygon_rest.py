@@ -2,6 +2,12 @@
 
 - Auth by ``Authorization: Bearer`` (the SDK's way) or ``?apiKey=``; the key is added again to
   every ``next_url`` follow-up, which carries a cursor but no key.
+- ``next_url`` is followed by its path and query on the configured base URL, as the official
+  client does, never to the host it names: a response recorded from (or rewritten by) another
+  host must not send a client pointed at a proxy, a recording or the fake server elsewhere.
+- Each page comes as a :class:`Page`: its results (a list) with the page's ``status``. ``DELAYED``
+  (a plan without real-time data) is logged once and kept on the page; a 200 whose status is
+  ``ERROR`` raises :class:`PolygonRestError` rather than reading as an empty page.
 - 413/429/499/5xx are retried with exponential backoff and jitter; a ``Retry-After`` header
   (seconds or an HTTP date) wins over the computed delay. 401/403 raise
   :class:`PolygonAuthError` at once; other 4xx raise :class:`PolygonRestError`.
@@ -17,6 +23,7 @@ import random
 import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any, Final, Literal
+from urllib.parse import urlsplit
 
 import httpx
 import orjson
@@ -29,6 +36,34 @@ log = get_logger(__name__)
 
 RETRY_STATUSES: Final = frozenset({413, 429, 499, 500, 502, 503, 504})
 PLAN_RATES: Final = {"basic": 5 / 60, "starter": 100.0, "developer": 100.0, "advanced": 100.0}
+
+
+# ``/v2/last/trade`` answers in short keys; the long names are those of ``/v3/trades`` results.
+LAST_TRADE_FIELDS: Final = {
+    "c": "conditions", "e": "correction", "x": "exchange", "i": "id",
+    "y": "participant_timestamp", "p": "price", "q": "sequence_number", "t": "sip_timestamp",
+    "s": "size", "z": "tape", "r": "trf_id", "f": "trf_timestamp", "ds": "decimal_size",
+}  # fmt: skip
+
+
+class Page(list[dict[str, Any]]):
+    """One page of results, with the page's ``status`` (``OK``, ``DELAYED``, ...)."""
+
+    def __init__(
+        self, results: list[dict[str, Any]], status: str = "OK", request_id: str | None = None
+    ) -> None:
+        super().__init__(results)
+        self.status = status
+        self.request_id = request_id
+
+    @classmethod
+    def from_body(cls, body: Mapping[str, Any]) -> Page:
+        rid = body.get("request_id")
+        return cls(
+            list(body.get("results") or []),
+            str(body.get("status", "OK")),
+            str(rid) if rid is not None else None,
+        )
 
 
 class RateLimiter:
@@ -111,6 +146,7 @@ class PolygonRestClient:
         self._http = httpx.AsyncClient(headers=headers, timeout=timeout, transport=transport)
         self.requests = 0
         self.retries = 0
+        self.delayed_pages = 0  # pages answered with status DELAYED
 
     @classmethod
     def from_settings(cls, polygon: Any, **kw: Any) -> PolygonRestClient:
@@ -179,14 +215,31 @@ class PolygonRestClient:
             attempt += 1
             await asyncio.sleep(delay)
 
+    def on_base(self, url: str) -> str:
+        """``url``'s path and query on the configured base URL (how ``next_url`` is followed)."""
+        parts = urlsplit(url)
+        return self.base_url + parts.path + (f"?{parts.query}" if parts.query else "")
+
+    def _checked(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        status = str(body.get("status", "OK"))
+        if status == "ERROR":
+            detail = body.get("error") or body.get("message") or "no message"
+            raise PolygonRestError(f"GET {path} -> status ERROR: {detail}", 200)
+        if status == "DELAYED":
+            if not self.delayed_pages:
+                log.warning("polygon_rest_delayed", path=path, request_id=body.get("request_id"))
+            self.delayed_pages += 1
+        return body
+
     async def paginate(
         self, path: str, params: Mapping[str, Any] | None = None
     ) -> AsyncIterator[dict[str, Any]]:
-        """Yield each page, following ``next_url`` (key re-added) until it is absent."""
-        body = await self.get_json(path, params)
+        """Yield each page, following ``next_url`` on the base URL (key re-added) until it is
+        absent. A page whose status is ``ERROR`` raises :class:`PolygonRestError`."""
+        body = self._checked(path, await self.get_json(path, params))
         yield body
         while body.get("next_url"):
-            body = await self.get_json(str(body["next_url"]))
+            body = self._checked(path, await self.get_json(self.on_base(str(body["next_url"]))))
             yield body
 
     # --------------------------------------------------------------- endpoints
@@ -199,8 +252,8 @@ class PolygonRestClient:
         lte_ns: int | None = None,
         limit: int = 50_000,
         order: Literal["asc", "desc"] = "asc",
-    ) -> AsyncIterator[list[dict[str, Any]]]:
-        """``/v3/trades/{symbol}`` results, one list per page, timestamps in ns."""
+    ) -> AsyncIterator[Page]:
+        """``/v3/trades/{symbol}`` results, one :class:`Page` per page, timestamps in ns."""
         params: dict[str, Any] = {"order": order, "sort": "timestamp", "limit": limit}
         if gte_ns is not None:
             params["timestamp.gte"] = gte_ns
@@ -209,7 +262,7 @@ class PolygonRestClient:
         if lte_ns is not None:
             params["timestamp.lte"] = lte_ns
         async for page in self.paginate(f"/v3/trades/{symbol}", params):
-            yield list(page.get("results") or [])
+            yield Page.from_body(page)
 
     async def aggs(
         self,
@@ -221,12 +274,27 @@ class PolygonRestClient:
         *,
         adjusted: bool = True,
         limit: int = 50_000,
-    ) -> AsyncIterator[list[dict[str, Any]]]:
+    ) -> AsyncIterator[Page]:
         """``/v2/aggs/ticker/{T}/range/{m}/{timespan}/{from}/{to}`` results (``t``: start, ms)."""
         path = f"/v2/aggs/ticker/{symbol}/range/{multiplier}/{timespan}/{start}/{end}"
         params = {"adjusted": str(adjusted).lower(), "sort": "asc", "limit": limit}
         async for page in self.paginate(path, params):
-            yield list(page.get("results") or [])
+            yield Page.from_body(page)
+
+    async def last_trade(self, symbol: str) -> dict[str, Any] | None:
+        """``/v2/last/trade/{symbol}`` as a ``/v3/trades`` result (long field names, ns), so
+        :func:`signalstack.marketdata.wire.rest_trade_to_event` reads it; None if there is none."""
+        path = f"/v2/last/trade/{symbol}"
+        try:
+            body = self._checked(path, await self.get_json(path))
+        except PolygonRestError as err:
+            if err.status == 404:
+                return None
+            raise
+        res = body.get("results")
+        if not isinstance(res, Mapping):
+            return None
+        return {str(LAST_TRADE_FIELDS.get(str(k)) or k): v for k, v in res.items()}
 
     async def conditions(self) -> ConditionTable:
         """The trade-condition table from ``/v3/reference/conditions`` (all pages)."""

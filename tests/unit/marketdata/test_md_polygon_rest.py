@@ -17,6 +17,7 @@ from signalstack.marketdata.polygon_rest import (
     load_conditions,
     retry_after_seconds,
 )
+from signalstack.marketdata.wire import rest_trade_to_event
 
 
 def _published_ids(srv, sym):
@@ -185,3 +186,70 @@ def test_rate_limiter_spaces_requests_by_the_plan_rate(monkeypatch) -> None:
     # 5 immediately, then one every 12 s
     assert clock[0] == pytest.approx(7 * 12.0, rel=1e-6)
     assert all(s == pytest.approx(12.0, rel=1e-6) for s in slept)
+
+
+def _recorded(pages_by_cursor, seen):
+    """A recorded Polygon (httpx transport): pages keyed by cursor, requests kept in ``seen``."""
+
+    def handler(req: httpx.Request) -> httpx.Response:
+        seen.append(req.url)
+        return httpx.Response(200, json=pages_by_cursor[req.url.params.get("cursor", "")])
+
+    return httpx.MockTransport(handler)
+
+
+def test_next_url_is_followed_on_the_configured_base_not_the_host_it_names() -> None:
+    public = "https://api.polygon.io/v3/trades/AAPL?cursor="
+    trade = {"id": "1", "price": 1.0, "size": 1, "sip_timestamp": 1, "exchange": 4}
+    pages = {
+        "": {"status": "OK", "results": [trade], "next_url": public + "p2"},
+        "p2": {"status": "OK", "results": [trade], "next_url": public + "p3"},
+        "p3": {"status": "OK", "results": [trade]},
+    }
+    seen: list[httpx.URL] = []
+
+    async def main():
+        async with PolygonRestClient(
+            "http://recording.local:8080", "k", transport=_recorded(pages, seen), rate_per_s=1000
+        ) as c:
+            return await _collect(c, "AAPL")
+
+    got = asyncio.run(main())
+    assert [len(p) for p in got] == [1, 1, 1]
+    assert {(u.scheme, u.host, u.port) for u in seen} == {("http", "recording.local", 8080)}
+    assert [u.params.get("cursor") for u in seen] == [None, "p2", "p3"]
+    assert all(u.path == "/v3/trades/AAPL" for u in seen)
+
+
+def test_a_pages_status_is_surfaced_delayed_kept_error_raised() -> None:
+    seen: list[httpx.URL] = []
+    delayed = {"": {"status": "DELAYED", "request_id": "r1", "results": [{"id": "1"}]}}
+
+    async def run(pages):
+        async with PolygonRestClient(
+            "http://recording.local", "k", transport=_recorded(pages, seen), rate_per_s=1000
+        ) as c:
+            return await _collect(c, "AAPL"), c.delayed_pages
+
+    (page,), n_delayed = asyncio.run(run(delayed))
+    assert page.status == "DELAYED" and page.request_id == "r1" and list(page) == [{"id": "1"}]
+    assert n_delayed == 1
+    error = {"": {"status": "ERROR", "request_id": "r2", "error": "Unknown ticker format"}}
+    with pytest.raises(PolygonRestError, match="status ERROR: Unknown ticker format"):
+        asyncio.run(run(error))
+
+
+def test_last_trade_is_parsed_into_the_trades_shape(fake_polygon_factory) -> None:
+    srv = fake_polygon_factory(restamp=False)
+
+    async def main():
+        async with PolygonRestClient(srv.rest_url, "test-key", rate_per_s=1000) as c:
+            pages = await _collect(c, "AAPL", gte_ns=0, order="desc", limit=1)
+            return await c.last_trade("AAPL"), await c.last_trade("ZZZZ"), pages[0][0]
+
+    last, missing, newest = asyncio.run(main())
+    assert missing is None
+    assert last["sip_timestamp"] == newest["sip_timestamp"] and last["id"] == newest["id"]
+    assert {k: last[k] for k in newest} == newest
+    ev = rest_trade_to_event("AAPL", last, ts_ingest=1)
+    assert ev["price"] == newest["price"] and ev["trade_id"] == newest["id"]
