@@ -166,7 +166,9 @@ class SinkSettings(BaseSettings):
     synchronous_commit: bool = False
     durable_wait_s: float = Field(default=10.0, gt=0)  # at shutdown: wait this long for the flush
     http_port: int | None = Field(default=9109, ge=0, lt=65536)  # /metrics, /health/*; unset: off
-    lag_interval_s: float = Field(default=5.0, gt=0)
+    # librdkafka statistics (consumer lag, the group coordinator's reachability for
+    # /health/ready) this often, served on the consumer thread: no broker round trip
+    stats_interval_ms: int = Field(default=1_000, ge=100)
     retention_interval_s: float = Field(default=3600.0, gt=0)  # Apache-edition retention fallback
     session_timeout_ms: int = Field(default=10_000, ge=1000)  # a crashed sink's partitions move on
     topics: tuple[str, ...] | None = None  # default: trades, features, predictions

@@ -60,12 +60,20 @@ QUEUE_SECONDS = Histogram(
     buckets=_SECONDS,
 )
 CONSUMER_LAG = Gauge(
-    "signalstack_sink_consumer_lag", "Messages behind the log end, summed per topic.", ["topic"]
+    "signalstack_sink_consumer_lag",
+    "Messages not yet stored and committed (log end minus committed offset), summed over the "
+    "partitions this sink owns, per topic.",
+    ["topic"],
 )
 WRITE_RETRIES = Counter(
     "signalstack_sink_write_retries_total", "Store operations retried after a connection error."
 )
 COMMITS = Counter("signalstack_sink_commits_total", "Kafka offset commits after durable writes.")
+COMMIT_FAILURES = Counter(
+    "signalstack_sink_commit_failures_total",
+    "Kafka offset commits that failed (the rows are durable; the next owner of the partitions "
+    "replays from the last committed offset).",
+)
 REWINDS = Counter(
     "signalstack_sink_rewinds_total",
     "Replays from the committed offsets after the store may have lost acknowledged writes.",

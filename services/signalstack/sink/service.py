@@ -11,7 +11,19 @@ Pipeline (bounded): the store writes batch N while the consumer thread polls and
 N+1; N+1 is handed over only once N's write has returned, and N's offsets are then committed
 asynchronously, at most every ``SINK_COMMIT_INTERVAL_S`` (a later commit supersedes a failed
 one; shutdown and partition revocation wait for the write in flight and commit synchronously).
-So at most two batches are in memory, and commits stay in batch order.
+So at most two batches are in memory, and commits stay in batch order. A commit that fails is
+not a lost write (the rows are durable, and a replay from the last committed offset is absorbed
+by the idempotent writes): it is logged and counted, and the sink carries on.
+
+Clocks: every periodic action runs on an injected clock (``time.monotonic`` by default) and is
+due at once when the sink starts (:class:`~signalstack.sink.periodic.Every`): the first durable
+batch is committed as soon as it is durable, then at most once per interval; the retention
+fallback runs at start-up. Nothing waits for the machine's uptime to pass an interval.
+
+Readiness (``/health/ready``): partitions assigned, the group coordinator reachable (librdkafka's
+statistics and its all-brokers-down error), the store not retrying a write, and the consume
+loop turning. Cleared on revocation, on loss of the partitions and while the broker is gone;
+liveness (``/health/live``) answers from its own thread throughout.
 
 Rejects: messages that do not decode or validate, and rows the database refuses for a
 constraint (found by bisecting the failed batch), go to the ``dlq`` table with the reason, and
@@ -33,8 +45,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, overload
 
 import numpy as np
+import orjson
 import pandas as pd
-from confluent_kafka import OFFSET_BEGINNING, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, TopicPartition
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from signalstack.config import Settings, SinkSettings
@@ -42,6 +55,8 @@ from signalstack.logs import get_logger
 from signalstack.process import tune_gc
 from signalstack.sink import metrics
 from signalstack.sink.decode import Raw, decode_rows, decode_trades
+from signalstack.sink.periodic import Clock, Every
+from signalstack.sink.stats import consumer_lag, group_steady, group_up
 from signalstack.store.base import FEATURE_COLUMNS, DlqRecord, Store, open_store
 from signalstack.store.batch import TradeBatch, check_batch
 
@@ -50,6 +65,7 @@ Rows = TradeBatch | pd.DataFrame
 
 PREDICTION_REQUIRED = ("symbol", "ts", "model_name", "model_version", "value")
 _DURABLE_CHECK_S = 0.05  # how often the running loop asks the store for its flush position
+_STALL_S = 15.0  # not ready when the consume loop has not turned for this long (a hung write)
 
 
 def _rows(data: Rows, start: int, stop: int) -> Rows:
@@ -102,11 +118,11 @@ class _Health(BaseHTTPRequestHandler):
         elif self.path in ("/health", "/health/live"):
             body, ctype, code = b"ok", "text/plain", 200
         elif self.path == "/health/ready":
-            ready = self.sink.ready
+            why = self.sink.not_ready()
             body, ctype, code = (
-                (b"ready" if ready else b"not ready"),
+                (b"ready" if why is None else f"not ready: {why}".encode()),
                 "text/plain",
-                (200 if ready else 503),
+                (200 if why is None else 503),
             )
         else:
             body, ctype, code = b"not found", "text/plain", 404
@@ -122,8 +138,14 @@ class _Health(BaseHTTPRequestHandler):
 
 class KafkaSink:
     def __init__(
-        self, settings: Settings, store: Store, config: SinkSettings | None = None
+        self,
+        settings: Settings,
+        store: Store,
+        config: SinkSettings | None = None,
+        *,
+        clock: Clock = time.monotonic,
     ) -> None:
+        """``clock``: the periodic actions' clock (seconds; injected by tests)."""
         from confluent_kafka import Consumer
 
         self.settings = settings
@@ -143,16 +165,23 @@ class KafkaSink:
                 "partition.assignment.strategy": "cooperative-sticky",
                 "session.timeout.ms": self.config.session_timeout_ms,
                 "heartbeat.interval.ms": max(500, self.config.session_timeout_ms // 5),
+                "statistics.interval.ms": self.config.stats_interval_ms,
+                "stats_cb": self._on_stats,
+                "error_cb": self._on_error,
                 "on_commit": self._on_commit,
             }
         )
         if hasattr(store, "on_retry"):
-            store.on_retry = metrics.WRITE_RETRIES.inc
-        self.ready = False
+            store.on_retry = self._on_store_retry
+        self.clock = clock
         self._stop = threading.Event()
         self._http: ThreadingHTTPServer | None = None
-        self._last_lag = 0.0
-        self._last_retention = 0.0
+        # Read by the HTTP thread: each replaced whole, never mutated in place.
+        self._assigned: frozenset[tuple[str, int]] = frozenset()
+        self._group_up = False  # the group coordinator reachable (stats, error_cb)
+        self._store_ok = True  # False from a write retry until a write succeeds
+        self._turned_at = clock()  # the consume loop's last turn
+        self._retention = Every(self.config.retention_interval_s, clock)
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="sink-writer")
         self._inflight: tuple[Future[Any], Batch] | None = None
         self._pending_offsets: dict[tuple[str, int], int] = {}  # written, not yet marked
@@ -161,8 +190,25 @@ class KafkaSink:
         self._generation = store.generation
         self._rewinds = 0
         self._fatal: BaseException | None = None  # a write failed where it could not be raised
-        self._last_mark = 0.0
-        self._last_durable_check = 0.0
+        self._marks = Every(self.config.commit_interval_s, clock)  # offsets noted for commit
+        self._durable_checks = Every(_DURABLE_CHECK_S, clock)
+
+    # ---- health --------------------------------------------------------------------------------
+    @property
+    def ready(self) -> bool:
+        return self.not_ready() is None
+
+    def not_ready(self) -> str | None:
+        """Why the sink is not ready, or ``None`` when it is (read from the HTTP thread)."""
+        if not self._assigned:
+            return "no partitions assigned"
+        if not self._group_up:
+            return "kafka group coordinator unreachable"
+        if not self._store_ok:
+            return "store write retrying"
+        if self.clock() - self._turned_at > _STALL_S:
+            return "consume loop stalled"
+        return None
 
     # ---- lifecycle -----------------------------------------------------------------------------
     def stop(self) -> None:
@@ -182,11 +228,15 @@ class KafkaSink:
         stop = stop or self._stop
         self._start_http()
         self.consumer.subscribe(
-            list(self.topics), on_assign=self._on_assign, on_revoke=self._on_revoke
+            list(self.topics),
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_lost,
         )
         log.info("sink_started", topics=list(self.topics), store=self.store.kind)
         try:
             while not stop.is_set() and not self._stop.is_set():
+                self._turned_at = self.clock()
                 if until is not None and until():
                     break
                 msgs = self.consumer.consume(
@@ -205,7 +255,7 @@ class KafkaSink:
                 raise self._fatal
             self._finish(asynchronous=False)
         finally:
-            self.ready = False
+            self._assigned = frozenset()
             self._pool.shutdown(wait=True)
             self.consumer.close()
             if self._http is not None:
@@ -230,11 +280,12 @@ class KafkaSink:
             return fut
         return self._pool.submit(self.execute, work)
 
-    def _finish(self, *, asynchronous: bool) -> None:
+    def _finish(self, *, asynchronous: bool, commit: bool = True) -> None:
         """Wait for the write in flight (re-raising its error: nothing is committed then), then
-        commit its offsets (with any noted earlier: a synchronous finish commits them all)."""
+        commit its offsets (with any noted earlier: a synchronous finish commits them all).
+        ``commit=False``: only note them (the partitions were lost: no commit can pass)."""
         if self._inflight is None:
-            if not asynchronous:
+            if not asynchronous and commit:
                 self._commit([], asynchronous=False)
             return
         fut, work = self._inflight
@@ -258,7 +309,15 @@ class KafkaSink:
                     time.perf_counter() - work.submitted_at
                 )
                 metrics.ROWS_WRITTEN.labels("trades").inc(n)
-        self._commit(work.offsets, asynchronous=asynchronous)
+        self._store_ok = True
+        if commit:
+            self._commit(work.offsets, asynchronous=asynchronous)
+        else:
+            self._note(work.offsets)
+
+    def _note(self, offsets: list[Any]) -> None:
+        for tp in offsets:
+            self._pending_offsets[(tp.topic, tp.partition)] = tp.offset
 
     def _commit(self, offsets: list[Any], *, asynchronous: bool) -> None:
         """Note a written batch's offsets; commit them once they are durable.
@@ -275,18 +334,15 @@ class KafkaSink:
         restarted or a connection died), the sink rewinds to the committed offsets instead."""
         if self._fatal is not None:  # a batch was lost in flight: commit nothing more
             return
-        for tp in offsets:
-            self._pending_offsets[(tp.topic, tp.partition)] = tp.offset
+        self._note(offsets)
         if self.store.generation != self._generation:
             self._rewind()
             return
-        now = time.monotonic()
-        if self._pending_offsets and (
-            not asynchronous or now - self._last_mark >= self.config.commit_interval_s
-        ):
+        now = self.clock()
+        if self._pending_offsets and (not asynchronous or self._marks.due(now)):
             self._awaiting.append((self.store.write_position(), dict(self._pending_offsets)))
             self._pending_offsets.clear()
-            self._last_mark = now
+            self._marks.done(now)
         if not self._awaiting:
             return
         newest = self._awaiting[-1][0]
@@ -297,10 +353,10 @@ class KafkaSink:
             durable = newest
         elif newest is None:
             durable = None
-        elif now - self._last_durable_check < _DURABLE_CHECK_S:
+        elif not self._durable_checks.due(now):
             return
         else:
-            self._last_durable_check = now
+            self._durable_checks.done(now)
             durable = self.store.durable_position()
         if self.store.generation != self._generation:  # the position queries reconnected
             self._rewind()
@@ -314,11 +370,40 @@ class KafkaSink:
         if not ready:
             return
         commit = [TopicPartition(t, p, o) for (t, p), o in ready.items()]
-        if asynchronous:
-            self.consumer.commit(offsets=commit, asynchronous=True)
-        else:
-            self.consumer.commit(offsets=commit, asynchronous=False)
+        try:
+            if asynchronous:
+                self.consumer.commit(offsets=commit, asynchronous=True)
+            else:
+                refused = [
+                    tp
+                    for tp in self.consumer.commit(offsets=commit, asynchronous=False)
+                    if tp.error is not None
+                ]
+                if refused:  # per partition (the request as a whole succeeded)
+                    self._commit_failed(refused[0].error, synchronous=True)
+                    self._retry_later(ready)
+                    return
+        except KafkaException as e:
+            # Not a lost write: the rows are durable, and whoever consumes these partitions
+            # next replays from the last committed offset into idempotent writes. A later
+            # commit of the same partitions supersedes this one.
+            self._commit_failed(e.args[0] if e.args else e, synchronous=not asynchronous)
+            if not asynchronous:
+                self._retry_later(ready)
+            return
         metrics.COMMITS.inc()
+
+    def _retry_later(self, offsets: dict[tuple[str, int], int]) -> None:
+        """Note again the offsets of a failed synchronous commit (nothing newer was committed
+        since) for the partitions still owned, so that an idle partition is committed at the
+        next interval, not only when new messages arrive. Revoked ones are dropped after."""
+        for key, offset in offsets.items():
+            if key in self._assigned:
+                self._pending_offsets.setdefault(key, offset)
+
+    def _commit_failed(self, err: Any, *, synchronous: bool) -> None:
+        metrics.COMMIT_FAILURES.inc()
+        log.warning("offset_commit_failed", error=str(err), synchronous=synchronous)
 
     def _rewind(self) -> None:
         """Writes acknowledged since the last durable offsets may be gone: forget every offset
@@ -341,28 +426,83 @@ class KafkaSink:
                 start = tp.offset if tp.offset >= 0 else OFFSET_BEGINNING
                 self.consumer.seek(TopicPartition(tp.topic, tp.partition, start))
 
+    # ---- consumer callbacks (served inside consume(), on the consumer thread) -----------------
     def _on_assign(self, consumer: Any, partitions: Any) -> None:
-        self.ready = True
+        self._assigned = self._assigned | {(tp.topic, tp.partition) for tp in partitions}
+        self._group_up = True  # the coordinator has just answered
+        log.info("partitions_assigned", added=len(partitions), owned=len(self._assigned))
 
     def _on_revoke(self, consumer: Any, partitions: Any) -> None:
-        # Called inside consume() on this thread: finish the batch in flight so its offsets are
-        # committed while we still own the partitions (otherwise its rows are replayed by the
-        # next owner, which the idempotent writes absorb anyway).
+        # Finish the batch in flight so its offsets are committed while we still own the
+        # partitions (otherwise its rows are replayed by the next owner, which the idempotent
+        # writes absorb anyway). A commit that fails here is logged and counted (_commit).
+        self._finished_or_stop(asynchronous=False, commit=True)
+        self._drop(partitions)
+        log.info("partitions_revoked", removed=len(partitions), owned=len(self._assigned))
+
+    def _on_lost(self, consumer: Any, partitions: Any) -> None:
+        # The group went on without us (no heartbeat within the session timeout, e.g. the
+        # broker was down): another member may own them now, and librdkafka refuses commits.
+        # Not ready until reassigned; the write in flight must still land (or stop the sink),
+        # and no offset of these partitions is committed: the new owner replays from the last
+        # committed one.
+        self._assigned = self._assigned - {(tp.topic, tp.partition) for tp in partitions}
+        log.warning("partitions_lost", lost=len(partitions), owned=len(self._assigned))
+        self._finished_or_stop(asynchronous=True, commit=False)
+        self._drop(partitions)
+
+    def _finished_or_stop(self, *, asynchronous: bool, commit: bool) -> None:
         try:
-            self._finish(asynchronous=False)
+            self._finish(asynchronous=asynchronous, commit=commit)
         except Exception as e:
             # The batch in flight was not written. With cooperative rebalancing this consumer
             # keeps some of its partitions, positioned after that batch: carrying on would
             # commit later offsets past rows that were never written. Stop, as a failed write
             # outside a rebalance does; the restart replays from the committed offsets.
-            log.error("revoke_write_failed", error=repr(e))
+            log.error("rebalance_write_failed", error=repr(e))
             self._fatal = e
             self._stop.set()
             raise
 
+    def _drop(self, partitions: Any) -> None:
+        """Forget partitions we no longer own, and every offset of theirs not committed (not
+        yet durable, or lost with them): the next owner replays from the committed one."""
+        gone = {(tp.topic, tp.partition) for tp in partitions}
+        self._assigned = self._assigned - gone
+        for key in gone:
+            self._pending_offsets.pop(key, None)
+            for _, offsets in self._awaiting:
+                offsets.pop(key, None)
+
     def _on_commit(self, err: Any, partitions: Any) -> None:
         if err is not None:
-            log.warning("offset_commit_failed", error=str(err))
+            self._commit_failed(err, synchronous=False)
+
+    def _on_error(self, err: KafkaError) -> None:
+        if err.code() == KafkaError._ALL_BROKERS_DOWN or err.fatal():
+            if self._group_up:
+                log.warning("kafka_unreachable", error=err.str())
+            self._group_up = False
+        else:  # a broker connection failing now and then is normal; librdkafka reconnects
+            log.debug("kafka_error", error=err.str())
+
+    def _on_stats(self, raw: str) -> None:
+        try:
+            stats = orjson.loads(raw)
+        except orjson.JSONDecodeError as e:
+            log.debug("kafka_stats_unreadable", error=str(e))
+            return
+        up = group_up(stats)
+        if up != self._group_up:
+            log.info("kafka_reachable" if up else "kafka_unreachable", source="stats")
+        self._group_up = up
+        if group_steady(stats):  # the lag of a settled assignment; frozen while unknown
+            for topic, lag in consumer_lag(stats, self._assigned, self.topics).items():
+                metrics.CONSUMER_LAG.labels(topic).set(lag)
+
+    def _on_store_retry(self) -> None:  # the store's thread
+        metrics.WRITE_RETRIES.inc()
+        self._store_ok = False
 
     # ---- one batch -----------------------------------------------------------------------------
     def handle(self, msgs: list[Any]) -> None:
@@ -478,34 +618,15 @@ class KafkaSink:
 
     # ---- periodic ------------------------------------------------------------------------------
     def _housekeeping(self) -> None:
-        now = time.monotonic()
         self._commit([], asynchronous=True)  # what is noted, once the interval has passed
-        if now - self._last_lag >= self.config.lag_interval_s:
-            self._last_lag = now
-            self._update_lag()
-        if now - self._last_retention >= self.config.retention_interval_s:
-            self._last_retention = now
+        now = self.clock()
+        if self._retention.due(now):  # at start-up, then every interval
+            self._retention.done(now)
             apply = getattr(self.store, "apply_retention", None)
             license_ = getattr(self.store, "license", None)
             if apply is not None and license_ is not None and license_() == "apache":
                 dropped = apply()
                 log.info("retention_applied", chunks_dropped=dropped)
-
-    def _update_lag(self) -> None:
-        try:
-            parts = self.consumer.assignment()
-            if not parts:
-                return
-            lag: dict[str, int] = defaultdict(int)
-            for tp, pos in zip(parts, self.consumer.position(parts), strict=True):
-                # Cached: the high watermark from the last fetch response, no broker round trip
-                # (a blocking query per partition would stall this loop every interval).
-                _, high = self.consumer.get_watermark_offsets(tp, cached=True)
-                lag[tp.topic] += max(0, high - pos.offset) if pos.offset >= 0 else high
-            for topic, v in lag.items():
-                metrics.CONSUMER_LAG.labels(topic).set(v)
-        except Exception as e:
-            log.debug("lag_failed", error=repr(e))
 
 
 def run(

@@ -14,145 +14,36 @@ from pathlib import Path
 
 import httpx
 import orjson
-import pandas as pd
 import psycopg
 import pytest
-from confluent_kafka import Producer
-from confluent_kafka.admin import AdminClient, NewTopic
+from tests.integration.sink.sink_helpers import (
+    DUPLICATES,
+    FakeClock,
+    committed,
+    count_rows,
+    log_end,
+    make_settings,
+    make_topics,
+    produce,
+    run_capturing,
+    start_sink,
+    trade_messages,
+    wait_for,
+)
 
-from signalstack.config import KafkaSettings, Settings, StoreSettings, TimescaleSettings
+from signalstack.config import Settings
 from signalstack.devstack import free_port
-from signalstack.schemas.trade import SCHEMA_VERSION
-from signalstack.sink import SinkSettings, run
+from signalstack.sink import KafkaSink, SinkSettings, run
 from signalstack.store.base import NUL_ESCAPE
-from signalstack.store.synthetic import synthetic_trades
 from signalstack.store.timescale import TimescaleStore
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[3]
-_DUPLICATES = (
-    "SELECT count(*) FROM (SELECT 1 FROM trades GROUP BY symbol, exchange, trade_id, "
-    "ts_event_ns HAVING count(*) > 1) d"
-)
-
-
-def _topics(bootstrap: str) -> tuple[str, str, str]:
-    suffix = uuid.uuid4().hex[:8]
-    names = (f"trades-{suffix}", f"features-{suffix}", f"predictions-{suffix}")
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    futures = admin.create_topics(
-        [NewTopic(n, num_partitions=3, replication_factor=1) for n in names]
-    )
-    for f in futures.values():
-        f.result(30)
-    return names
-
-
-def _settings(bootstrap: str, dsn: str, topics: tuple[str, str, str]) -> Settings:
-    from urllib.parse import urlsplit
-
-    u = urlsplit(dsn)
-    return Settings(
-        kafka=KafkaSettings(
-            bootstrap_servers=bootstrap,
-            trades_topic=topics[0],
-            features_topic=topics[1],
-            predictions_topic=topics[2],
-        ),
-        timescale=TimescaleSettings(
-            host=u.hostname,
-            port=u.port,
-            user=u.username,
-            password=u.password,
-            database=u.path.lstrip("/"),
-        ),
-        store=StoreSettings(type="timescale"),
-    )
-
-
-def _produce(bootstrap: str, topic: str, values: list[tuple[str, bytes]]) -> None:
-    p = Producer(
-        {
-            "bootstrap.servers": bootstrap,
-            "enable.idempotence": True,
-            "linger.ms": 5,
-            "compression.type": "lz4",
-        }
-    )
-    for key, value in values:
-        while True:
-            try:
-                p.produce(topic, key=key.encode(), value=value)
-                break
-            except BufferError:
-                p.poll(0.1)
-        p.poll(0)
-    assert p.flush(120) == 0
-
-
-def _trade_messages(n: int, seed: int) -> list[tuple[str, bytes]]:
-    # Recent timestamps: the sink applies the 7-day retention fallback at start-up.
-    start = pd.Timestamp.now(tz="UTC") - pd.Timedelta(hours=1)
-    df = synthetic_trades(n, seed=seed, id_prefix=f"s{seed}-", start=start, span_s=3000)
-    out = []
-    for row in df.to_dict("records"):
-        row["schema_version"] = SCHEMA_VERSION
-        row["tape"] = (
-            None if row["tape"] is None or row["tape"] != row["tape"] else int(row["tape"])
-        )
-        out.append((row["symbol"], orjson.dumps(row, option=orjson.OPT_SERIALIZE_NUMPY)))
-    return out
-
-
-def _log_end(bootstrap: str, topic: str) -> int:
-    from confluent_kafka import Consumer, TopicPartition
-
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "probe"})
-    try:
-        return sum(
-            c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in range(3)
-        )
-    finally:
-        c.close()
-
-
-def _count(dsn: str, sql: str) -> int:
-    with psycopg.connect(dsn) as conn:
-        row = conn.execute(sql).fetchone()
-    assert row is not None
-    return int(row[0])
-
-
-def _wait(pred, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def _start_sink(
-    settings: Settings, config: SinkSettings
-) -> tuple[threading.Thread, threading.Event]:
-    """``run`` in a thread (same process); set the event to stop it."""
-    stop = threading.Event()
-    t = threading.Thread(target=run, args=(settings,), kwargs={"config": config, "stop": stop})
-    t.start()
-    return t, stop
-
-
-@pytest.fixture
-def migrated(timescale_db) -> str:
-    s = TimescaleStore(timescale_db.dsn)
-    s.migrate()
-    s.close()
-    return timescale_db.dsn
 
 
 def test_sink_writes_all_topics_routes_rejects_and_serves_health(kafka, migrated) -> None:
-    topics = _topics(kafka.bootstrap)
-    trades = _trade_messages(2_000, seed=1)
+    topics = make_topics(kafka.bootstrap)
+    trades = trade_messages(2_000, seed=1)
     bad = [("AAPL", b"{not json"), ("AAPL", orjson.dumps({"schema_version": 1, "symbol": "AAPL"}))]
     neg = orjson.loads(trades[0][1])
     neg.update(trade_id="neg", price=-5.0)
@@ -172,14 +63,14 @@ def test_sink_writes_all_topics_routes_rejects_and_serves_health(kafka, migrated
     odd = orjson.loads(trades[3][1])
     odd.update(trade_id="wide-condition", conditions=[12, 70_000])
     bad.append(("AAPL", orjson.dumps(odd)))
-    _produce(kafka.bootstrap, topics[0], trades + trades[:100] + bad)  # includes re-sent rows
+    produce(kafka.bootstrap, topics[0], trades + trades[:100] + bad)  # includes re-sent rows
     feature = {
         "symbol": "AAPL",
         "ts": "2024-03-05T15:00:00Z",
         "vwap_5m": 101.5,
         "feature_set_version": 1,
     }
-    _produce(kafka.bootstrap, topics[1], [("AAPL", orjson.dumps(feature))])
+    produce(kafka.bootstrap, topics[1], [("AAPL", orjson.dumps(feature))])
     pred = {
         "symbol": "AAPL",
         "ts": 1709650800000000000,
@@ -188,25 +79,29 @@ def test_sink_writes_all_topics_routes_rejects_and_serves_health(kafka, migrated
         "value": 0.6,
         "label": "up",
     }
-    _produce(kafka.bootstrap, topics[2], [("AAPL", orjson.dumps(pred))])
+    produce(kafka.bootstrap, topics[2], [("AAPL", orjson.dumps(pred))])
 
     port = free_port()
-    t, stop = _start_sink(
-        _settings(kafka.bootstrap, migrated, topics),
+    t, stop = start_sink(
+        make_settings(kafka.bootstrap, migrated, topics),
         SinkSettings(group_id=f"g-{uuid.uuid4().hex[:6]}", max_batch=500, http_port=port),
     )
     try:
-        _wait(
+        wait_for(
             lambda: (
-                _count(migrated, "SELECT count(*) FROM trades") == 2_000
-                and _count(migrated, "SELECT count(*) FROM dlq") >= 7
+                count_rows(migrated, "SELECT count(*) FROM trades") == 2_000
+                and count_rows(migrated, "SELECT count(*) FROM dlq") >= 7
             ),
             60,
             "rows",
         )
-        _wait(lambda: _count(migrated, "SELECT count(*) FROM predictions") == 1, 30, "prediction")
-        _wait(
-            lambda: _count(migrated, "SELECT count(*) FROM features WHERE vwap_5m = 101.5") == 1,
+        wait_for(
+            lambda: count_rows(migrated, "SELECT count(*) FROM predictions") == 1, 30, "prediction"
+        )
+        wait_for(
+            lambda: (
+                count_rows(migrated, "SELECT count(*) FROM features WHERE vwap_5m = 101.5") == 1
+            ),
             30,
             "feature",
         )
@@ -264,32 +159,36 @@ def _sink_proc(settings: Settings, group: str, log: Path) -> subprocess.Popen[by
 @pytest.mark.slow
 def test_killed_sink_restarts_without_loss_or_duplicates(kafka, migrated, tmp_path) -> None:
     log = tmp_path / "sink.log"
-    topics = _topics(kafka.bootstrap)
-    settings = _settings(kafka.bootstrap, migrated, topics)
+    topics = make_topics(kafka.bootstrap)
+    settings = make_settings(kafka.bootstrap, migrated, topics)
     group = f"g-{uuid.uuid4().hex[:6]}"
     total = 40_000
-    msgs = _trade_messages(total, seed=7)
-    producer = threading.Thread(target=_produce, args=(kafka.bootstrap, topics[0], msgs))
+    msgs = trade_messages(total, seed=7)
+    producer = threading.Thread(target=produce, args=(kafka.bootstrap, topics[0], msgs))
     producer.start()
     proc = _sink_proc(settings, group, log)
     try:
-        _wait(lambda: _count(migrated, "SELECT count(*) FROM trades") >= 5_000, 120, "first rows")
+        wait_for(
+            lambda: count_rows(migrated, "SELECT count(*) FROM trades") >= 5_000, 120, "first rows"
+        )
         proc.send_signal(signal.SIGKILL)  # mid-stream: no clean shutdown, no final commit
         proc.wait(30)
-        killed_at = _count(migrated, "SELECT count(*) FROM trades")
+        killed_at = count_rows(migrated, "SELECT count(*) FROM trades")
         assert killed_at < total
         producer.join(120)
         proc = _sink_proc(settings, group, log)
         try:
-            _wait(lambda: _count(migrated, "SELECT count(*) FROM trades") >= total, 240, "rows")
+            wait_for(
+                lambda: count_rows(migrated, "SELECT count(*) FROM trades") >= total, 240, "rows"
+            )
         except AssertionError as e:
             tail = log.read_text(errors="replace")[-3000:]
-            n = _count(migrated, "SELECT count(*) FROM trades")
-            n = f"{n} rows, {_log_end(kafka.bootstrap, topics[0])} messages"
+            n = count_rows(migrated, "SELECT count(*) FROM trades")
+            n = f"{n} rows, {log_end(kafka.bootstrap, topics[0])} messages"
             raise AssertionError(f"{e} ({n}/{total}); sink log tail:\n{tail}") from None
         time.sleep(1.0)  # any late duplicate would land now
-        assert _count(migrated, "SELECT count(*) FROM trades") == total
-        assert _count(migrated, _DUPLICATES) == 0
+        assert count_rows(migrated, "SELECT count(*) FROM trades") == total
+        assert count_rows(migrated, DUPLICATES) == 0
     finally:
         proc.terminate()
         proc.wait(30)
@@ -299,20 +198,20 @@ def test_killed_sink_restarts_without_loss_or_duplicates(kafka, migrated, tmp_pa
 def test_rows_the_store_refuses_are_isolated_to_the_dlq(kafka, migrated) -> None:
     """A trade valid by the event schema but not storable (a condition code outside int2) is
     bisected out of its batch on the direct write path; the rest of the batch lands."""
-    topics = _topics(kafka.bootstrap)
-    trades = _trade_messages(300, seed=11)
+    topics = make_topics(kafka.bootstrap)
+    trades = trade_messages(300, seed=11)
     odd = orjson.loads(trades[5][1])
     odd.update(trade_id="wide-condition", conditions=[12, 70_000])
-    _produce(kafka.bootstrap, topics[0], [*trades, ("AAPL", orjson.dumps(odd))])
-    t, stop = _start_sink(
-        _settings(kafka.bootstrap, migrated, topics),
+    produce(kafka.bootstrap, topics[0], [*trades, ("AAPL", orjson.dumps(odd))])
+    t, stop = start_sink(
+        make_settings(kafka.bootstrap, migrated, topics),
         SinkSettings(group_id=f"g-{uuid.uuid4().hex[:6]}", http_port=None),
     )
     try:
-        _wait(
+        wait_for(
             lambda: (
-                _count(migrated, "SELECT count(*) FROM trades") == 300
-                and _count(migrated, "SELECT count(*) FROM dlq") == 1
+                count_rows(migrated, "SELECT count(*) FROM trades") == 300
+                and count_rows(migrated, "SELECT count(*) FROM dlq") == 1
             ),
             60,
             "rows and the reject",
@@ -323,7 +222,8 @@ def test_rows_the_store_refuses_are_isolated_to_the_dlq(kafka, migrated) -> None
         assert row[0] == "store_OverflowError" and row[1] == odd["symbol"]
         assert orjson.loads(row[2])["trade_id"] == "wide-condition"
         assert (
-            _count(migrated, "SELECT count(*) FROM trades WHERE trade_id = 'wide-condition'") == 0
+            count_rows(migrated, "SELECT count(*) FROM trades WHERE trade_id = 'wide-condition'")
+            == 0
         )
     finally:
         stop.set()
@@ -331,29 +231,18 @@ def test_rows_the_store_refuses_are_isolated_to_the_dlq(kafka, migrated) -> None
     assert not t.is_alive()
 
 
-def _committed(bootstrap: str, group: str, topic: str) -> int:
-    from confluent_kafka import Consumer, TopicPartition
-
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
-    try:
-        parts = c.committed([TopicPartition(topic, p) for p in range(3)], timeout=10)
-        return sum(max(0, tp.offset) for tp in parts)
-    finally:
-        c.close()
-
-
 def test_a_replay_from_the_start_adds_no_rows_and_no_rejects(kafka, migrated) -> None:
     """A second consumer group reads the whole topic again, as a sink does when it crashes
     before committing: the trades and the rejects stay as they were. Two messages with equal
     bytes are two rejects; a row the database refuses is one reject however often it comes."""
-    topics = _topics(kafka.bootstrap)
-    trades = _trade_messages(500, seed=21)
+    topics = make_topics(kafka.bootstrap)
+    trades = trade_messages(500, seed=21)
     neg = orjson.loads(trades[0][1])
     neg.update(trade_id="neg", price=-5.0)
     odd = orjson.loads(trades[1][1])
     odd.update(trade_id="wide-condition", conditions=[12, 70_000])
     bad = [("AAPL", b"{not json"), ("AAPL", b"{not json"), ("AAPL", orjson.dumps(neg))]
-    _produce(kafka.bootstrap, topics[0], [*trades, *bad, ("AAPL", orjson.dumps(odd))])
+    produce(kafka.bootstrap, topics[0], [*trades, *bad, ("AAPL", orjson.dumps(odd))])
     # Features: good rows, two 1 ns apart (one row to the database), and values of the wrong
     # type, which the store refuses as rows (bisected to the DLQ) instead of stopping the sink.
     t0 = 1_709_650_800_000_000_000
@@ -362,15 +251,15 @@ def test_a_replay_from_the_start_adds_no_rows_and_no_rejects(kafka, migrated) ->
     ]
     feats += [{"symbol": "MSFT", "ts": t0 + 1, "vwap_5m": -1.0}]  # same µs as the first
     feats += [{"symbol": None, "ts": t0}, {"symbol": "MSFT", "ts": t0, "feature_set_version": [1]}]
-    _produce(kafka.bootstrap, topics[1], [("MSFT", orjson.dumps(f)) for f in feats])
-    settings = _settings(kafka.bootstrap, migrated, topics)
+    produce(kafka.bootstrap, topics[1], [("MSFT", orjson.dumps(f)) for f in feats])
+    settings = make_settings(kafka.bootstrap, migrated, topics)
     for run_ in range(2):
         group = f"g{run_}-{uuid.uuid4().hex[:6]}"
-        t, stop = _start_sink(settings, SinkSettings(group_id=group, http_port=None))
+        t, stop = start_sink(settings, SinkSettings(group_id=group, http_port=None))
         try:
-            _wait(
+            wait_for(
                 lambda g=group: all(
-                    _committed(kafka.bootstrap, g, topic) == _log_end(kafka.bootstrap, topic)
+                    committed(kafka.bootstrap, g, topic) == log_end(kafka.bootstrap, topic)
                     for topic in topics[:2]
                 ),
                 60,
@@ -380,8 +269,8 @@ def test_a_replay_from_the_start_adds_no_rows_and_no_rejects(kafka, migrated) ->
             stop.set()
             t.join(30)
         assert not t.is_alive()  # stopped by us, not by a write error
-        assert _count(migrated, "SELECT count(*) FROM trades") == 500
-        assert _count(migrated, "SELECT count(*) FROM features") == 40
+        assert count_rows(migrated, "SELECT count(*) FROM trades") == 500
+        assert count_rows(migrated, "SELECT count(*) FROM features") == 40
         with psycopg.connect(migrated) as conn:
             reasons = sorted(r[0] for r in conn.execute("SELECT reason FROM dlq").fetchall())
         assert reasons == [
@@ -397,26 +286,72 @@ def test_a_replay_from_the_start_adds_no_rows_and_no_rejects(kafka, migrated) ->
 def test_offsets_are_committed_in_batches_and_all_at_shutdown(kafka, migrated) -> None:
     """With a long SINK_COMMIT_INTERVAL_S, rows written after the first commit are durable but
     not yet committed (a crash would replay them, which the idempotent writes absorb); a clean
-    stop commits everything that is durable."""
-    topics = _topics(kafka.bootstrap)
-    first, second = _trade_messages(1_000, seed=11), _trade_messages(1_000, seed=12)
+    stop commits everything that is durable. The first commit comes at once, however long the
+    machine has been up (it waited for an uptime of one interval: issue 11)."""
+    topics = make_topics(kafka.bootstrap)
+    first, second = trade_messages(1_000, seed=11), trade_messages(1_000, seed=12)
     group = f"g-{uuid.uuid4().hex[:6]}"
     cfg = SinkSettings(group_id=group, max_batch=200, http_port=None, commit_interval_s=3600)
-    _produce(kafka.bootstrap, topics[0], first)
-    t, stop = _start_sink(_settings(kafka.bootstrap, migrated, topics), cfg)
+    produce(kafka.bootstrap, topics[0], first)
+    t, stop = start_sink(make_settings(kafka.bootstrap, migrated, topics), cfg)
     try:
-        _wait(lambda: _count(migrated, "SELECT count(*) FROM trades") == 1_000, 60, "first")
-        _wait(lambda: _committed(kafka.bootstrap, group, topics[0]) > 0, 30, "first commit")
-        early = _committed(kafka.bootstrap, group, topics[0])
-        _produce(kafka.bootstrap, topics[0], second)
-        _wait(lambda: _count(migrated, "SELECT count(*) FROM trades") == 2_000, 60, "second")
+        wait_for(lambda: count_rows(migrated, "SELECT count(*) FROM trades") == 1_000, 60, "first")
+        wait_for(lambda: committed(kafka.bootstrap, group, topics[0]) > 0, 30, "first commit")
+        early = committed(kafka.bootstrap, group, topics[0])
+        produce(kafka.bootstrap, topics[0], second)
+        wait_for(lambda: count_rows(migrated, "SELECT count(*) FROM trades") == 2_000, 60, "second")
         time.sleep(1.0)
-        assert _committed(kafka.bootstrap, group, topics[0]) == early < 2_000
+        assert committed(kafka.bootstrap, group, topics[0]) == early < 2_000
     finally:
         stop.set()
         t.join(30)
     assert not t.is_alive()
-    assert _committed(kafka.bootstrap, group, topics[0]) == _log_end(kafka.bootstrap, topics[0])
+    assert committed(kafka.bootstrap, group, topics[0]) == log_end(kafka.bootstrap, topics[0])
+
+
+@pytest.mark.parametrize("booted_s_ago", [0.0, 5.0])
+def test_commits_follow_the_injected_clock_wherever_it_starts(
+    kafka, migrated, booted_s_ago: float
+) -> None:
+    """A machine booted seconds ago (``time.monotonic()`` reads 0 or 5) with a 30 s commit
+    interval: the first durable batch is committed at once, later ones only when the injected
+    clock has moved one interval, however much real time passes. The old sink compared
+    ``time.monotonic()`` with a last-commit time of 0.0 and committed nothing for 30 s."""
+    topics = make_topics(kafka.bootstrap)
+    group = f"g-{uuid.uuid4().hex[:6]}"
+    cfg = SinkSettings(group_id=group, max_batch=200, http_port=None, commit_interval_s=30)
+    clock = FakeClock(booted_s_ago)
+    # Commit-time durability: no WAL flush position to poll (that poll runs on the clock too).
+    store = TimescaleStore(migrated, synchronous_commit=True)
+    sink = KafkaSink(make_settings(kafka.bootstrap, migrated, topics), store, cfg, clock=clock)
+    errors: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            sink.run()
+        except BaseException as e:  # the test inspects how the sink stopped
+            errors.append(e)
+
+    produce(kafka.bootstrap, topics[0], trade_messages(1_000, seed=13))
+    t = threading.Thread(target=target)
+    t.start()
+    try:
+        wait_for(lambda: count_rows(migrated, "SELECT count(*) FROM trades") == 1_000, 60, "rows")
+        wait_for(lambda: committed(kafka.bootstrap, group, topics[0]) > 0, 30, "first commit")
+        early = committed(kafka.bootstrap, group, topics[0])
+        produce(kafka.bootstrap, topics[0], trade_messages(1_000, seed=14))
+        wait_for(lambda: count_rows(migrated, "SELECT count(*) FROM trades") == 2_000, 60, "more")
+        time.sleep(1.0)  # real time passes; the sink's clock does not
+        assert committed(kafka.bootstrap, group, topics[0]) == early < 2_000
+        clock.now += 30.0
+        end = log_end(kafka.bootstrap, topics[0])
+        wait_for(lambda: committed(kafka.bootstrap, group, topics[0]) == end, 30, "next commit")
+    finally:
+        sink.stop()
+        t.join(30)
+        store.close()
+    assert not t.is_alive()
+    assert errors == []
 
 
 class _HeldFlush(TimescaleStore):
@@ -433,26 +368,26 @@ class _HeldFlush(TimescaleStore):
 
 
 def test_offsets_wait_for_the_wal_flush_when_commits_are_asynchronous(kafka, migrated) -> None:
-    topics = _topics(kafka.bootstrap)
+    topics = make_topics(kafka.bootstrap)
     group = f"g-{uuid.uuid4().hex[:6]}"
     cfg = SinkSettings(group_id=group, max_batch=200, http_port=None, commit_interval_s=0.1)
     store = _HeldFlush(migrated)
-    _produce(kafka.bootstrap, topics[0], _trade_messages(1_000, seed=21))
+    produce(kafka.bootstrap, topics[0], trade_messages(1_000, seed=21))
     stop = threading.Event()
     t = threading.Thread(
         target=run,
-        args=(_settings(kafka.bootstrap, migrated, topics),),
+        args=(make_settings(kafka.bootstrap, migrated, topics),),
         kwargs={"config": cfg, "store": store, "stop": stop},
     )
     t.start()
     try:
         # Visible at once (the COPY returned), but not flushed: nothing may be committed.
-        _wait(lambda: _count(migrated, "SELECT count(*) FROM trades") == 1_000, 60, "rows")
+        wait_for(lambda: count_rows(migrated, "SELECT count(*) FROM trades") == 1_000, 60, "rows")
         time.sleep(1.5)
-        assert _committed(kafka.bootstrap, group, topics[0]) == 0
+        assert committed(kafka.bootstrap, group, topics[0]) == 0
         store.release.set()
-        end = _log_end(kafka.bootstrap, topics[0])
-        _wait(lambda: _committed(kafka.bootstrap, group, topics[0]) == end, 30, "commit")
+        end = log_end(kafka.bootstrap, topics[0])
+        wait_for(lambda: committed(kafka.bootstrap, group, topics[0]) == end, 30, "commit")
     finally:
         stop.set()
         t.join(30)
@@ -467,28 +402,30 @@ def test_postgres_crash_mid_stream_rewinds_and_loses_nothing(kafka, timescale, m
     trade is there exactly once."""
     from signalstack.sink import metrics
 
-    topics = _topics(kafka.bootstrap)
-    msgs = _trade_messages(40_000, seed=31)
+    topics = make_topics(kafka.bootstrap)
+    msgs = trade_messages(40_000, seed=31)
     group = f"g-{uuid.uuid4().hex[:6]}"
     cfg = SinkSettings(group_id=group, max_batch=500, http_port=None, commit_interval_s=0.2)
     rewinds0 = metrics.REWINDS._value.get()
     consumed0 = metrics.MESSAGES.labels(topics[0])._value.get()
-    producer = threading.Thread(target=_produce, args=(kafka.bootstrap, topics[0], msgs))
+    producer = threading.Thread(target=produce, args=(kafka.bootstrap, topics[0], msgs))
     producer.start()
-    t, stop = _start_sink(_settings(kafka.bootstrap, migrated, topics), cfg)
+    t, stop = start_sink(make_settings(kafka.bootstrap, migrated, topics), cfg)
     try:
-        _wait(lambda: _count(migrated, "SELECT count(*) FROM trades") > 5_000, 60, "progress")
+        wait_for(
+            lambda: count_rows(migrated, "SELECT count(*) FROM trades") > 5_000, 60, "progress"
+        )
         timescale.crash()
         producer.join(120)
-        _wait(lambda: _count(migrated, "SELECT count(*) FROM trades") == 40_000, 120, "all")
-        _wait(lambda: _committed(kafka.bootstrap, group, topics[0]) == 40_000, 30, "commit")
+        wait_for(lambda: count_rows(migrated, "SELECT count(*) FROM trades") == 40_000, 120, "all")
+        wait_for(lambda: committed(kafka.bootstrap, group, topics[0]) == 40_000, 30, "commit")
     finally:
         stop.set()
         t.join(60)
     assert not t.is_alive()
     assert metrics.REWINDS._value.get() > rewinds0
     assert metrics.MESSAGES.labels(topics[0])._value.get() - consumed0 > 40_000  # replayed
-    assert _count(migrated, _DUPLICATES) == 0
+    assert count_rows(migrated, DUPLICATES) == 0
 
 
 def test_a_batch_lost_in_a_rebalance_stops_the_sink_and_nothing_is_committed_past_it(
@@ -504,13 +441,13 @@ def test_a_batch_lost_in_a_rebalance_stops_the_sink_and_nothing_is_committed_pas
     from signalstack.sink.service import KafkaSink
     from signalstack.store.writer import WriteAbortedError
 
-    topics = _topics(kafka.bootstrap)
+    topics = make_topics(kafka.bootstrap)
     group = f"g-{uuid.uuid4().hex[:6]}"
     cfg = SinkSettings(group_id=group, max_batch=500, http_port=None, commit_interval_s=0.0)
     store = TimescaleStore(migrated)
-    sink = KafkaSink(_settings(kafka.bootstrap, migrated, topics), store, cfg)
+    sink = KafkaSink(make_settings(kafka.bootstrap, migrated, topics), store, cfg)
     try:
-        _produce(kafka.bootstrap, topics[0], _trade_messages(200, seed=41))
+        produce(kafka.bootstrap, topics[0], trade_messages(200, seed=41))
         sink.consumer.subscribe([topics[0]])
         msgs: list = []
         deadline = time.monotonic() + 60
@@ -526,11 +463,11 @@ def test_a_batch_lost_in_a_rebalance_stops_the_sink_and_nothing_is_committed_pas
             sink._on_revoke(sink.consumer, sink.consumer.assignment())
         # Nothing is committed from now on, not even offsets noted later.
         sink._commit(work.offsets, asynchronous=False)
-        assert _committed(kafka.bootstrap, group, topics[0]) == 0
+        assert committed(kafka.bootstrap, group, topics[0]) == 0
         with pytest.raises(WriteAbortedError):
             sink.run()  # the loop stops on its first turn: the process exits and restarts
-        assert _committed(kafka.bootstrap, group, topics[0]) == 0
-        assert _count(migrated, "SELECT count(*) FROM trades") == 0
+        assert committed(kafka.bootstrap, group, topics[0]) == 0
+        assert count_rows(migrated, "SELECT count(*) FROM trades") == 0
     finally:
         store.close()
 
@@ -552,20 +489,6 @@ def _refuse_trades(dsn: str, sqlstate: str, *, once: bool) -> None:
         )
 
 
-def _run_capturing(settings: Settings, config: SinkSettings, errors: list[BaseException]):
-    stop = threading.Event()
-
-    def target() -> None:
-        try:
-            run(settings, config=config, stop=stop)
-        except BaseException as e:  # the test inspects how the sink stopped
-            errors.append(e)
-
-    t = threading.Thread(target=target)
-    t.start()
-    return t, stop
-
-
 def test_an_error_about_the_database_not_the_rows_stops_the_sink_and_dlqs_nothing(
     kafka, migrated
 ) -> None:
@@ -574,41 +497,41 @@ def test_an_error_about_the_database_not_the_rows_stops_the_sink_and_dlqs_nothin
     be 'rejected'. The sink stops without committing; the restart retries."""
     import asyncpg
 
-    topics = _topics(kafka.bootstrap)
+    topics = make_topics(kafka.bootstrap)
     group = f"g-{uuid.uuid4().hex[:6]}"
     cfg = SinkSettings(group_id=group, max_batch=500, http_port=None, commit_interval_s=0.0)
     _refuse_trades(migrated, "42501", once=False)
-    _produce(kafka.bootstrap, topics[0], _trade_messages(300, seed=51))
+    produce(kafka.bootstrap, topics[0], trade_messages(300, seed=51))
     errors: list[BaseException] = []
-    t, stop = _run_capturing(_settings(kafka.bootstrap, migrated, topics), cfg, errors)
+    t, stop = run_capturing(make_settings(kafka.bootstrap, migrated, topics), cfg, errors)
     t.join(60)
     stop.set()
     assert not t.is_alive()
     assert len(errors) == 1 and isinstance(errors[0], asyncpg.InsufficientPrivilegeError)
-    assert _count(migrated, "SELECT count(*) FROM dlq") == 0
-    assert _committed(kafka.bootstrap, group, topics[0]) == 0
+    assert count_rows(migrated, "SELECT count(*) FROM dlq") == 0
+    assert committed(kafka.bootstrap, group, topics[0]) == 0
 
 
 def test_a_deadlock_is_retried_not_sent_to_the_dlq(kafka, migrated) -> None:
     from signalstack.sink import metrics
 
-    topics = _topics(kafka.bootstrap)
+    topics = make_topics(kafka.bootstrap)
     group = f"g-{uuid.uuid4().hex[:6]}"
     cfg = SinkSettings(group_id=group, max_batch=500, http_port=None, commit_interval_s=0.0)
     _refuse_trades(migrated, "40P01", once=True)  # deadlock_detected, on the first row only
     retries0 = metrics.WRITE_RETRIES._value.get()
     rewinds0 = metrics.REWINDS._value.get()
-    _produce(kafka.bootstrap, topics[0], _trade_messages(300, seed=52))
+    produce(kafka.bootstrap, topics[0], trade_messages(300, seed=52))
     errors: list[BaseException] = []
-    t, stop = _run_capturing(_settings(kafka.bootstrap, migrated, topics), cfg, errors)
+    t, stop = run_capturing(make_settings(kafka.bootstrap, migrated, topics), cfg, errors)
     try:
-        _wait(lambda: _count(migrated, "SELECT count(*) FROM trades") == 300, 60, "rows")
-        _wait(lambda: _committed(kafka.bootstrap, group, topics[0]) == 300, 30, "commit")
+        wait_for(lambda: count_rows(migrated, "SELECT count(*) FROM trades") == 300, 60, "rows")
+        wait_for(lambda: committed(kafka.bootstrap, group, topics[0]) == 300, 30, "commit")
     finally:
         stop.set()
         t.join(30)
     assert errors == []
-    assert _count(migrated, "SELECT count(*) FROM dlq") == 0
+    assert count_rows(migrated, "SELECT count(*) FROM dlq") == 0
     assert metrics.WRITE_RETRIES._value.get() > retries0
     # The connection survived the aborted transaction: nothing was lost, nothing to replay.
     assert metrics.REWINDS._value.get() == rewinds0
@@ -624,7 +547,7 @@ def test_a_backend_crash_the_postmaster_survives_rewinds_and_loses_nothing(
     but not yet flushed are gone: the sink must rewind, not commit past them later."""
     from signalstack.sink import metrics
 
-    topics = _topics(kafka.bootstrap)
+    topics = make_topics(kafka.bootstrap)
     group = f"g-{uuid.uuid4().hex[:6]}"
     cfg = SinkSettings(group_id=group, max_batch=500, http_port=None, commit_interval_s=0.1)
     # Hold asynchronous commits in the WAL buffers for a while (restored below). Anything else
@@ -644,17 +567,17 @@ def test_a_backend_crash_the_postmaster_survives_rewinds_and_loses_nothing(
         conn.execute("SELECT pg_reload_conf()")
         conn.execute("CHECKPOINT")
     rewinds0 = metrics.REWINDS._value.get()
-    t, stop = _start_sink(_settings(kafka.bootstrap, migrated, topics), cfg)
+    t, stop = start_sink(make_settings(kafka.bootstrap, migrated, topics), cfg)
     total, lost, losses = 0, 0, []
     try:
         # The walwriter still flushes every 10 s (its longest delay): if one of its rounds
         # falls between a batch's commit and the kill, that crash loses nothing. Crash again
         # with a fresh batch then (each try is a few seconds; three misses in a row are rare).
         for attempt in range(4):
-            _produce(kafka.bootstrap, topics[0], _trade_messages(2_000, seed=61 + attempt))
+            produce(kafka.bootstrap, topics[0], trade_messages(2_000, seed=61 + attempt))
             total += 2_000
-            _wait(
-                lambda n=total: _count(migrated, "SELECT count(*) FROM trades") == n,
+            wait_for(
+                lambda n=total: count_rows(migrated, "SELECT count(*) FROM trades") == n,
                 60,
                 f"batch {attempt}",
             )
@@ -669,18 +592,18 @@ def test_a_backend_crash_the_postmaster_survives_rewinds_and_loses_nothing(
             finally:
                 with contextlib.suppress(psycopg.Error):
                     conn.close()
-            _wait(lambda: _ready(migrated), 60, "crash recovery")
-            lost = total - _count(migrated, "SELECT count(*) FROM trades")
+            wait_for(lambda: _ready(migrated), 60, "crash recovery")
+            lost = total - count_rows(migrated, "SELECT count(*) FROM trades")
             losses.append(lost)
             with psycopg.connect(migrated) as conn:
                 row = conn.execute("SELECT pg_postmaster_start_time()").fetchone()
             assert row == (started,)  # the same postmaster: no restart to notice
             if lost > 0:
                 break
-        _produce(kafka.bootstrap, topics[0], _trade_messages(2_000, seed=69))
+        produce(kafka.bootstrap, topics[0], trade_messages(2_000, seed=69))
         total += 2_000
-        _wait(lambda: _count(migrated, "SELECT count(*) FROM trades") == total, 120, "all")
-        _wait(lambda: _committed(kafka.bootstrap, group, topics[0]) == total, 60, "commit")
+        wait_for(lambda: count_rows(migrated, "SELECT count(*) FROM trades") == total, 120, "all")
+        wait_for(lambda: committed(kafka.bootstrap, group, topics[0]) == total, 60, "commit")
     finally:
         stop.set()
         t.join(60)
@@ -691,7 +614,7 @@ def test_a_backend_crash_the_postmaster_survives_rewinds_and_loses_nothing(
     assert not t.is_alive()
     assert lost > 0, f"no crash lost acknowledged rows ({losses}): the test proved nothing"
     assert metrics.REWINDS._value.get() > rewinds0
-    assert _count(migrated, _DUPLICATES) == 0
+    assert count_rows(migrated, DUPLICATES) == 0
 
 
 def _ready(dsn: str) -> bool:
