@@ -44,7 +44,7 @@ class BrokerHealth:
             self.brokers_down = True
         elif err.fatal():
             log.error("kafka_fatal_error", error=str(err))
-        else:
+        elif code != KafkaError._TRANSPORT:  # connection failures: librdkafka logs them itself
             log.info("kafka_error", error=str(err))
 
     def on_stats(self, stats_json: str) -> None:

@@ -182,6 +182,7 @@ class IngestService:
             collections.deque()
         )
         self._resent = self._resent_dlq = 0  # written by the delivery thread only
+        self._failed_logged = 0
         self._poll_stop = threading.Event()
         self._poller: threading.Thread | None = None
 
@@ -217,7 +218,6 @@ class IngestService:
         """On the delivery thread: count it and keep it for :meth:`_redeliver`."""
         self._failed += 1
         self.metrics.delivery_errors.inc()
-        log.warning("kafka_delivery_failed", topic=msg.topic(), error=str(err))
         self._undelivered.append((msg.topic(), msg.value(), msg.key(), err))
 
     def _redeliver(self) -> None:
@@ -226,6 +226,10 @@ class IngestService:
         logged. Messages the full queue cannot take yet wait for the next round."""
         p = self._producer
         und = self._undelivered
+        if self._failed > self._failed_logged:  # a line per round, not per message
+            log.warning("kafka_delivery_failed", messages=self._failed - self._failed_logged,
+                        error=str(und[-1][3]) if und else None)  # fmt: skip
+            self._failed_logged = self._failed
         while p is not None and und:
             topic, value, key, err = und[0]
             dlq = topic == self.dlq_topic
@@ -344,18 +348,19 @@ class IngestService:
     async def _wait_for_room(self) -> None:
         """Back-pressure without blocking the loop: the health server, the reader and the
         delivery thread go on while the broker catches up (or comes back)."""
-        waited = False
+        started = time.monotonic()
+        warned = False
         while True:
             self._drain_backlog()
             if self.has_room():
                 break
-            if not waited:
-                waited = True
+            now = self.heartbeat = time.monotonic()  # waiting on the broker is not a hang
+            if not warned and now - started > 1.0:
+                warned = True
                 log.warning("kafka_queue_full", queued=len(self._producer or ()))
-            self.heartbeat = time.monotonic()  # waiting on the broker is not a hung processor
             await asyncio.sleep(0.05)
-        if waited:
-            log.info("kafka_queue_has_room")
+        if warned:
+            log.info("kafka_queue_has_room", waited_s=round(time.monotonic() - started, 1))
 
     def _produce_batch(self, batch: list[dict[str, Any]]) -> None:
         """One ``produce_batch`` call per frame (keys still pick the partition); messages the
