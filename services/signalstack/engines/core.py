@@ -183,7 +183,8 @@ class FeatureStateMachine:
             # no row with the same key has, and exact confirmation compares hashes too
             ident = ident.copy()
             ident[late_rows] = ~ident[late_rows]
-        dup = self._ids.duplicates(ident, (t.sym, p.exchange, p.trade_id))
+        order = np.argsort(ident)  # by hash: for dedup, and the kept rows' run of identities
+        dup = self._ids.duplicates(ident, (t.sym, p.exchange, p.trade_id), order)
         in_session = t.session >= 0
         fresh = ~dup
         if len(late_rows):
@@ -196,14 +197,16 @@ class FeatureStateMachine:
         if n_keep:
             if n_keep == len(t):
                 rows = None
-                kept_ts = t.ts
-                self._ids.add(p.ident, t.sym, p.exchange, p.trade_id, t.ts)
+                by_hash = order
             else:
                 rows = np.flatnonzero(keep)
-                kept_ts = t.ts[rows]
-                self._ids.add(
-                    p.ident[rows], t.sym[rows], p.exchange[rows], p.trade_id[rows], kept_ts
-                )
+                # the kept rows by hash (late rows' complemented hashes are never kept, so
+                # this is their order by the true hash)
+                by_hash = order[keep[order]]
+            kept_ts = t.ts[by_hash]
+            self._ids.add_sorted(
+                p.ident[by_hash], t.sym[by_hash], p.exchange[by_hash], p.trade_id[by_hash], kept_ts
+            )
             low = int(kept_ts.min())
             self._min_ts = low if self._min_ts is None else min(self._min_ts, low)
             self._chunks.append((Pending(t, p.exchange, p.trade_id, p.ident), rows))

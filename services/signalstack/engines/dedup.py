@@ -77,13 +77,28 @@ class PendingIdentities:
         exchange: npt.NDArray[np.int64],
         trade_id: TradeIdBytes,
         ts: npt.NDArray[np.int64],
+        order: npt.NDArray[np.intp] | None = None,
     ) -> None:
-        """Insert rows (already deduplicated)."""
+        """Insert rows (already deduplicated); ``order``: their order by hash, if known."""
         if len(ident) == 0:
             return
-        order = np.argsort(ident, kind="stable")
+        if order is None:
+            order = np.argsort(ident)
+        self.add_sorted(ident[order], sym[order], exchange[order], trade_id[order], ts[order])
+
+    def add_sorted(
+        self,
+        ident: npt.NDArray[np.int64],
+        sym: npt.NDArray[np.int32],
+        exchange: npt.NDArray[np.int64],
+        trade_id: TradeIdBytes,
+        ts: npt.NDArray[np.int64],
+    ) -> None:
+        """Insert rows (already deduplicated) given in hash order."""
+        if len(ident) == 0:
+            return
         runs = self._runs
-        runs.append(_Run(ident, sym, exchange, trade_id, ts).take(order))
+        runs.append(_Run(ident, sym, exchange, trade_id, ts))
         while len(runs) > 1 and len(runs[-2]) <= 2 * len(runs[-1]):
             last = runs.pop()
             runs[-1] = _Run.merge(runs[-1], last)
@@ -103,14 +118,16 @@ class PendingIdentities:
         self,
         ident: npt.NDArray[np.int64],
         keys: tuple[npt.NDArray[np.int32], npt.NDArray[np.int64], TradeIdBytes],
+        order: npt.NDArray[np.intp] | None = None,
     ) -> npt.NDArray[np.bool_]:
         """True where a row's identity (hash + exact ``(sym, exchange, trade_id)``) is pending
-        or appeared earlier in this batch."""
+        or appeared earlier in this batch; ``order``: the rows' order by hash, if known."""
         n = len(ident)
         cand = np.zeros(n, dtype=bool)
         if n == 0:
             return cand
-        order = np.argsort(ident)
+        if order is None:
+            order = np.argsort(ident)
         hs = ident[order]
         # a hash seen twice in the batch, or seen in a run, nominates its rows (the exact
         # check below decides, so which of a group is nominated does not matter)

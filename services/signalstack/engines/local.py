@@ -38,6 +38,7 @@ from signalstack.logs import get_logger
 log = get_logger(__name__)
 
 DLQ_SOURCE = "stream"
+_SLICE_ROWS = 16  # late rows up to which one-row slices beat a take
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +64,10 @@ def late_records(batch: TradeBatch, rows: Any, watermark_ns: int) -> list[Any]:
     now = dt.datetime.now(dt.UTC)
     out: list[Any] = []
     wm = pd.Timestamp(watermark_ns, tz="UTC").isoformat()
-    if isinstance(batch, (pa.RecordBatch, pa.Table)):
+    if isinstance(batch, (pa.RecordBatch, pa.Table)) and len(rows) <= _SLICE_ROWS:
+        # a few rows (the usual case): zero-copy slices, not a gather of every column
+        recs = [r for i in np.asarray(rows).tolist() for r in batch.slice(i, 1).to_pylist()]
+    elif isinstance(batch, (pa.RecordBatch, pa.Table)):
         recs = batch.take(pa.array(np.asarray(rows, dtype=np.int64))).to_pylist()
     else:
         recs = batch.iloc[rows].to_dict("records")

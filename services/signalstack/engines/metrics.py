@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import cache
+
 from prometheus_client import Counter, Gauge
 
 TRADES = Counter(
@@ -42,13 +44,28 @@ def record_batch(
     bars: int,
     watermark_ns: int,
 ) -> None:
-    TRADES.labels(engine).inc(trades)
+    trades_c, late_c, dup_c, unknown_c, bars_c, wm_g = _children(engine)
+    trades_c.inc(trades)
     if late:
-        LATE.labels(engine).inc(late)
+        late_c.inc(late)
     if duplicates:
-        DUPLICATES.labels(engine).inc(duplicates)
+        dup_c.inc(duplicates)
     if unknown_conditions:
-        UNKNOWN_CONDITIONS.labels(engine).inc(unknown_conditions)
+        unknown_c.inc(unknown_conditions)
     if bars:
-        BARS.labels(engine).inc(bars)
-    WATERMARK.labels(engine).set(watermark_ns / 1e9)
+        bars_c.inc(bars)
+    wm_g.set(watermark_ns / 1e9)
+
+
+@cache
+def _children(engine: str) -> tuple[Counter, Counter, Counter, Counter, Counter, Gauge]:
+    """The engine's labelled series, looked up once (a lookup per batch per metric shows at
+    streaming batch sizes)."""
+    return (
+        TRADES.labels(engine),
+        LATE.labels(engine),
+        DUPLICATES.labels(engine),
+        UNKNOWN_CONDITIONS.labels(engine),
+        BARS.labels(engine),
+        WATERMARK.labels(engine),
+    )

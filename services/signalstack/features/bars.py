@@ -128,7 +128,7 @@ class Minutes:
         return pd.DataFrame(
             {
                 "symbol": symbols[b.sym] if len(b) else np.zeros(0, dtype=object),
-                "ts": pd.to_datetime(b.ts, utc=True),
+                "ts": utc_times(b.ts),
                 "open": b.open,
                 "high": b.high,
                 "low": b.low,
@@ -141,6 +141,12 @@ class Minutes:
 
 
 MINUTE_FIELDS: Final = tuple(f.name for f in fields(Minutes))
+
+
+def utc_times(ns: I8) -> pd.DatetimeIndex:
+    """ns since the epoch → UTC timestamps: what ``pd.to_datetime(ns, utc=True)`` gives, at a
+    fifth of its fixed cost (a frame per emitted batch pays it)."""
+    return pd.DatetimeIndex(np.asarray(ns, dtype=np.int64).view("M8[ns]"), tz="UTC")
 
 
 def minute_end(ts: I8) -> I8:

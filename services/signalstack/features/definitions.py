@@ -17,7 +17,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from signalstack.features.bars import Minutes
+from signalstack.features.bars import Minutes, utc_times
 from signalstack.features.columns import FEATURE_COLUMNS, FEATURE_SET_VERSION
 from signalstack.features.sessions import NS_PER_MINUTE
 
@@ -190,7 +190,7 @@ def feature_frame(
     frame = pd.DataFrame(
         {
             "symbol": symbols[rows.sym] if len(rows) else np.zeros(0, dtype=object),
-            "ts": pd.to_datetime(rows.ts, utc=True),
+            "ts": utc_times(rows.ts),
             **values,
             "feature_set_version": np.full(len(rows), FEATURE_SET_VERSION, dtype=np.int64),
         }

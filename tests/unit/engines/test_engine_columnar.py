@@ -15,7 +15,7 @@ from signalstack.engines import state_codec
 from signalstack.engines.alloc import reuse_freed_arrays
 from signalstack.engines.base import ListSink
 from signalstack.engines.core import FeatureStateMachine
-from signalstack.engines.local import LocalEngine
+from signalstack.engines.local import LocalEngine, late_records
 from signalstack.engines.ticks import in_batches, seeded_ticks, to_arrow
 from signalstack.features.conditions import bundled_rules
 from signalstack.features.sessions import session_index
@@ -123,3 +123,16 @@ def test_state_codec_reads_the_earlier_layout():
 def test_allocator_setting_is_accepted():
     assert reuse_freed_arrays() in (True, False)
     assert reuse_freed_arrays(1 << 20) in (True, False)
+
+
+@pytest.mark.parametrize("n_late", [1, 3, 40])
+def test_late_records_of_arrow_rows_equal_those_of_the_frame(ticks, n_late):
+    # a few late rows are read by one-row slices, many by a take: the same records either way
+    frame = in_batches(ticks, 500)[1]
+    rows = np.sort(np.random.default_rng(n_late).choice(len(frame), n_late, replace=False))
+    from_frame = late_records(frame, rows, 0)
+    from_arrow = late_records(to_arrow(frame), rows, 0)
+    assert [orjson.loads(r.payload) for r in from_arrow] == [
+        orjson.loads(r.payload) for r in from_frame
+    ]
+    assert [r.key for r in from_arrow] == frame["symbol"].iloc[rows].tolist()
