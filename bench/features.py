@@ -8,6 +8,11 @@ watermark, late → DLQ records, dedup, sessions, bars, features, the result fra
 in-memory sink. Outside: generating the ticks and building the batches (the conversion is
 timed on its own, ``arrow_conversion_trades_per_s``). Best of ``--repeat`` replays (fresh
 engine each; the machine is shared), every replay listed.
+``trades_per_s_1k_batches`` (and ``_100_batches``, ``_10k_batches``): the same engine fed the
+same day in Arrow batches of 1,000 (100, 10,000) rows — the streaming sizes a live feed hands
+it, where the fixed cost per batch dominates; best of ``--small-repeat`` replays, listed with
+the milliseconds per batch in ``small_batches``. Smaller batches move the watermark more often,
+so a few more trades are late than at 100,000 (counted there too).
 ``pandas_frames_trades_per_s``: the same engine fed the same batches as pandas frames with
 Python-object columns (the fallback path); its rows are checked equal to the Arrow run's.
 ``baseline_trades_per_s``: a straightforward pandas implementation of the same definitions
@@ -20,7 +25,8 @@ figure.
 real Kafka broker (devstack), trades / wall time of one availableNow run (see engines/spark.py);
 without ``--spark`` the previous result file's Spark figure is carried over and marked so.
 
-    .venv/bin/python bench/features.py [--per-minute 1000] [--repeat 5] [--spark]
+    .venv/bin/python bench/features.py [--per-minute 1000] [--repeat 5] [--small-repeat 3]
+        [--small-batches 100,1000,10000] [--spark]
 """
 
 from __future__ import annotations
@@ -60,6 +66,36 @@ def run_local(batches: list[Any]) -> tuple[float, ListSink, LocalEngine]:
         eng.process(b)
     eng.flush()
     return time.perf_counter() - t0, sink, eng
+
+
+def small_batch_rate(ticks: pd.DataFrame, size: int, repeat: int) -> dict[str, Any]:
+    """The day in Arrow batches of ``size`` rows (built outside the timed region): best of
+    ``repeat`` replays, fresh engine each."""
+    batches = [to_arrow(b) for b in in_batches(ticks, size)]
+    runs = []
+    for _ in range(max(1, repeat)):
+        el, _sink, eng = run_local(batches)
+        runs.append(el)
+        print(
+            f"local engine, batches of {size:,}: {len(ticks) / el:,.0f} trades/s "
+            f"({el:.3f}s, {el / len(batches) * 1e3:.3f} ms per batch)"
+        )
+    el = min(runs)
+    return {
+        "trades_per_s": round(len(ticks) / el),
+        "batch_size": size,
+        "batches": len(batches),
+        "ms_per_batch": round(el / len(batches) * 1e3, 4),
+        "runs_seconds": [round(r, 3) for r in runs],
+        "trades_per_s_median": round(len(ticks) / float(np.median(runs))),
+        "late": eng.stats.late,
+        "duplicates": eng.stats.duplicates,
+        "bars": eng.stats.bars_out,
+    }
+
+
+def _size_key(size: int) -> str:
+    return f"{size // 1000}k" if size >= 1000 and size % 1000 == 0 else str(size)
 
 
 def baseline(ticks: pd.DataFrame) -> pd.DataFrame:
@@ -215,9 +251,14 @@ def main() -> None:
     ap.add_argument("--per-minute", type=int, default=1000, help="trades per symbol-minute")
     ap.add_argument("--batch", type=int, default=100_000)
     ap.add_argument("--repeat", type=int, default=5, help="engine replays (best is reported)")
+    ap.add_argument("--small-repeat", type=int, default=3, help="replays per streaming size")
+    ap.add_argument(
+        "--small-batches", default="100,1000,10000", help="streaming batch sizes (rows), or ''"
+    )
     ap.add_argument("--json-sample", type=int, default=200_000, help="ticks for the decode rate")
     ap.add_argument("--default-allocator", action="store_true", help="skip engines.alloc")
     ap.add_argument("--spark", action="store_true", help="also measure the Spark job")
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "features.json")
     ap.add_argument("--spark-trades", type=int, default=1_000_000)
     ap.add_argument("--spark-per-trigger", type=int, default=200_000)
     args = ap.parse_args()
@@ -243,6 +284,10 @@ def main() -> None:
     el = min(runs)
     rate = len(ticks) / el
     print(f"local engine: best {rate:,.0f} trades/s; {eng.stats}")
+    small = {
+        size: small_batch_rate(ticks, size, args.small_repeat)
+        for size in (int(x) for x in args.small_batches.split(",") if x.strip())
+    }
     pel, psink, _ = run_local(frames)
     prate = len(ticks) / pel
     print(f"local engine (pandas frames, object columns): {prate:,.0f} trades/s ({pel:.3f}s)")
@@ -274,6 +319,9 @@ def main() -> None:
         "trades_per_s": round(rate),
         "baseline_trades_per_s": round(brate),
         "spark_trades_per_s": None,
+        **{f"trades_per_s_{_size_key(k)}_batches": v["trades_per_s"] for k, v in small.items()},
+        "budget_trades_per_s_1k_batches": 1_000_000,
+        "small_batches": {_size_key(k): v for k, v in small.items()},
         "pandas_frames_trades_per_s": round(prate),
         "arrow_conversion_trades_per_s": round(len(ticks) / conv),
         "json_decode_trades_per_s": dec["trades_per_s"],
@@ -298,7 +346,7 @@ def main() -> None:
         if allocator_tuned
         else "glibc defaults",
     }
-    out = ROOT / "bench" / "results" / "features.json"
+    out = args.out
     if args.spark:
         sp = spark_rate(ticks, args.spark_trades, args.spark_per_trigger)
         result["spark_trades_per_s"] = sp.get("trades_per_s")
