@@ -136,7 +136,8 @@ class Minutes:
                 "volume": b.volume,
                 "vwap": vwap,
                 "trade_count": b.trade_count,
-            }
+            },
+            copy=False,  # every column is a fresh array (taken from this one)
         )
 
 

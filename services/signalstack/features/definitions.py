@@ -69,17 +69,36 @@ def _window_sums(
     how much older history the table holds — the stream engines rely on this for parity.
     """
     n = len(minute)
-    idx = np.arange(n)
-    out = [v.copy() for v in values]
-    for k in range(1, w):
-        j = idx - k
-        ok = j >= gstart
-        jc = np.where(ok, j, 0)
-        ok &= minute[jc] > minute - w
-        if not ok.any():
-            break
-        for o, v in zip(out, values, strict=True):
-            o += np.where(ok, v[jc], 0.0)
+    back = np.arange(n)[:, None] - np.arange(1, w)  # row i, k steps back (k = 1 … w − 1)
+    ok = back >= gstart[:, None]
+    jc = np.where(ok, back, 0)
+    ok &= minute[jc] > (minute - w)[:, None]
+    # stop at the first step with no row in any window (as far back as any window reaches)
+    reach = ok.any(axis=0)
+    steps = int(np.argmin(reach)) if not reach.all() else w - 1
+    ok, jc = ok[:, :steps], jc[:, :steps]
+    out = []
+    for v in values:
+        terms = np.empty((n, steps + 1))
+        terms[:, 0] = v
+        terms[:, 1:] = np.where(ok, v[jc], 0.0)
+        out.append(_sum_in_order(terms))
+    return out
+
+
+def _sum_in_order(terms: F8) -> F8:
+    """Σ of each row's terms left to right: ``((t0 + t1) + t2) + …``, the order a loop of
+    ``+=`` gives (a running sum, never numpy's pairwise reduction)."""
+    if terms.shape[1] == 0:
+        return np.zeros(terms.shape[0])
+    out: F8 = np.cumsum(terms, axis=1)[:, -1]
+    return out
+
+
+def _from_zero(terms: F8) -> F8:
+    """``terms`` with a column of 0.0 in front: a running sum that starts from 0.0."""
+    out = np.zeros((terms.shape[0], terms.shape[1] + 1))
+    out[:, 1:] = terms
     return out
 
 
@@ -88,29 +107,22 @@ def _realized_vol(
 ) -> F8:
     """Sample std of the returns of bars i, i−1, ... whose predecessor is also in the window."""
     n = len(minute)
-    idx = np.arange(n)
-    # Bar j is in the window if same group and minute[j] > minute[i] − w; its return counts if
-    # bar j − 1 is in the window too.
-    cols: list[F8] = []
-    for k in range(w - 1):
-        j = idx - k
-        ok = (j - 1 >= gstart) & (j - 1 >= 0)
-        jc = np.where(ok, j - 1, 0)
-        ok &= minute[jc] > minute - w
-        cols.append(np.where(ok, logret[np.where(ok, j, 0)], np.nan))
-    if not cols:
+    if w < 2:
         return np.full(n, np.nan)
-    m = np.column_stack(cols)
-    cnt = np.sum(~np.isnan(m), axis=1)
-    s = np.zeros(n)
-    for c in cols:
-        s += np.where(np.isnan(c), 0.0, c)
+    # Bar j is in the window if same group and minute[j] > minute[i] − w; its return counts if
+    # bar j − 1 is in the window too (column k: bar j = i − k, k = 0 … w − 2).
+    j = np.arange(n)[:, None] - np.arange(w - 1)
+    ok = (j - 1 >= gstart[:, None]) & (j - 1 >= 0)
+    jc = np.where(ok, j - 1, 0)
+    ok &= minute[jc] > (minute - w)[:, None]
+    m = np.where(ok, logret[np.where(ok, j, 0)], np.nan)
+    missing = np.isnan(m)
+    cnt = np.sum(~missing, axis=1)
+    s = _sum_in_order(_from_zero(np.where(missing, 0.0, m)))
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = s / cnt
-        ss = np.zeros(n)
-        for c in cols:
-            d = c - mean
-            ss += np.where(np.isnan(c), 0.0, d * d)
+        d = m - mean[:, None]
+        ss = _sum_in_order(_from_zero(np.where(missing, 0.0, d * d)))
         return np.where(cnt >= 2, np.sqrt(ss / (cnt - 1)), np.nan)
 
 
@@ -149,10 +161,8 @@ def compute_features(minutes: Minutes, emit: npt.NDArray[np.bool_] | None = None
     # mean volume of the 20 preceding bars in the session
     lb = VOLUME_RATIO_LOOKBACK
     have = bidx - bg >= lb
-    vsum = np.zeros(nb)
-    for k in range(1, lb + 1):
-        j = np.where(have, bidx - k, 0)
-        vsum += np.where(have, b.volume[j], 0.0)
+    j = np.where(have[:, None], bidx[:, None] - np.arange(1, lb + 1), 0)
+    vsum = _sum_in_order(_from_zero(np.where(have[:, None], b.volume[j], 0.0)))
     vmean = vsum / lb
     with np.errstate(invalid="ignore", divide="ignore"):
         out = {
@@ -185,14 +195,16 @@ def feature_frame(
 ) -> pd.DataFrame:
     """The ``features`` rows for the bars of ``minutes`` (optionally only those in ``emit``)."""
     sel = minutes.has_bar if emit is None else minutes.has_bar & emit
-    rows = minutes.take(sel)
+    sym, ts = minutes.sym[sel], minutes.ts[sel]
     values = compute_features(minutes, emit)
+    # every column is a fresh array: no copy needed (a frame per emission pays for one)
     frame = pd.DataFrame(
         {
-            "symbol": symbols[rows.sym] if len(rows) else np.zeros(0, dtype=object),
-            "ts": utc_times(rows.ts),
+            "symbol": symbols[sym] if len(sym) else np.zeros(0, dtype=object),
+            "ts": utc_times(ts),
             **values,
-            "feature_set_version": np.full(len(rows), FEATURE_SET_VERSION, dtype=np.int64),
-        }
+            "feature_set_version": np.full(len(sym), FEATURE_SET_VERSION, dtype=np.int64),
+        },
+        copy=False,
     )
     return frame
