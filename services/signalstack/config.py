@@ -149,6 +149,10 @@ class IngestSettings(BaseSettings):
     message_timeout_ms: int = Field(default=0, ge=0)
     # Readiness: false while every broker is down, or queued trades see no ack for this long.
     delivery_stall_s: float = Field(default=10.0, gt=0)
+    # Restart: the gap fill starts at the topic's last acknowledged trades (gap_lookback_s
+    # earlier), reading that much of its tail plus this margin; not after a stop this long.
+    resume_margin_s: float = Field(default=60.0, ge=0)
+    resume_max_gap_s: float = Field(default=3600.0, ge=0)
 
 
 class SinkSettings(BaseSettings):

@@ -50,6 +50,7 @@ from signalstack.ingest.fastpath import (
 from signalstack.ingest.health import HealthServer
 from signalstack.ingest.kafka_io import ensure_topics, producer_config, trade_topics
 from signalstack.ingest.metrics import IngestMetrics
+from signalstack.ingest.resume import read_topic_tail
 from signalstack.logs import get_logger
 from signalstack.marketdata.conditions import ConditionTable
 from signalstack.marketdata.errors import PolygonAuthError
@@ -184,6 +185,7 @@ class IngestService:
         self._resent = self._resent_dlq = 0  # written by the delivery thread only
         self._failed_logged = 0
         self._poll_stop = threading.Event()
+        self._resume_from: dict[str, int] | None = None  # gap fill at the first connection
         self._poller: threading.Thread | None = None
 
     # ------------------------------------------------------------------ health
@@ -683,7 +685,10 @@ class IngestService:
             if isinstance(item, Connected):
                 if self.first_connected_ns is None:
                     self.first_connected_ns = item.at_ns
-                    continue
+                    if self._resume_from is None:
+                        continue
+                    # A restart: fill from the last ACKNOWLEDGED trades (the topic's tail).
+                    pending_gap, self._resume_from = self._resume_from, None
                 if pending_gap is None:
                     base = self.first_connected_ns
                     pending_gap = {
@@ -700,6 +705,31 @@ class IngestService:
                 await self._wait_for_room()
             self.process_frame(item)
             await asyncio.sleep(0)
+
+    async def _resume(self, bootstrap: str) -> None:
+        """After a restart: seed the dedup window and the gap fill from the acknowledged tail
+        of the trades topic (:mod:`signalstack.ingest.resume`)."""
+        lookback = int(self.cfg.gap_lookback_s * NS_PER_S)
+        window = lookback + int(self.cfg.resume_margin_s * NS_PER_S)
+        tail = await asyncio.to_thread(read_topic_tail, bootstrap, self.trades_topic, window)
+        if tail.last_produced_ns is None:
+            return  # a new topic: nothing to resume
+        age_s = (time.time_ns() - tail.last_produced_ns) / NS_PER_S
+        if age_s > self.cfg.resume_max_gap_s:
+            log.info("ingest_resume_skipped", last_trade_age_s=round(age_s))
+            return
+        cur = self.dedup.current
+        newest = 0
+        for ident, ts in tail.identities:
+            cur.add(ident)
+            newest = max(newest, ts)
+        if newest:
+            self.dedup.advance(newest)
+            self._newest_ts = newest
+        self.last_seen.update(tail.newest)
+        self._resume_from = tail.gap_starts(self.symbols, lookback)
+        log.info("ingest_resume", trades_read=len(tail.identities), last_trade_age_s=round(age_s),
+                 symbols=len(tail.newest))  # fmt: skip
 
     def _flush(self, timeout: float) -> int:
         """At shutdown, on a worker thread: flush, then once more for what had to be produced
@@ -724,6 +754,8 @@ class IngestService:
         s = self.settings
         bootstrap = s.kafka.bootstrap_servers
         await asyncio.to_thread(ensure_topics, bootstrap, trade_topics(s.kafka, self.cfg))
+        if self.cfg.gap_fill:
+            await self._resume(bootstrap)
         self.topics_ready = True
         conf = producer_config(bootstrap, self.cfg, self._producer_overrides)
         conf["on_delivery"] = self._on_delivery
