@@ -65,8 +65,7 @@ def read_topic_tail(bootstrap: str, topic: str, window_ns: int, timeout: float =
         # Pass 1: the newest message of each partition gives the topic's last produce time.
         last_ms = 0
         for p, hi in ends.items():
-            m = _read_one(c, TopicPartition(topic, p, hi - 1), timeout)
-            last_ms = max(last_ms, m)
+            last_ms = max(last_ms, _read_one(c, TopicPartition(topic, p, hi - 1), timeout))
         tail.last_produced_ns = last_ms * NS_PER_MS
         tail.window_start_ns = tail.last_produced_ns - window_ns
         # Pass 2: everything produced since the window start.
@@ -86,11 +85,12 @@ def read_topic_tail(bootstrap: str, topic: str, window_ns: int, timeout: float =
             for m in c.consume(10_000, 0.5):
                 if m.error() is not None:
                     continue
-                pos[m.partition()] = m.offset() + 1
-                if m.offset() >= todo[m.partition()]:
+                part, off = m.partition() or 0, m.offset() or 0
+                pos[part] = off + 1
+                if off >= todo[part]:
                     continue
                 try:
-                    v = orjson.loads(m.value())
+                    v = orjson.loads(m.value() or b"")
                     sym, ts = v["symbol"], int(v["ts_event"])
                     ident = (sym, int(v["exchange"]), str(v["trade_id"]))
                 except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
