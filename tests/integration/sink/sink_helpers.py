@@ -191,11 +191,11 @@ class HealthPoller:
                 )
                 self._stop.wait(self.every_s)
 
-    def __enter__(self) -> HealthPoller:
+    def start(self) -> HealthPoller:
         self._thread.start()
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def stop(self) -> None:
         self._stop.set()
         self._thread.join(30)
 
