@@ -17,7 +17,7 @@ import uuid
 from dataclasses import dataclass, field
 
 import orjson
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from signalstack.logs import get_logger
 from signalstack.schemas.trade import NS_PER_MS
@@ -57,7 +57,7 @@ def read_topic_tail(bootstrap: str, topic: str, window_ns: int, timeout: float =
         parts = sorted(meta.partitions)
         ends: dict[int, int] = {}
         for p in parts:
-            lo, hi = c.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)
+            lo, hi = _watermarks(c, TopicPartition(topic, p), timeout)
             if hi > lo:
                 ends[p] = hi
         if not ends:
@@ -101,6 +101,22 @@ def read_topic_tail(bootstrap: str, topic: str, window_ns: int, timeout: float =
         return tail
     finally:
         c.close()
+
+
+def _watermarks(c: Consumer, tp: TopicPartition, timeout: float) -> tuple[int, int]:
+    """Low and high offsets; retried while the partition has no leader yet (a topic created a
+    moment ago, a broker that is just back)."""
+    deadline = time.monotonic() + timeout
+    delay = 0.05
+    while True:
+        try:
+            lo, hi = c.get_watermark_offsets(tp, timeout=max(1.0, deadline - time.monotonic()))
+            return int(lo), int(hi)
+        except KafkaException:
+            if time.monotonic() + delay > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 1.0)
 
 
 def _read_one(c: Consumer, tp: TopicPartition, timeout: float) -> int:

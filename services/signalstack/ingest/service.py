@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from confluent_kafka import KafkaError, Producer
+from confluent_kafka import KafkaError, KafkaException, Producer
 
 from signalstack.config import IngestSettings, Settings
 from signalstack.ingest.broker_health import BrokerHealth
@@ -711,7 +711,12 @@ class IngestService:
         of the trades topic (:mod:`signalstack.ingest.resume`)."""
         lookback = int(self.cfg.gap_lookback_s * NS_PER_S)
         window = lookback + int(self.cfg.resume_margin_s * NS_PER_S)
-        tail = await asyncio.to_thread(read_topic_tail, bootstrap, self.trades_topic, window)
+        try:
+            tail = await asyncio.to_thread(read_topic_tail, bootstrap, self.trades_topic, window)
+        except (KafkaException, TimeoutError) as err:
+            # Running without the resume point beats a crash loop: say so loudly.
+            log.error("ingest_resume_failed", error=str(err))
+            return
         if tail.last_produced_ns is None:
             return  # a new topic: nothing to resume
         age_s = (time.time_ns() - tail.last_produced_ns) / NS_PER_S
