@@ -3,7 +3,7 @@
 Two signals, both served on the delivery thread (librdkafka's callbacks run there):
 
 - broker state: librdkafka's ``error_cb`` reports ``_ALL_BROKERS_DOWN`` at once; its statistics
-  (``stats_cb``, every ``statistics.interval.ms``) say whether any broker connection is ``UP``
+  (``stats_cb``, every ``statistics.interval.ms``) say when a broker connection is ``UP``
   again, which is how a recovery is seen (librdkafka reports no "broker back" event);
 - delivery progress: trades queued but not one acknowledged for ``stall_s`` (a broker that
   accepts connections but not writes, e.g. a partition without a leader).
@@ -52,10 +52,12 @@ class BrokerHealth:
             brokers = orjson.loads(stats_json).get("brokers", {})
         except (orjson.JSONDecodeError, AttributeError):
             return
+        # Only clears the flag: with sparse connections an idle producer may hold no broker
+        # connection at all, which is not an outage (librdkafka's error_cb says when it is).
         up = any(isinstance(b, dict) and b.get("state") == "UP" for b in brokers.values())
         if up and self.brokers_down:
             log.info("kafka_brokers_up")
-        self.brokers_down = not up
+            self.brokers_down = False
 
     # the delivery thread ---------------------------------------------------------------
     def observe(self, queued: int, acked: int) -> None:

@@ -61,6 +61,8 @@ def test_queued_trades_without_an_ack_for_the_stall_time_make_it_unready() -> No
 def test_an_idle_producer_is_not_a_stalled_one() -> None:
     clock = Clock(100.0)
     h = BrokerHealth(stall_s=1.0, clock=clock)
+    h.on_stats(_stats("INIT", "DOWN"))  # sparse connections: idle, no connection, no outage
+    assert h.check()[0]
     for _ in range(5):
         clock.now += 60.0
         h.observe(queued=0, acked=7)
