@@ -4,6 +4,7 @@ than a request timeout (and a message timeout), restarted on the same port and l
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
 import signal
 import threading
@@ -67,7 +68,7 @@ class HealthProbe:
         self._thread.start()
 
     def _run(self) -> None:
-        with httpx.Client(timeout=3.0) as http:
+        with httpx.Client(timeout=5.0) as http:
             while not self._stop.is_set():
                 for path in ("/health/live", "/health/ready"):
                     status: int | None
@@ -133,8 +134,12 @@ def _outage_run(
         if check_ready:
             wait_for(lambda: svc.ready()[0], 30, "ready again with the broker back")
         time.sleep(1.0)  # a late duplicate would show up now
-    finally:
-        probe.stop()  # before the service stops: its server closing is no failed probe
+    except BaseException:
+        probe.stop()
+        with contextlib.suppress(Exception):
+            run.stop(60)  # no service left retrying against this module's broker
+        raise
+    probe.stop()  # before the service stops: its server closing is no failed probe
     stats = run.stop()
     msgs = consume_all(kafka.bootstrap, s.kafka.trades_topic)
     assert stats is svc.stats
