@@ -38,6 +38,8 @@ ALL_FLAGS: Final = np.uint8(15)
 ODD_LOT: Final = 37
 # Codes are small non-negative ints (Polygon's ids are < 256); anything else counts as unknown.
 _TABLE_SIZE: Final = 256
+# In the lookup table, above the four flag bits: the code is missing from the rules.
+_UNKNOWN: Final = np.uint8(16)
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,8 +74,8 @@ class EligibilityRules:
             if code != ODD_LOT and (not last or not vol):
                 bits |= int(VWAP)
             clear[code] = bits
-        self._clear = clear
-        self._known = known
+        # one table: the bits a code clears, plus _UNKNOWN for a code missing from the rules
+        self._lookup = clear | np.where(known, np.uint8(0), _UNKNOWN).astype(np.uint8)
 
     @classmethod
     def from_response(cls, body: Mapping[str, Any], source: str = "rest") -> EligibilityRules:
@@ -127,40 +129,47 @@ class EligibilityRules:
         n = len(arr)
         if arr.null_count:
             lens = pc.list_value_length(arr).fill_null(0).to_numpy().astype(np.int64)
-        else:  # offsets are the lengths' prefix sums; no null slot to skip
-            offs = arr.offsets.to_numpy()
-            lens = np.diff(offs).astype(np.int64, copy=False)
-        values = pc.list_flatten(arr)  # the codes of the non-null lists, in row order
+            values = pc.list_flatten(arr)  # the codes of the non-null lists, in row order
+            if values.null_count:
+                values = values.fill_null(-1)
+            return self.flags_flat(values.to_numpy(), lens)
+        # no null slot: the offsets delimit each trade's codes in the child array
+        offs = arr.offsets.to_numpy()
+        first, end = int(offs[0]), int(offs[-1])
+        if end == first:
+            return Eligibility(np.full(n, ALL_FLAGS, dtype=np.uint8), 0)
+        values = arr.values.slice(first, end - first)
         if values.null_count:
             values = values.fill_null(-1)
-        codes = values.to_numpy()
-        if len(codes) == 0:
-            return Eligibility(np.full(n, ALL_FLAGS, dtype=np.uint8), 0)
-        return self.flags_flat(codes, lens)
+        return self._from_codes(values.to_numpy(), offs[:-1] - first, offs[1:] != offs[:-1])
 
     def flags_flat(
         self, codes: npt.NDArray[np.integer[Any]], lens: npt.NDArray[np.int64]
     ) -> Eligibility:
         """Flags from the flattened codes of all trades and each trade's number of codes."""
-        n = len(lens)
-        flags = np.full(n, ALL_FLAGS, dtype=np.uint8)
         if len(codes) == 0:
-            return Eligibility(flags, 0)
-        inside = (codes >= 0) & (codes < _TABLE_SIZE)
-        if inside.all():
-            cleared = self._clear[codes]
-            unknown = ~self._known[codes]
+            return Eligibility(np.full(len(lens), ALL_FLAGS, dtype=np.uint8), 0)
+        starts = np.concatenate(([0], np.cumsum(lens)[:-1]))
+        return self._from_codes(codes, starts, lens > 0)
+
+    def _from_codes(
+        self,
+        codes: npt.NDArray[np.integer[Any]],
+        starts: npt.NDArray[np.integer[Any]],
+        has: npt.NDArray[np.bool_],
+    ) -> Eligibility:
+        """``codes``: every trade's codes, flattened (at least one); ``starts``: where each
+        trade's codes begin; ``has``: the trades with at least one code."""
+        flags = np.full(len(starts), ALL_FLAGS, dtype=np.uint8)
+        if int(codes.min()) >= 0 and int(codes.max()) < _TABLE_SIZE:
+            bits = self._lookup[codes]
         else:
-            safe = np.where(inside, codes, 0)
-            cleared = np.where(inside, self._clear[safe], np.uint8(0))
-            unknown = ~(inside & self._known[safe])
-        has = lens > 0
-        starts = np.concatenate(([0], np.cumsum(lens)[:-1]))[has]
-        flags[has] = ALL_FLAGS & ~np.bitwise_or.reduceat(cleared, starts)
-        n_unknown = 0
-        if unknown.any():
-            n_unknown = int(np.count_nonzero(np.logical_or.reduceat(unknown, starts)))
-        return Eligibility(flags, n_unknown)
+            inside = (codes >= 0) & (codes < _TABLE_SIZE)
+            bits = np.where(inside, self._lookup[np.where(inside, codes, 0)], _UNKNOWN)
+        # OR over each trade's codes: the bits it loses, and whether any code was unknown
+        per_trade = np.bitwise_or.reduceat(bits, starts[has])
+        flags[has] = ALL_FLAGS & ~per_trade
+        return Eligibility(flags, int(np.count_nonzero(per_trade & _UNKNOWN)))
 
 
 def load_response(body: Mapping[str, Any] | None = None) -> EligibilityRules:

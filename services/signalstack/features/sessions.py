@@ -26,13 +26,24 @@ class SessionIndex:
         order = np.argsort(starts, kind="stable")
         self.starts = np.ascontiguousarray(starts[order], dtype=np.int64)
         self.ends = np.ascontiguousarray(ends[order], dtype=np.int64)
+        # the last batch's span [start of session i, start of session i + 1) as (i, bounds…):
+        # a stream's batches mostly fall in the same one (an atomic swap: safe to share)
+        self._last: tuple[int, int, int] | None = None
 
     def session_start(self, ts_ns: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
         """Start (ns) of the session containing each timestamp, or -1 outside every session."""
         if len(ts_ns) == 0:
             return np.zeros(0, dtype=np.int64)
         # fast path: the whole batch lies between one session's start and the next one's
-        lo, hi = np.searchsorted(self.starts, [ts_ns.min(), ts_ns.max()], side="right") - 1
+        t_min, t_max = int(ts_ns.min()), int(ts_ns.max())
+        last = self._last
+        if last is not None and last[1] <= t_min and t_max < last[2]:
+            lo = hi = last[0]
+        else:
+            lo, hi = (int(i) for i in np.searchsorted(self.starts, [t_min, t_max], "right") - 1)
+            if lo == hi:
+                nxt = int(self.starts[lo + 1]) if lo + 1 < len(self.starts) else 2**63 - 1
+                self._last = (lo, int(self.starts[lo]) if lo >= 0 else -(2**63), nxt)
         if lo == hi:
             if lo < 0:
                 return np.full(len(ts_ns), NO_SESSION, dtype=np.int64)

@@ -51,6 +51,9 @@ class SymbolCodes:
     def __init__(self, symbols: Iterable[str] = ()) -> None:
         self._codes: dict[str, int] = {}
         self._names: list[str] = []
+        # the last Arrow dictionary seen and its codes (a stream's batches repeat it)
+        self._last_dictionary: pa.Array | None = None
+        self._last_lut = np.zeros(0, dtype=np.int32)
         for s in symbols:
             self.code(s)
 
@@ -75,8 +78,13 @@ class SymbolCodes:
             arr = pc.dictionary_encode(arr)
         if arr.null_count:
             raise FeatureInputError("trades frame has a null symbol")
-        dictionary = arr.dictionary.to_pylist()
-        lut = np.array([self.code(str(u)) for u in dictionary], dtype=np.int32)
+        dictionary = arr.dictionary
+        last = self._last_dictionary
+        if last is not None and (dictionary is last or dictionary.equals(last)):
+            lut = self._last_lut
+        else:
+            lut = np.array([self.code(str(u)) for u in dictionary.to_pylist()], dtype=np.int32)
+            self._last_dictionary, self._last_lut = dictionary, lut
         idx = arr.indices.to_numpy()
         return lut[idx] if len(lut) else np.zeros(len(idx), dtype=np.int32)
 
