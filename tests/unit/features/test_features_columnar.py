@@ -147,7 +147,8 @@ def test_session_fast_path_equals_general_lookup():
         base - rng.integers(1, 10**9, 100),  # before every session
         base + rng.integers(-(10**12), 2 * day, 1000),  # everywhere
     ]
-    for ts in cases:
+    # in and out of the span the last batch fell in (the index remembers it)
+    for ts in [*cases, *cases[::-1], cases[2], cases[0], cases[2], cases[1]]:
         ts = ts.astype(np.int64)
         i = np.searchsorted(idx.starts, ts, side="right") - 1
         ok = (i >= 0) & (ts < idx.ends[np.maximum(i, 0)])

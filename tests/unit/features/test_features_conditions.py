@@ -7,7 +7,10 @@ from importlib import resources
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from signalstack.features.conditions import (
     HIGH_LOW,
@@ -80,3 +83,42 @@ def test_live_response_shape_is_accepted():
     # non-trade conditions are ignored
     quote_only = {"results": [{"id": 3, "data_types": ["quote"], "update_rules": {}}]}
     assert EligibilityRules.from_response(quote_only).rules == {}
+
+
+def _reference(rules: EligibilityRules, codes: list[int | None] | None) -> tuple[int, bool]:
+    """One trade, the rules read plainly: AND of what each code keeps; unknown: not in them."""
+    flags, unknown = REG, False
+    for c in codes or []:
+        if c is None or c not in rules.rules:
+            unknown = True
+            continue
+        hl, last, vol = rules.rules[c]
+        keep = (int(HIGH_LOW) if hl else 0) | (int(LAST) if last else 0)
+        keep |= int(VOLUME) if vol else 0
+        if c == 37 or (last and vol):
+            keep |= int(VWAP)
+        flags &= keep
+    return flags, unknown
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    rows=st.lists(
+        st.one_of(
+            st.none(),
+            st.lists(st.one_of(st.none(), st.sampled_from([0, 2, 10, 12, 14, 37, 41, 300, -4]))),
+        ),
+        max_size=25,
+    ),
+    cut=st.tuples(st.integers(0, 25), st.integers(0, 25)),
+    int32=st.booleans(),
+)
+def test_arrow_flags_equal_the_rules_read_plainly(rules, rows, cut, int32):
+    arr = pa.array(rows, type=pa.list_(pa.int32() if int32 else pa.int64()))
+    lo = min(cut[0], len(rows))
+    arr = arr.slice(lo, cut[1])  # a slice: offsets that do not start at 0
+    rows = rows[lo : lo + cut[1]]
+    got = rules.flags(arr)
+    want = [_reference(rules, r) for r in rows]
+    assert got.flags.tolist() == [f for f, _ in want]
+    assert got.unknown_codes == sum(u for _, u in want)
