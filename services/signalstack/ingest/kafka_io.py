@@ -109,8 +109,7 @@ def producer_config(
 ) -> dict[str, Any]:
     """Idempotent, acks=all, lz4, batched (linger/batch size) producer. ``message.timeout.ms``
     0 by default: a queued trade waits for the broker however long an outage lasts (the queue is
-    bounded, and the service waits for room); statistics every second tell readiness whether a
-    broker is up."""
+    bounded, and the service waits for room)."""
     cfg: dict[str, Any] = {
         "bootstrap.servers": bootstrap,
         "enable.idempotence": True,
@@ -123,7 +122,7 @@ def producer_config(
         "queue.buffering.max.kbytes": 1_048_576,
         "message.max.bytes": 8_000_000,
         "message.timeout.ms": ingest.message_timeout_ms,
-        "statistics.interval.ms": 1000,
+        "statistics.interval.ms": 0,
     }
     cfg.update(overrides or {})
     return cfg

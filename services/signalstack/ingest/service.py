@@ -766,6 +766,8 @@ class IngestService:
         conf["on_delivery"] = self._on_delivery
         conf["error_cb"] = self.broker.on_error
         conf["stats_cb"] = self.broker.on_stats
+        if not conf.get("statistics.interval.ms"):  # readiness sees a broker come back
+            conf["statistics.interval.ms"] = 1000
         if self._errors_only:
             conf["delivery.report.only.error"] = True
         self._queue_max = int(conf["queue.buffering.max.messages"]) // 2
