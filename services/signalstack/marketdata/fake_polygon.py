@@ -62,6 +62,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
+from websockets.protocol import State
 
 from signalstack.features.bars import TradeArrays, aggregate_minutes
 from signalstack.features.conditions import bundled_rules
@@ -95,6 +96,7 @@ QUOTE_LEAD_NS: Final = 1_000  # a trade's quote is stamped this long before it
 _SPAN_NS: Final = {"second": 1_000_000_000, "minute": NS_PER_MINUTE, "hour": 60 * NS_PER_MINUTE}
 _MAX_MS: Final = 2**62 // 1_000_000
 OnEnd = Literal["stop", "loop"]
+SERVED_CHANNELS: Final = ("T", "AM")  # trades, and minute aggregates built from them
 
 I8 = npt.NDArray[np.int64]
 
@@ -274,11 +276,16 @@ class _Client:
     authed: bool = False
     topics: set[str] = field(default_factory=set)
     all_trades: bool = False
+    trade_topics: bool = False  # subscribed to any T.<ticker>
     frames: int = 0
     dead: bool = False
 
     def unsent(self) -> int:
         return int(self.ws.transport.get_write_buffer_size())
+
+    def listening(self) -> bool:
+        """Subscribed, and the connection is open (not closing: it reads nothing more)."""
+        return bool(self.topics) and not self.dead and self.ws.state is State.OPEN
 
 
 class _SymbolIndex:
@@ -361,6 +368,10 @@ class FakePolygonServer:
         self._tasks: set[asyncio.Future[None]] = set()
         self._t0 = 0.0  # perf_counter at the start of the replay (set when it starts)
         self._sent_trades = 0
+        self._am_pending: dict[int, list[tuple[I8, I8]]] = {}  # minute -> (rows, ts) sent
+        self._am_minute: int | None = None  # the minute (ns // 1m) the replay has reached
+        self._am_sent_upto: int | None = None  # minutes before this one have been sent
+        self._am_day: dict[str, list[float]] = {}  # sym -> [volume, Σ vw·v, official open]
 
     # ---------------------------------------------------------------- lifecycle
     @property
@@ -475,7 +486,7 @@ class FakePolygonServer:
                 elif action == "unsubscribe":
                     topics = [p.strip() for p in params.split(",") if p.strip()]
                     c.topics.difference_update(topics)
-                    c.all_trades = "T.*" in c.topics
+                    self._topics_changed(c)
                     await self._send(
                         c,
                         [
@@ -504,7 +515,7 @@ class FakePolygonServer:
             if not t:
                 continue
             ev, _, ticker = t.partition(".")
-            if ev == "T" and ticker:
+            if ev in SERVED_CHANNELS and ticker:
                 accepted.append(t)
                 replies.append(
                     {"ev": "status", "status": "success", "message": f"subscribed to: {t}"}
@@ -513,10 +524,11 @@ class FakePolygonServer:
                 replies.append({
                     "ev": "status", "status": "error",
                     "message": f"subscription refused: {t} is not served by this fake Polygon "
-                    "server, which serves trades only (T.<ticker> or T.*)",
+                    "server, which serves trades and minute aggregates (T.<ticker>, AM.<ticker>, "
+                    "or .* for all)",
                 })  # fmt: skip
         c.topics.update(accepted)
-        c.all_trades = "T.*" in c.topics or {f"T.{s}" for s in self.tape.symbols} <= c.topics
+        self._topics_changed(c)
         if self.ended:
             replies.extend(self._end_status())
         await self._send(c, replies)
@@ -524,6 +536,10 @@ class FakePolygonServer:
             if c not in self.clients:
                 self.clients.append(c)
             self._market_started.set()
+
+    def _topics_changed(self, c: _Client) -> None:
+        c.all_trades = "T.*" in c.topics or {f"T.{s}" for s in self.tape.symbols} <= c.topics
+        c.trade_topics = any(t[:2] == "T." for t in c.topics)
 
     def _authed_count(self, key: str) -> int:
         return sum(1 for o in self.clients if o.authed and o.key == key and not o.dead)
@@ -606,6 +622,8 @@ class FakePolygonServer:
         self._sent_trades = 0
         while True:
             await self._play(pre)
+            if self._am_minute is not None:  # the last minute of the tape is complete now
+                self._emit_minute_aggregates(self._am_minute + 1)
             self.loop_number += 1
             if not self.done.is_set():
                 self.done.set()
@@ -637,9 +655,11 @@ class FakePolygonServer:
         cols = self.tape.columns
         kinds = cfg.malformed_kinds
         loop = self.loop_number
+        self._am_pending, self._am_minute, self._am_sent_upto, self._am_day = {}, None, None, {}
         while self.position < n:
             i, j = self.position, min(n, self.position + cfg.batch)
             events: list[dict[str, Any]] | None = None
+            sent_ts = cols.ts[i:j]
             if pre is not None:
                 full = pre[i // cfg.batch]
             else:
@@ -657,13 +677,15 @@ class FakePolygonServer:
                     keep = ~cols.duplicate[i:j]
                     gid = np.arange(i, j, dtype=np.int64) + loop * n
                     self.published.add(cols.sym[i:j][keep], ts[keep], gid[keep])
+                    sent_ts = ts
                 full = orjson.dumps(events)
             self.position = j
             self._broadcast(full, events)
+            self._minute_aggregates(i, j, sent_ts)
             if cfg.malformed_every and self._data_frames % cfg.malformed_every == 0:
                 kind = kinds[(self._data_frames // cfg.malformed_every - 1) % len(kinds)]
                 bad = self.bad_frame(kind)
-                if any(not c.dead and c.topics for c in self.clients):
+                if any(c.listening() for c in self.clients):
                     self.injected[kind] += 1
                     self._broadcast(bad, None, data=False)
             self._sent_trades += j - i
@@ -673,12 +695,78 @@ class FakePolygonServer:
             else:
                 await self._wait_for_readers()
 
+    def _minute_aggregates(self, i: int, j: int, sent_ts: I8) -> None:
+        """Keep rows [i, j) by the minute they were sent for; when the replay's clock passes a
+        minute, send ``AM`` events for the minutes it completed (prints that arrive after their
+        minute was sent stay out, as on the real feed)."""
+        cols = self.tape.columns
+        keep = ~cols.duplicate[i:j]
+        rows, ts = np.arange(i, j, dtype=np.int64)[keep], sent_ts[keep]
+        if not len(ts):
+            return
+        minutes = ts // NS_PER_MINUTE
+        for m in np.unique(minutes).tolist():
+            sel = minutes == m
+            self._am_pending.setdefault(m, []).append((rows[sel], ts[sel]))
+        minute = int(minutes.max())
+        if self._am_minute is not None and minute > self._am_minute:
+            self._emit_minute_aggregates(minute)
+        self._am_minute = max(minute, self._am_minute or minute)
+
+    def _emit_minute_aggregates(self, end_minute: int) -> None:
+        """``AM`` events for the minutes before ``end_minute`` not sent yet, to subscribers."""
+        upto = self._am_sent_upto
+        done = [m for m in self._am_pending if m < end_minute]
+        chunks = [c for m in done if upto is None or m >= upto for c in self._am_pending[m]]
+        for m in done:  # sent now, or arrived too late to be
+            del self._am_pending[m]
+        self._am_sent_upto = end_minute
+        subs = [c for c in self.clients if c.listening() and any(t[:3] == "AM." for t in c.topics)]
+        if not subs or not chunks:
+            return
+        cols = self.tape.columns
+        rows = np.concatenate([c[0] for c in chunks])
+        ts = np.concatenate([c[1] for c in chunks])
+        wanted = set(self.tape.symbols)
+        if not any("AM.*" in c.topics for c in subs):
+            wanted &= {t[3:] for c in subs for t in c.topics if t[:3] == "AM."}
+        minute = _bucketer("minute", 1)
+        events: list[dict[str, Any]] = []
+        for sym in sorted(wanted):
+            sel = cols.sym[rows] == self.tape.symbols.index(sym)
+            bars = _bars(cols, ts[sel], rows[sel], minute, 0, _MAX_MS)
+            if not bars:
+                continue
+            day = self._am_day.setdefault(sym, [0.0, 0.0, bars[0]["o"]])
+            for bar in bars:
+                vw = bar.get("vw", bar["c"])
+                day[0] += bar["v"]
+                day[1] += vw * bar["v"]
+                events.append({
+                    "ev": "AM", "sym": sym, "v": int(bar["v"]), "av": int(day[0]), "op": day[2],
+                    "vw": vw, "o": bar["o"], "c": bar["c"], "h": bar["h"], "l": bar["l"],
+                    "a": round(day[1] / day[0], 4) if day[0] else vw,
+                    "z": int(bar["v"] / bar["n"]) if bar["n"] else 0,
+                    "s": bar["t"], "e": bar["t"] + 60_000,
+                })  # fmt: skip
+        if not events:
+            return
+        events.sort(key=lambda e: (e["s"], e["sym"]))
+        for c in subs:
+            sel_ev = (
+                events
+                if "AM.*" in c.topics
+                else [e for e in events if f"AM.{e['sym']}" in c.topics]
+            )
+            if sel_ev:
+                self._deliver(c, orjson.dumps(sel_ev), data=False)
+
     async def _wait_for_readers(self) -> None:
         """``rate=None``: go on once the fastest subscriber has at most ``pace_bytes`` unsent.
         With no subscriber the first pass goes on (REST gets the live tape); a replay waits."""
         await asyncio.sleep(0)
         while True:
-            live = [c for c in self.clients if not c.dead and c.topics]
+            live = [c for c in self.clients if c.listening()]
             if not live and self.loop_number == 0:
                 return
             if live and min(c.unsent() for c in live) <= self.cfg.pace_bytes:
@@ -693,10 +781,12 @@ class FakePolygonServer:
         if data:
             self._data_frames += 1
         for c in list(self.clients):
-            if c.dead or not c.topics:
+            if not c.listening():
                 continue
             if not data or c.all_trades:
                 payload = full
+            elif not c.trade_topics:
+                continue
             else:
                 evs = events if events is not None else orjson.loads(full)
                 sel = [e for e in evs if f"T.{e['sym']}" in c.topics]

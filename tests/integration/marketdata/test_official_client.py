@@ -16,7 +16,7 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 from massive import RESTClient, WebSocketClient
-from massive.websocket.models import EquityTrade
+from massive.websocket.models import EquityAgg, EquityTrade
 
 from signalstack.marketdata.conditions import load_bundled_conditions
 from signalstack.marketdata.simulator import SimConfig, simulate
@@ -120,18 +120,22 @@ def test_official_client_last_trade_quotes_and_previous_close(rest: RESTClient) 
     assert prev.ticker == "AAPL" and prev.low <= prev.close <= prev.high and prev.volume > 0
 
 
-def test_official_websocket_client_receives_trades(fake_port: int, rest: RESTClient) -> None:
+def test_official_websocket_client_receives_trades_and_minute_aggregates(
+    fake_port: int, rest: RESTClient
+) -> None:
     got: list[EquityTrade] = []
+    aggs: list[EquityAgg] = []
 
     async def main() -> None:
         ws = WebSocketClient(
             api_key=KEY, feed=f"127.0.0.1:{fake_port}", secure=False,
-            subscriptions=["T.AAPL"], max_reconnects=0,
+            subscriptions=["T.AAPL", "AM.AAPL"], max_reconnects=0,
         )  # fmt: skip
 
         async def handle(msgs: list) -> None:
             got.extend(m for m in msgs if isinstance(m, EquityTrade))
-            if len(got) >= 1_000:
+            aggs.extend(m for m in msgs if isinstance(m, EquityAgg))
+            if len(got) >= 1_000 and len(aggs) >= 5:
                 await ws.close()
 
         await asyncio.wait_for(ws.connect(handle), 120)
@@ -142,6 +146,11 @@ def test_official_websocket_client_receives_trades(fake_port: int, rest: RESTCli
     assert {t.id for t in got} <= served  # the WebSocket replays the day REST serves
     ms = np.array([t.timestamp for t in got])
     assert (dt.datetime.fromtimestamp(ms.min() / 1000, dt.UTC).date()) == DAY
+    bars = {b.timestamp: b for b in rest.list_aggs("AAPL", 1, "minute", DAY, DAY, limit=50_000)}
+    assert all(a.event_type == "AM" and a.symbol == "AAPL" for a in aggs)
+    assert all(a.end_timestamp - a.start_timestamp == 60_000 for a in aggs)
+    assert all(a.start_timestamp in bars for a in aggs)
+    assert sum(a.close == bars[a.start_timestamp].close for a in aggs) >= 0.8 * len(aggs)
 
 
 def test_the_fake_polygon_command_documents_itself() -> None:

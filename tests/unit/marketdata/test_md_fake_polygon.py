@@ -203,7 +203,9 @@ def test_last_trade_quotes_and_previous_close_from_the_tape(fake_polygon_factory
 
 # ----------------------------------------------------------------------------- WebSocket
 async def _login(url: str, **kw):
-    ws = await connect(url, **kw)
+    # No client-side flow control by default: a test client that stops reading and then closes
+    # must still read the server's close frame (a paused reader would wait out close_timeout).
+    ws = await connect(url, **{"max_queue": None, **kw})
     assert orjson.loads(await ws.recv())[0]["status"] == "connected"
     await ws.send(orjson.dumps({"action": "auth", "params": "test-key"}).decode())
     assert orjson.loads(await ws.recv())[0]["status"] == "auth_success"
@@ -215,15 +217,42 @@ def test_channels_the_fake_does_not_serve_are_refused(fake_polygon_factory) -> N
 
     async def main():
         async with await _login(srv.ws_url) as ws:
-            await ws.send(orjson.dumps({"action": "subscribe", "params": "Q.AAPL,AM.*,T.AAPL"}))
+            await ws.send(orjson.dumps({"action": "subscribe", "params": "Q.AAPL,A.*,T.AAPL"}))
             return orjson.loads(await ws.recv())
 
     st = asyncio.run(main())
     assert [s["status"] for s in st] == ["error", "error", "success"]
     assert st[2]["message"] == "subscribed to: T.AAPL"
     refused = st[:2]
-    assert "Q.AAPL" in refused[0]["message"] and "AM.*" in refused[1]["message"]
+    assert "Q.AAPL" in refused[0]["message"] and "A.*" in refused[1]["message"]
     assert all("not served" in s["message"] for s in refused)
+
+
+def test_minute_aggregates_stream_as_am_events_built_from_the_bars(fake_polygon_factory) -> None:
+    srv = fake_polygon_factory(restamp=False, rate=None)
+
+    async def main():
+        async with await _login(srv.ws_url) as ws:
+            await ws.send(orjson.dumps({"action": "subscribe", "params": "AM.AAPL"}).decode())
+            assert orjson.loads(await ws.recv())[0]["message"] == "subscribed to: AM.AAPL"
+            events = []
+            while not any(e.get("status") == "tape_ended" for e in events):
+                events += orjson.loads(await asyncio.wait_for(ws.recv(), 30))
+            return events
+
+    events = asyncio.run(main())
+    assert {e["ev"] for e in events} == {"AM", "status"}  # no trades without a T topic
+    am = [e for e in events if e["ev"] == "AM"]
+    body = _get(srv, f"/v2/aggs/ticker/AAPL/range/1/minute/{DAY}/{DAY}", limit=50_000).json()
+    rest = {b["t"]: (b["o"], b["h"], b["l"], b["c"], b["v"]) for b in body["results"]}
+    starts = [e["s"] for e in am]
+    assert starts == sorted(set(starts)) and set(starts) <= rest.keys()
+    assert starts[0] == min(rest)  # from the first minute of the session
+    assert len(am) >= 0.95 * len(rest) and all(e["e"] - e["s"] == 60_000 for e in am)
+    # the same bars as REST, but for the few minutes a late print reached after they were sent
+    same = [e for e in am if np.allclose((e["o"], e["h"], e["l"], e["c"], e["v"]), rest[e["s"]])]
+    assert len(same) >= 0.9 * len(am)
+    assert am[-1]["av"] == sum(e["v"] for e in am) and all(e["sym"] == "AAPL" for e in am)
 
 
 def test_a_reader_that_stops_is_cut_off_as_a_slow_consumer_and_nobody_waits(
@@ -289,7 +318,7 @@ def test_tape_end_is_announced_and_later_subscribers_are_told(fake_polygon_facto
 
 def test_tape_loops_when_asked(fake_polygon_factory) -> None:
     market = simulate(SimConfig(seed=5, symbols=("AAPL",), trades_per_day=300))
-    srv = fake_polygon_factory(market, rate=None, on_end="loop", restamp=True)
+    srv = fake_polygon_factory(market, rate=50_000, on_end="loop", restamp=True)
     n = len(market)
 
     async def main():

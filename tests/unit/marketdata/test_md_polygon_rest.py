@@ -244,8 +244,10 @@ def test_last_trade_is_parsed_into_the_trades_shape(fake_polygon_factory) -> Non
 
     async def main():
         async with PolygonRestClient(srv.rest_url, "test-key", rate_per_s=1000) as c:
-            pages = await _collect(c, "AAPL", gte_ns=0, order="desc", limit=1)
-            return await c.last_trade("AAPL"), await c.last_trade("ZZZZ"), pages[0][0]
+            pages = c.trades("AAPL", gte_ns=0, order="desc", limit=1)
+            newest = (await anext(pages))[0]  # the newest trade is all this needs
+            await pages.aclose()
+            return await c.last_trade("AAPL"), await c.last_trade("ZZZZ"), newest
 
     last, missing, newest = asyncio.run(main())
     assert missing is None
