@@ -2,9 +2,10 @@
 
 It speaks the documented protocol (POLYGON.md) well enough for the official client (``massive``)
 to be pointed at it unchanged: ``connected`` on open, ``auth`` → ``auth_success``/``auth_failed``,
-``subscribe`` → one ``success`` status per trade topic (``T.<ticker>`` or ``T.*``; any other
-channel is refused with an ``error`` status), frames that are JSON arrays of ``T`` events with
-millisecond ``t``. REST: ``/v3/trades/{T}`` and ``/v3/quotes/{T}`` (``timestamp`` and
+``subscribe`` → one ``success`` status per served topic (``T.<ticker>``/``T.*`` trades,
+``AM.<ticker>``/``AM.*`` minute aggregates sent as the replay passes each minute; any other
+channel is refused with an ``error`` status), frames that are JSON arrays of events with
+millisecond times. REST: ``/v3/trades/{T}`` and ``/v3/quotes/{T}`` (``timestamp`` and
 ``timestamp.gte/gt/lte/lt`` as a date ``YYYY-MM-DD`` or nanoseconds, ``order`` defaulting to desc,
 ``limit`` ≤ 50000, ``next_url`` with a cursor and no key), ``/v2/aggs/ticker/{T}/range/...`` (bars
 by the consolidated condition update rules, the features library's bar code), ``/v2/aggs/ticker/
