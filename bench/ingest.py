@@ -41,7 +41,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import TIMESTAMP_LOG_APPEND_TIME, Consumer, Producer, TopicPartition
 from massive import WebSocketClient  # type: ignore[import-untyped]
 from massive.websocket.models import (  # type: ignore[import-untyped]
     EquityTrade,
@@ -117,7 +117,10 @@ def last_append(bootstrap: str, topic: str) -> tuple[float, int]:
             while time.time() < deadline:
                 m = c.poll(1.0)
                 if m is not None and m.error() is None:
-                    newest = max(newest, m.timestamp()[1])
+                    kind, ts = m.timestamp()
+                    if kind != TIMESTAMP_LOG_APPEND_TIME:
+                        raise RuntimeError(f"{topic} is not stamped by the broker (type {kind})")
+                    newest = max(newest, ts)
                     break
             else:
                 raise RuntimeError(f"could not read the last message of {topic}[{p}]")
