@@ -123,42 +123,43 @@ class PendingIdentities:
         """True where a row's identity (hash + exact ``(sym, exchange, trade_id)``) is pending
         or appeared earlier in this batch; ``order``: the rows' order by hash, if known."""
         n = len(ident)
-        cand = np.zeros(n, dtype=bool)
+        out = np.zeros(n, dtype=bool)
         if n == 0:
-            return cand
+            return out
         if order is None:
             order = np.argsort(ident)
         hs = ident[order]
-        # a hash seen twice in the batch, or seen in a run, nominates its rows (the exact
-        # check below decides, so which of a group is nominated does not matter)
-        cand[order[1:][hs[1:] == hs[:-1]]] = True
+        # candidates, by position in hash order: every row of a hash seen twice in the batch,
+        # and every row of a hash some run holds (the exact check below decides)
+        wanted = np.zeros(n, dtype=bool)
+        if n > 1:
+            same = hs[1:] == hs[:-1]
+            wanted[1:] = same
+            wanted[:-1] |= same
+        prior: list[tuple[_Run, npt.NDArray[np.intp]]] = []
         for r in self._runs:
             pos = np.searchsorted(r.ident, hs)
-            cand[order[r.ident[np.minimum(pos, len(r) - 1)] == hs]] = True
-        if not cand.any():
-            return cand
-        wanted = np.unique(ident[cand])
-        # the batch's rows with a wanted hash in batch order, after the pending ones (in any
-        # order: they all precede the batch)
-        lo, hi = np.searchsorted(hs, wanted), np.searchsorted(hs, wanted, side="right")
-        rows = np.sort(order[_ranges(lo, hi)])
-        prior = [
-            r.take(
-                _ranges(np.searchsorted(r.ident, wanted), np.searchsorted(r.ident, wanted, "right"))
-            )
-            for r in self._runs
-        ]
-        n_prior = sum(len(r) for r in prior)
+            np.minimum(pos, len(r) - 1, out=pos)
+            hit = r.ident[pos] == hs
+            if hit.any():
+                wanted |= hit
+                first, h = pos[hit], hs[hit]
+                end = np.searchsorted(r.ident, h, side="right")
+                # each hit's rows in the run (more than one only for a 64-bit collision)
+                prior.append((r, first if (end - first == 1).all() else _ranges(first, end)))
+        if not wanted.any():
+            return out
+        rows = np.sort(order[wanted])  # in batch order, after the pending ones (any order:
+        # they all precede the batch; one pending row listed twice changes nothing)
         sym, exchange, trade_id = keys
         cols: list[npt.NDArray[Any]] = [
-            np.concatenate([*(r.sym for r in prior), sym[rows]]),
-            np.concatenate([*(r.exchange for r in prior), exchange[rows]]),
-            np.concatenate([*(r.trade_id for r in prior), trade_id[rows]]),
+            np.concatenate([*(r.sym[i] for r, i in prior), sym[rows]]),
+            np.concatenate([*(r.exchange[i] for r, i in prior), exchange[rows]]),
+            np.concatenate([*(r.trade_id[i] for r, i in prior), trade_id[rows]]),
         ]
-        h = np.concatenate([*(r.ident for r in prior), ident[rows]])
+        h = np.concatenate([*(r.ident[i] for r, i in prior), ident[rows]])
         exact = exact_repeats(h, cols)
-        out = np.zeros(n, dtype=bool)
-        out[rows[exact[n_prior:]]] = True
+        out[rows[exact[len(h) - len(rows) :]]] = True
         return out
 
 
