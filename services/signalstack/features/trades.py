@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import cache
 from typing import Any, Final, TypeAlias
 
 import numpy as np
@@ -146,8 +147,7 @@ def trade_id_bytes(
     start = offsets[:-1] - lo
     words = np.empty((n, width), dtype="<u8")
     short = int(lens.min(initial=0))
-    # masks[lens + 8·(width − k)] keeps the bytes of word k that belong to the id
-    masks = _BYTE_MASKS[np.clip(np.arange(-8 * width, 8 * width + 1), 0, 8)]
+    masks = _word_masks(width)
     for k in range(width):
         w = at[start + 8 * k] if k else at[start]
         if short < 8 * (k + 1):  # some ids end inside this word: zero the bytes after them
@@ -157,6 +157,15 @@ def trade_id_bytes(
     if valid is not None:
         lens = np.where(valid, lens, _NULL_LENGTH)
     return out, lens
+
+
+@cache
+def _word_masks(width: int) -> npt.NDArray[np.uint64]:
+    """``masks[length + 8·(width − k)]`` keeps the bytes of word ``k`` that belong to an id
+    of ``length`` bytes (read-only: shared by every batch of that width)."""
+    masks = _BYTE_MASKS[np.clip(np.arange(-8 * width, 8 * width + 1), 0, 8)]
+    masks.flags.writeable = False
+    return masks
 
 
 def identity_hash(
