@@ -39,42 +39,36 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
-import binascii
 import datetime as dt
 import threading
 import time
-import uuid
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from functools import cached_property
-from http import HTTPStatus
 from pathlib import Path
 from typing import Any, Final, Literal
-from urllib.parse import parse_qs, quote, urlsplit
-from zoneinfo import ZoneInfo
 
 import numpy as np
 import numpy.typing as npt
 import orjson
-import pandas as pd
 from websockets.asyncio.server import Server, ServerConnection, serve
-from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
-from websockets.http11 import Request, Response
 from websockets.protocol import State
 
-from signalstack.features.bars import TradeArrays, aggregate_minutes
-from signalstack.features.conditions import bundled_rules
 from signalstack.features.sessions import NS_PER_MINUTE
 from signalstack.logs import get_logger
-from signalstack.marketdata.conditions import bundled_conditions_response
-from signalstack.marketdata.simulator import SimConfig, SimulatedMarket, simulate
+from signalstack.marketdata.fake_query import (
+    MAX_MS,
+    BadRequestError,
+    bucketer,
+    loop_id,
+)
+from signalstack.marketdata.fake_query import bars as build_bars
+from signalstack.marketdata.fake_rest import MAX_LIMIT, FakeRestApi, Published
+from signalstack.marketdata.fake_tape import RecordedTape, SimTape, Tape, TapeColumns, build_tape
 
 log = get_logger(__name__)
 
-NY: Final = ZoneInfo("America/New_York")
 BAD_FRAME_KINDS: Final = (
     "bad_json",
     "missing_field",
@@ -83,163 +77,15 @@ BAD_FRAME_KINDS: Final = (
     "unknown_symbol",
     "clock_skew",
 )
-MAX_LIMIT: Final = 50_000
-RATE_LIMIT_TEXT: Final = (
-    "You've exceeded the maximum requests per minute, please wait or upgrade your "
-    "subscription to continue. https://polygon.io/pricing"
-)
 SLOW_CONSUMER_TEXT: Final = (
     "Your connection was closed because you are not consuming messages fast enough: the "
     "server-side buffer for this connection is full."
 )
 CLOSE_TRY_AGAIN_LATER: Final = 1013
-QUOTE_LEAD_NS: Final = 1_000  # a trade's quote is stamped this long before it
-_SPAN_NS: Final = {"second": 1_000_000_000, "minute": NS_PER_MINUTE, "hour": 60 * NS_PER_MINUTE}
-_MAX_MS: Final = 2**62 // 1_000_000
 OnEnd = Literal["stop", "loop"]
 SERVED_CHANNELS: Final = ("T", "AM")  # trades, and minute aggregates built from them
 
 I8 = npt.NDArray[np.int64]
-
-
-class BadRequestError(ValueError):
-    """A REST parameter the fake (and Polygon) cannot take: a 400 with this message."""
-
-
-# ---------------------------------------------------------------------------------- tapes
-@dataclass(frozen=True)
-class TapeColumns:
-    """Every tape row as numpy columns (delivery order): what REST, bars and quotes read."""
-
-    sym: npt.NDArray[np.int32]  # index into Tape.symbols
-    ts: I8  # SIP time, ns (tape time)
-    price: npt.NDArray[np.float64]
-    size: npt.NDArray[np.float64]
-    seq: I8
-    flags: npt.NDArray[np.uint8]  # eligibility (signalstack.features.conditions)
-    duplicate: npt.NDArray[np.bool_]  # a repeat of an identity delivered earlier
-
-    def __len__(self) -> int:
-        return len(self.ts)
-
-
-class Tape:
-    """The trades the fake market publishes, in delivery order."""
-
-    symbols: tuple[str, ...]
-
-    def __len__(self) -> int:
-        raise NotImplementedError
-
-    def ws_events(self, start: int, stop: int) -> list[dict[str, Any]]:
-        """WebSocket ``T`` events for rows [start, stop) (``t`` in ms, tape time)."""
-        raise NotImplementedError
-
-    def delays_ns(self, start: int, stop: int) -> list[int]:
-        """Reporting delay (arrival − SIP time) of each row, kept when restamping."""
-        return [0] * (stop - start)
-
-    def ts_ns(self, start: int, stop: int) -> list[int]:
-        return list(self.columns.ts[start:stop].tolist())
-
-    def rest_results(self, rows: Sequence[int], ts: Sequence[int]) -> list[dict[str, Any]]:
-        raise NotImplementedError
-
-    @cached_property
-    def columns(self) -> TapeColumns:
-        return self._columns()
-
-    def _columns(self) -> TapeColumns:
-        raise NotImplementedError
-
-
-class SimTape(Tape):
-    def __init__(self, market: SimulatedMarket) -> None:
-        self.m = market
-        self.symbols = market.symbols
-        self._delay = market.arrival - market.ts_event
-
-    def __len__(self) -> int:
-        return len(self.m)
-
-    def ws_events(self, start: int, stop: int) -> list[dict[str, Any]]:
-        return self.m.ws_events(start, stop)
-
-    def delays_ns(self, start: int, stop: int) -> list[int]:
-        return list(self._delay[start:stop].tolist())
-
-    def rest_results(self, rows: Sequence[int], ts: Sequence[int]) -> list[dict[str, Any]]:
-        out = self.m.rest_results(np.asarray(rows, dtype=np.int64))
-        for r, t in zip(out, ts, strict=True):
-            r["sip_timestamp"] = t
-            r["participant_timestamp"] = t - 150_000
-        return out
-
-    def _columns(self) -> TapeColumns:
-        m = self.m
-        pats = np.empty(len(m.patterns), dtype=object)
-        pats[:] = [list(p) for p in m.patterns]
-        flags = bundled_rules().flags(pats).flags
-        return TapeColumns(
-            sym=m.sym.astype(np.int32), ts=m.ts_event, price=m.price,
-            size=m.size.astype(np.float64), seq=m.sequence, flags=flags[m.cond_pattern],
-            duplicate=m.is_duplicate,
-        )  # fmt: skip
-
-
-class RecordedTape(Tape):
-    """A recorded stream: a file of WebSocket frames (one JSON array per line, or one array)."""
-
-    def __init__(self, path: Path) -> None:
-        text = path.read_bytes().strip()
-        events: list[dict[str, Any]] = []
-        lines = [text] if text.startswith(b"[") and b"\n" not in text else text.splitlines()
-        for line in lines:
-            if line.strip():
-                frame = orjson.loads(line)
-                events.extend(e for e in frame if isinstance(e, dict) and e.get("ev") == "T")
-        self.events = events
-        self.symbols = tuple(sorted({e["sym"] for e in events}))
-
-    def __len__(self) -> int:
-        return len(self.events)
-
-    def ws_events(self, start: int, stop: int) -> list[dict[str, Any]]:
-        return [dict(e) for e in self.events[start:stop]]
-
-    def rest_results(self, rows: Sequence[int], ts: Sequence[int]) -> list[dict[str, Any]]:
-        out = []
-        for i, t in zip(rows, ts, strict=True):
-            e = self.events[i]
-            r = {
-                "exchange": e["x"], "id": e["i"], "participant_timestamp": t, "price": e["p"],
-                "sequence_number": e["q"], "sip_timestamp": t, "size": e["s"], "tape": e.get("z"),
-            }  # fmt: skip
-            if e.get("c"):
-                r["conditions"] = list(e["c"])
-            out.append(r)
-        return out
-
-    def _columns(self) -> TapeColumns:
-        ev = self.events
-        code = {s: k for k, s in enumerate(self.symbols)}
-        conds = np.empty(len(ev), dtype=object)
-        conds[:] = [list(e.get("c") or ()) for e in ev]
-        seen: set[tuple[str, int, str]] = set()
-        dup = np.zeros(len(ev), dtype=bool)
-        for k, e in enumerate(ev):
-            ident = (e["sym"], e["x"], e["i"])
-            dup[k] = ident in seen
-            seen.add(ident)
-        return TapeColumns(
-            sym=np.array([code[e["sym"]] for e in ev], dtype=np.int32),
-            ts=np.array([e["t"] * 1_000_000 for e in ev], dtype=np.int64),
-            price=np.array([e["p"] for e in ev], dtype=np.float64),
-            size=np.array([e["s"] for e in ev], dtype=np.float64),
-            seq=np.array([e.get("q", 0) for e in ev], dtype=np.int64),
-            flags=bundled_rules().flags(conds).flags,
-            duplicate=dup,
-        )
 
 
 # ---------------------------------------------------------------------------------- config
@@ -289,53 +135,6 @@ class _Client:
         return bool(self.topics) and not self.dead and self.ws.state is State.OPEN
 
 
-class _SymbolIndex:
-    """Served trades of one symbol: (ts_ns, gid) sorted; gid = loop × len(tape) + row."""
-
-    def __init__(self) -> None:
-        self._chunks: list[tuple[I8, I8]] = []
-        self._ts: I8 = np.zeros(0, np.int64)
-        self._gid: I8 = np.zeros(0, np.int64)
-
-    def add(self, ts: I8, gid: I8) -> None:
-        self._chunks.append((ts, gid))
-
-    def arrays(self) -> tuple[I8, I8]:
-        if self._chunks:
-            ts = np.concatenate([self._ts, *(c[0] for c in self._chunks)])
-            gid = np.concatenate([self._gid, *(c[1] for c in self._chunks)])
-            self._chunks.clear()
-            order = np.lexsort((gid, ts))
-            self._ts, self._gid = ts[order], gid[order]
-        return self._ts, self._gid
-
-
-class _Published:
-    """Per-symbol index of the trades REST serves."""
-
-    def __init__(self, symbols: Sequence[str]) -> None:
-        self.symbols = tuple(symbols)
-        self.index = {s: _SymbolIndex() for s in symbols}
-        self.count = 0
-
-    def add(self, sym: npt.NDArray[np.int32], ts: I8, gid: I8) -> None:
-        if len(ts) == 0:
-            return
-        for k in np.unique(sym).tolist():
-            m = sym == k
-            self.index[self.symbols[k]].add(ts[m], gid[m])
-        self.count += len(ts)
-
-    def arrays(self, sym: str) -> tuple[I8, I8]:
-        idx = self.index.get(sym)
-        return idx.arrays() if idx else (np.zeros(0, np.int64), np.zeros(0, np.int64))
-
-    def get(self, sym: str) -> list[tuple[int, int]]:
-        """(ts_ns, gid) of every served trade of ``sym``, sorted."""
-        ts, gid = self.arrays(sym)
-        return list(zip(ts.tolist(), gid.tolist(), strict=True))
-
-
 # ---------------------------------------------------------------------------------- server
 class FakePolygonServer:
     def __init__(
@@ -346,7 +145,7 @@ class FakePolygonServer:
         self.host = host
         self.port = port
         self.clients: list[_Client] = []
-        self.published = _Published(tape.symbols)
+        self.published = Published(tape.symbols)
         self.position = 0  # next tape row to publish
         self.loop_number = 0  # completed passes over the tape
         self.ended = False  # the tape ended and does not loop
@@ -355,8 +154,6 @@ class FakePolygonServer:
         self.drops = 0
         self.slow_consumers = 0
         self.logins = 0
-        self.rest_requests = 0
-        self.rest_throttled = 0
         self.connections_total = 0
         self.max_connections_sent = 0
         self._market_started = asyncio.Event()
@@ -367,6 +164,7 @@ class FakePolygonServer:
         self._bad_n = 0
         self._data_frames = 0
         self._tasks: set[asyncio.Future[None]] = set()
+        self.rest = FakeRestApi(tape, self.cfg, self.published, lambda: self.rest_url)
         self._t0 = 0.0  # perf_counter at the start of the replay (set when it starts)
         self._sent_trades = 0
         self._am_pending: dict[int, list[tuple[I8, I8]]] = {}  # minute -> (rows, ts) sent
@@ -383,6 +181,14 @@ class FakePolygonServer:
     def rest_url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
+    @property
+    def rest_requests(self) -> int:
+        return self.rest.requests
+
+    @property
+    def rest_throttled(self) -> int:
+        return self.rest.throttled
+
     async def start_async(self) -> None:
         self._loop = asyncio.get_running_loop()
         self.done = asyncio.Event()
@@ -396,7 +202,7 @@ class FakePolygonServer:
             self._handle,
             self.host,
             self.port,
-            process_request=self._process_request,
+            process_request=self.rest.process_request,
             compression=None,
             max_size=2**20,
             ping_interval=None,
@@ -674,7 +480,7 @@ class FakePolygonServer:
                     for e, t in zip(events, ts.tolist(), strict=True):
                         e["t"] = t // 1_000_000
                         if loop:
-                            e["i"] = _loop_id(e["i"], loop)
+                            e["i"] = loop_id(e["i"], loop)
                     keep = ~cols.duplicate[i:j]
                     gid = np.arange(i, j, dtype=np.int64) + loop * n
                     self.published.add(cols.sym[i:j][keep], ts[keep], gid[keep])
@@ -731,11 +537,11 @@ class FakePolygonServer:
         wanted = set(self.tape.symbols)
         if not any("AM.*" in c.topics for c in subs):
             wanted &= {t[3:] for c in subs for t in c.topics if t[:3] == "AM."}
-        minute = _bucketer("minute", 1)
+        minute = bucketer("minute", 1)
         events: list[dict[str, Any]] = []
         for sym in sorted(wanted):
             sel = cols.sym[rows] == self.tape.symbols.index(sym)
-            bars = _bars(cols, ts[sel], rows[sel], minute, 0, _MAX_MS)
+            bars = build_bars(cols, ts[sel], rows[sel], minute, 0, MAX_MS)
             if not bars:
                 continue
             day = self._am_day.setdefault(sym, [0.0, 0.0, bars[0]["o"]])
@@ -844,456 +650,8 @@ class FakePolygonServer:
 
         self._spawn(close())
 
-    # ---------------------------------------------------------------- REST
-    def _json(self, status: int, body: Any, extra: dict[str, str] | None = None) -> Response:
-        headers = Headers({"Content-Type": "application/json", "Connection": "close"})
-        for k, v in (extra or {}).items():
-            headers[k] = v
-        data = orjson.dumps(body)
-        headers["Content-Length"] = str(len(data))
-        return Response(status, HTTPStatus(status).phrase, headers, data)
-
-    def _process_request(self, conn: ServerConnection, req: Request) -> Response | None:
-        if req.headers.get("Upgrade", "").lower() == "websocket":
-            return None
-        url = urlsplit(req.path)
-        q = {k: v[-1] for k, v in parse_qs(url.query).items()}
-        key = (
-            q.get("apiKey") or req.headers.get("Authorization", "").removeprefix("Bearer ").strip()
-        )
-        rid = uuid.uuid4().hex
-        if key not in self.cfg.api_keys:
-            return self._json(
-                401, {"status": "ERROR", "request_id": rid, "error": "Unknown API Key"}
-            )
-        self.rest_requests += 1
-        n = self.rest_requests
-        cfg = self.cfg
-        ra = {"Retry-After": cfg.retry_after} if cfg.retry_after is not None else {}
-        if cfg.rest_429_every and n % cfg.rest_429_every == 0:
-            self.rest_throttled += 1
-            return self._json(
-                429,
-                {"status": "ERROR", "request_id": rid,
-                 "error": RATE_LIMIT_TEXT},
-                ra,
-            )  # fmt: skip
-        if cfg.rest_503_every and n % cfg.rest_503_every == 0:
-            self.rest_throttled += 1
-            return self._json(
-                503, {"status": "ERROR", "request_id": rid, "error": "unavailable"}, ra
-            )
-        try:
-            body = self._route(url.path.strip("/").split("/"), q, rid)
-        except BadRequestError as err:
-            return self._json(400, {"status": "ERROR", "request_id": rid, "error": str(err)})
-        except Exception:  # a bug here must not look like a client error or kill the server
-            log.exception("fake_polygon_rest_error", path=url.path)
-            return self._json(
-                500,
-                {"status": "ERROR", "request_id": rid, "error": "internal error (fake server)"},
-            )
-        if body is None:
-            return self._json(
-                404, {"status": "NOT_FOUND", "request_id": rid, "message": "not found"}
-            )
-        status, payload = body
-        return self._json(status, payload)
-
-    def _route(
-        self, parts: list[str], q: dict[str, str], rid: str
-    ) -> tuple[int, dict[str, Any]] | None:
-        if parts[:2] == ["v3", "trades"] and len(parts) == 3:
-            return 200, self._ticks(parts[2], q, rid, quotes=False)
-        if parts[:2] == ["v3", "quotes"] and len(parts) == 3:
-            return 200, self._ticks(parts[2], q, rid, quotes=True)
-        if parts[:3] == ["v2", "aggs", "ticker"] and len(parts) == 9 and parts[4] == "range":
-            return 200, self._aggs(parts[3], parts[5], parts[6], parts[7], parts[8], q, rid)
-        if parts[:3] == ["v2", "aggs", "ticker"] and len(parts) == 5 and parts[4] == "prev":
-            return 200, self._prev_close(parts[3], q, rid)
-        if parts[:3] == ["v2", "last", "trade"] and len(parts) == 4:
-            return self._last_trade(parts[3], rid)
-        if parts == ["v3", "reference", "conditions"]:
-            return 200, self._conditions(q, rid)
-        if parts == ["v1", "marketstatus", "now"]:
-            return 200, self._market_status()
-        return None
-
-    def _market_status(self) -> dict[str, Any]:
-        return {
-            "market": "open",
-            "serverTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "exchanges": {"nyse": "open", "nasdaq": "open", "otc": "open"},
-            "earlyHours": False,
-            "afterHours": False,
-        }
-
-    def _cursor(self, state: dict[str, Any]) -> str:
-        return base64.urlsafe_b64encode(orjson.dumps(state)).decode().rstrip("=")
-
-    def _uncursor(self, cur: str) -> dict[str, Any]:
-        try:
-            state = orjson.loads(base64.urlsafe_b64decode(cur + "=" * (-len(cur) % 4)))
-        except (binascii.Error, ValueError) as err:
-            raise BadRequestError("cursor: not a cursor this server issued") from err
-        if not isinstance(state, dict):
-            raise BadRequestError("cursor: not a cursor this server issued")
-        return state
-
-    def _rows(self, gid: I8) -> tuple[I8, I8]:
-        """Tape rows and loop numbers of served ids."""
-        n = max(1, len(self.tape))
-        return gid % n, gid // n
-
-    def _ticks(self, sym: str, q: dict[str, str], rid: str, *, quotes: bool) -> dict[str, Any]:
-        """``/v3/trades/{T}`` or ``/v3/quotes/{T}``: filtered, ordered, paged by cursor."""
-        if "cursor" in q:
-            state = self._uncursor(q["cursor"])
-        else:
-            state = {k: q[k] for k in q if k.startswith("timestamp") or k in ("order", "limit")}
-            _check_choice("sort", q.get("sort", "timestamp"), ("timestamp",))
-        order = _check_choice("order", str(state.get("order", "desc")), ("asc", "desc"))
-        limit = min(_int_param("limit", state.get("limit", 1000), 1, MAX_LIMIT),
-                    self.cfg.rest_page_limit_cap)  # fmt: skip
-        ts, gid = self.published.arrays(sym)
-        if quotes:
-            ts = ts - QUOTE_LEAD_NS
-        lo, hi = _time_bounds(ts, state)
-        after = state.get("after")  # cursor position: last (ts, gid) returned
-        if order == "asc":
-            if after is not None:
-                lo = max(lo, _position(ts, gid, int(after[0]), int(after[1]), "right"))
-            sel = np.arange(lo, min(hi, lo + limit))
-            more = lo + len(sel) < hi
-        else:
-            if after is not None:
-                hi = min(hi, _position(ts, gid, int(after[0]), int(after[1]), "left"))
-            sel = np.arange(max(lo, hi - limit), hi)[::-1]
-            more = hi - len(sel) > lo
-        sts, sgid = ts[sel], gid[sel]
-        results = self._quotes(sgid, sts) if quotes else self._trade_results(sgid, sts)
-        body: dict[str, Any] = {"results": results, "status": "OK", "request_id": rid}
-        if more and len(sel):
-            state = {**state, "after": [int(sts[-1]), int(sgid[-1])]}
-            kind = "quotes" if quotes else "trades"
-            body["next_url"] = (
-                f"{self.rest_url}/v3/{kind}/{quote(sym)}?cursor={self._cursor(state)}"
-            )
-        return body
-
-    def _trade_results(self, gid: I8, ts: I8) -> list[dict[str, Any]]:
-        rows, loops = self._rows(gid)
-        out = self.tape.rest_results(rows.tolist(), ts.tolist())
-        for r, lp in zip(out, loops.tolist(), strict=True):
-            if lp:
-                r["id"] = _loop_id(r["id"], lp)
-        return out
-
-    @cached_property
-    def _spread_model(self) -> dict[str, npt.NDArray[Any]]:
-        """A seeded NBBO around each trade: the trade inside a 1–3 tick half-spread each side,
-        sizes in shares by the round-lot tiers (POLYGON.md), a few exchanges."""
-        cols = self.tape.columns
-        n = len(cols)
-        rng = np.random.default_rng(self.cfg.seed)
-        lot = np.select(
-            [cols.price <= 250, cols.price <= 1_000, cols.price <= 10_000], [100, 40, 10], 1
-        )
-        return {
-            "bid_ticks": rng.choice([1, 1, 1, 2, 3], size=n),
-            "ask_ticks": rng.choice([1, 1, 1, 2, 3], size=n),
-            "bid_size": lot * rng.geometric(0.3, size=n),
-            "ask_size": lot * rng.geometric(0.3, size=n),
-            "bid_x": rng.choice([1, 4, 8, 11, 12, 15, 19], size=n),
-            "ask_x": rng.choice([1, 4, 8, 11, 12, 15, 19], size=n),
-        }
-
-    def _quotes(self, gid: I8, ts: I8) -> list[dict[str, Any]]:
-        rows, _ = self._rows(gid)
-        m = self._spread_model
-        cols = self.tape.columns
-        p = cols.price[rows]
-        bid = np.round(np.maximum(0.01, p - 0.01 * m["bid_ticks"][rows]), 2)
-        ask = np.round(p + 0.01 * m["ask_ticks"][rows], 2)
-        out = []
-        for t, b, a, bs, az, bx, ax, sq in zip(
-            ts.tolist(), bid.tolist(), ask.tolist(), m["bid_size"][rows].tolist(),
-            m["ask_size"][rows].tolist(), m["bid_x"][rows].tolist(), m["ask_x"][rows].tolist(),
-            cols.seq[rows].tolist(), strict=True,
-        ):  # fmt: skip
-            out.append({
-                "ask_exchange": ax, "ask_price": a, "ask_size": az, "bid_exchange": bx,
-                "bid_price": b, "bid_size": bs, "participant_timestamp": t - 50_000,
-                "sequence_number": sq, "sip_timestamp": t, "tape": 3,
-            })  # fmt: skip
-        return out
-
-    def _last_trade(self, sym: str, rid: str) -> tuple[int, dict[str, Any]]:
-        ts, gid = self.published.arrays(sym)
-        if len(ts) == 0:
-            return 404, {"status": "NOT_FOUND", "request_id": rid, "message": "Data not found."}
-        r = self._trade_results(gid[-1:], ts[-1:])[0]
-        res: dict[str, Any] = {
-            "T": sym, "i": r["id"], "p": r["price"], "q": r["sequence_number"], "s": r["size"],
-            "t": r["sip_timestamp"], "x": r["exchange"], "y": r["participant_timestamp"],
-            "z": r.get("tape"),
-        }  # fmt: skip
-        if r.get("conditions"):
-            res["c"] = r["conditions"]
-        return 200, {"request_id": rid, "status": "OK", "results": res}
-
-    def _aggs(
-        self, sym: str, mult: str, span: str, frm: str, to: str, q: dict[str, str], rid: str
-    ) -> dict[str, Any]:
-        width = _int_param("multiplier", mult, 1, 1_000_000)
-        bucket = _bucketer(span, width)
-        if "cursor" in q:
-            st = self._uncursor(q["cursor"])
-        else:
-            st = {
-                "from": _agg_bound("from", frm, end=False), "to": _agg_bound("to", to, end=True),
-                "sort": _check_choice("sort", q.get("sort", "asc"), ("asc", "desc")),
-                "limit": _int_param("limit", q.get("limit", 5000), 1, MAX_LIMIT),
-            }  # fmt: skip
-        _check_choice("adjusted", q.get("adjusted", "true"), ("true", "false"))
-        ts, gid = self.published.arrays(sym)
-        rows, _ = self._rows(gid)
-        bars = _bars(self.tape.columns, ts, rows, bucket, int(st["from"]), int(st["to"]))
-        if st["sort"] == "desc":
-            bars.reverse()
-        after = st.get("after")
-        if after is not None:
-            bars = [b for b in bars if (b["t"] > after if st["sort"] == "asc" else b["t"] < after)]
-        page = bars[: int(st["limit"])]
-        body: dict[str, Any] = {
-            "ticker": sym, "queryCount": len(page), "resultsCount": len(page),
-            "adjusted": q.get("adjusted", "true") == "true", "status": "OK", "request_id": rid,
-        }  # fmt: skip
-        if page:
-            body["results"] = page
-        if len(bars) > len(page):
-            nxt = {**st, "after": page[-1]["t"]}
-            body["next_url"] = (
-                f"{self.rest_url}/v2/aggs/ticker/{quote(sym)}/range/{mult}/{span}/{frm}/{to}"
-                f"?cursor={self._cursor(nxt)}"
-            )
-        return body
-
-    def _prev_close(self, sym: str, q: dict[str, str], rid: str) -> dict[str, Any]:
-        """The day bar of the tape's own session (the fake serves one day: the previous one)."""
-        _check_choice("adjusted", q.get("adjusted", "true"), ("true", "false"))
-        cols = self.tape.columns
-        results: list[dict[str, Any]] = []
-        if sym in self.tape.symbols:
-            rows = np.flatnonzero((cols.sym == self.tape.symbols.index(sym)) & ~cols.duplicate)
-            bars = _bars(cols, cols.ts[rows], rows, _bucketer("day", 1), 0, _MAX_MS)
-            results = [{"T": sym, **b} for b in bars[-1:]]
-        body: dict[str, Any] = {
-            "ticker": sym, "queryCount": len(results), "resultsCount": len(results),
-            "adjusted": q.get("adjusted", "true") == "true", "status": "OK", "request_id": rid,
-        }  # fmt: skip
-        if results:
-            body["results"] = results
-        return body
-
-    def _conditions(self, q: dict[str, str], rid: str) -> dict[str, Any]:
-        if "cursor" in q:
-            st = self._uncursor(q["cursor"])
-        else:
-            st = {
-                "off": 0,
-                "limit": min(_int_param("limit", q.get("limit", 10), 1, 1000),
-                             self.cfg.rest_page_limit_cap),
-                **{k: q[k] for k in ("asset_class", "data_type") if k in q},
-            }  # fmt: skip
-        full = [
-            r
-            for r in bundled_conditions_response()["results"]
-            if ("asset_class" not in st or r.get("asset_class") == st["asset_class"])
-            and ("data_type" not in st or st["data_type"] in (r.get("data_types") or ()))
-        ]
-        off, limit = int(st["off"]), int(st["limit"])
-        page = full[off : off + limit]
-        body: dict[str, Any] = {
-            "results": page,
-            "status": "OK",
-            "request_id": rid,
-            "count": len(page),
-        }
-        if off + limit < len(full):
-            cur = self._cursor({**st, "off": off + limit})
-            body["next_url"] = f"{self.rest_url}/v3/reference/conditions?cursor={cur}"
-        return body
-
-
-# ---------------------------------------------------------------------------------- helpers
-def _loop_id(trade_id: str, loop: int) -> str:
-    return f"{trade_id}-{loop}"
-
-
-def _check_choice(name: str, value: str, choices: Sequence[str]) -> str:
-    if value not in choices:
-        raise BadRequestError(f"{name}: expected one of {', '.join(choices)}, got {value!r}")
-    return value
-
-
-def _int_param(name: str, value: object, lo: int, hi: int) -> int:
-    try:
-        v = int(str(value))
-    except ValueError:
-        raise BadRequestError(f"{name}: expected an integer, got {value!r}") from None
-    if not lo <= v <= hi:
-        raise BadRequestError(f"{name}: must be between {lo} and {hi}, got {v}")
-    return v
-
-
-def _ny_day_ns(day: dt.date) -> tuple[int, int]:
-    """[00:00, next 00:00) America/New_York of ``day``, in UTC ns."""
-    a = dt.datetime.combine(day, dt.time(), tzinfo=NY)
-    b = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), tzinfo=NY)
-    return int(a.timestamp()) * 1_000_000_000, int(b.timestamp()) * 1_000_000_000
-
-
-def parse_timestamp(name: str, value: str) -> tuple[int, int]:
-    """A ``timestamp`` parameter as the half-open ns range it names: nanoseconds since the epoch
-    (one instant) or a date ``YYYY-MM-DD`` (that New York trading day: 00:00 to 00:00 ET)."""
-    v = str(value).strip()
-    if v.isdigit():
-        return int(v), int(v) + 1
-    try:
-        day = dt.date.fromisoformat(v) if len(v) == 10 else None
-    except ValueError:
-        day = None
-    if day is None:
-        raise BadRequestError(
-            f"{name}: expected a date YYYY-MM-DD or nanoseconds since the epoch, got {v!r}"
-        )
-    return _ny_day_ns(day)
-
-
-def _time_bounds(ts: I8, state: Mapping[str, Any]) -> tuple[int, int]:
-    """The [lo, hi) index range of sorted ``ts`` selected by the ``timestamp*`` filters."""
-    lo, hi = 0, len(ts)
-
-    def left(x: int) -> int:
-        return int(np.searchsorted(ts, x, "left"))
-
-    for name, val in state.items():
-        if not name.startswith("timestamp"):
-            continue
-        start, end = parse_timestamp(name, val)
-        op = name.partition(".")[2]
-        if op == "":
-            lo, hi = max(lo, left(start)), min(hi, left(end))
-        elif op == "gte":
-            lo = max(lo, left(start))
-        elif op == "gt":
-            lo = max(lo, left(end))
-        elif op == "lte":
-            hi = min(hi, left(end))
-        elif op == "lt":
-            hi = min(hi, left(start))
-        else:
-            raise BadRequestError(f"{name}: unknown filter (use timestamp.gte/gt/lte/lt)")
-    return lo, hi
-
-
-def _position(ts: I8, gid: I8, t: int, g: int, side: Literal["left", "right"]) -> int:
-    """Index of (t, g) in the (ts, gid)-sorted arrays."""
-    a, b = int(np.searchsorted(ts, t, "left")), int(np.searchsorted(ts, t, "right"))
-    return a + int(np.searchsorted(gid[a:b], g, side))
-
-
-def _agg_bound(name: str, value: str, *, end: bool) -> int:
-    """An aggregates ``from``/``to``: ms since the epoch, or a date (its New York day), in ms."""
-    if value.isdigit():
-        return int(value)
-    try:
-        day = dt.date.fromisoformat(value) if len(value) == 10 else None
-    except ValueError:
-        day = None
-    if day is None:
-        raise BadRequestError(f"{name}: expected a date YYYY-MM-DD or milliseconds, got {value!r}")
-    a, b = _ny_day_ns(day)
-    return (b // 1_000_000 - 1) if end else a // 1_000_000
-
-
-def _bucketer(span: str, mult: int) -> Callable[[I8], I8]:
-    """Bar start (ns) of each timestamp: fixed widths in UTC, days from 00:00 New York."""
-    if span in _SPAN_NS:
-        w = _SPAN_NS[span] * mult
-        return lambda ts: ts // w * w
-    if span == "day" and mult == 1:
-
-        def day_start(ts: I8) -> I8:
-            local = pd.DatetimeIndex(pd.to_datetime(ts, utc=True)).tz_convert(NY).normalize()
-            return np.asarray(local.asi8, dtype=np.int64)
-
-        return day_start
-    raise BadRequestError(
-        f"timespan: {mult}/{span} is not served by the fake (second, minute, hour: any multiplier;"
-        " day: 1)"
-    )
-
-
-def _bars(
-    cols: TapeColumns, ts: I8, rows: I8, bucket: Callable[[I8], I8], from_ms: int, to_ms: int
-) -> list[dict[str, Any]]:
-    """Bars of the trades ``rows`` (served at ``ts``) by the consolidated update rules — the
-    features library's minute aggregation over buckets of any width — with start ``t`` (ms) in
-    [from_ms, to_ms], ascending. Only buckets with a last-eligible trade make a bar."""
-    if len(ts) == 0:
-        return []
-    starts = bucket(ts)
-    keep = (starts >= from_ms * 1_000_000) & (starts <= to_ms * 1_000_000)
-    if not keep.any():
-        return []
-    ts, rows, starts = ts[keep], rows[keep], starts[keep]
-    order = np.lexsort((cols.seq[rows], ts))
-    ts, rows, starts = ts[order], rows[order], starts[order]
-    uniq = np.unique(starts)
-    # Bucket k becomes "minute" k: the library's bar code then groups by bucket as it is.
-    k = np.searchsorted(uniq, starts).astype(np.int64)
-    t = TradeArrays(
-        sym=np.zeros(len(ts), np.int32), ts=k * NS_PER_MINUTE, seq=cols.seq[rows],
-        price=cols.price[rows], size=cols.size[rows], flags=cols.flags[rows],
-        session=np.zeros(len(ts), np.int64),
-    )  # fmt: skip
-    m = aggregate_minutes(t, presorted=True)
-    m = m.take(m.has_bar)
-    first = uniq[m.ts // NS_PER_MINUTE - 1] // 1_000_000
-    out = []
-    for t0, o, h, lo, c, v, n, pv, vv in zip(
-        first.tolist(), m.open.tolist(), m.high.tolist(), m.low.tolist(), m.close.tolist(),
-        m.volume.tolist(), m.trade_count.tolist(), m.vwap_pv.tolist(), m.vwap_v.tolist(),
-        strict=True,
-    ):  # fmt: skip
-        bar = {"v": v, "o": o, "c": c, "h": h, "l": lo, "t": t0, "n": n}
-        if vv > 0:
-            bar["vw"] = round(pv / vv, 4)
-        out.append(bar)
-    return out
-
 
 # ---------------------------------------------------------------------------------- entry points
-def build_tape(
-    symbols: Sequence[str],
-    *,
-    date: dt.date | None = None,
-    seed: int = 7,
-    trades_per_day: int = 50_000,
-    recorded: Path | None = None,
-) -> Tape:
-    """The tape a standalone server plays: a recorded file, or a simulated session."""
-    if recorded is not None:
-        return RecordedTape(recorded)
-    cfg = SimConfig(
-        seed=seed, symbols=tuple(symbols), date=date or SimConfig.date,
-        trades_per_day=trades_per_day,
-    )  # fmt: skip
-    return SimTape(simulate(cfg))
-
-
 async def serve_forever(
     tape: Tape,
     cfg: FakeConfig,
@@ -1352,6 +710,20 @@ def main(argv: Sequence[str] | None = None) -> None:
     )  # fmt: skip
     asyncio.run(serve_forever(tape, cfg, a.host, a.port, a.port_file))
 
+
+__all__ = [
+    "BAD_FRAME_KINDS",
+    "BadRequestError",
+    "FakeConfig",
+    "FakePolygonServer",
+    "RecordedTape",
+    "SimTape",
+    "Tape",
+    "TapeColumns",
+    "build_tape",
+    "main",
+    "serve_forever",
+]
 
 if __name__ == "__main__":
     main()
