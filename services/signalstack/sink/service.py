@@ -322,10 +322,11 @@ class KafkaSink:
     def _commit(self, offsets: list[Any], *, asynchronous: bool) -> None:
         """Note a written batch's offsets; commit them once they are durable.
 
-        Asynchronously (the running loop) at most every ``commit_interval_s``: a commit is a
-        broker request, and one per batch cost the broker more CPU than the trades. A crash
-        replays at most that interval, which the idempotent writes absorb. Synchronously
-        (shutdown, revocation) everything noted, after waiting for it to be durable.
+        Asynchronously (the running loop) at most every ``commit_interval_s`` of the injected
+        clock, the first at once: a commit is a broker request, and one per batch cost the
+        broker more CPU than the trades. A crash replays at most that interval, which the
+        idempotent writes absorb. Synchronously (shutdown, revocation) everything noted, after
+        waiting for it to be durable. A commit that fails is logged and counted, never raised.
 
         With a store that commits asynchronously (``SINK_SYNCHRONOUS_COMMIT=false``) a write
         returns before its WAL is flushed: each interval's offsets wait, tagged with the
