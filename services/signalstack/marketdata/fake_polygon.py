@@ -83,6 +83,7 @@ SLOW_CONSUMER_TEXT: Final = (
 )
 CLOSE_TRY_AGAIN_LATER: Final = 1013
 OnEnd = Literal["stop", "loop"]
+LIVE_KEEP_MARGIN_NS: Final = 600 * 1_000_000_000  # > any print's reporting delay
 SERVED_CHANNELS: Final = ("T", "AM")  # trades, and minute aggregates built from them
 
 I8 = npt.NDArray[np.int64]
@@ -427,7 +428,13 @@ class FakePolygonServer:
             await self._market_started.wait()
         self._t0 = time.perf_counter()
         self._sent_trades = 0
+        pass_starts: list[int] = []
         while True:
+            pass_starts = [*pass_starts[-1:], time.time_ns()]
+            if cfg.restamp and len(pass_starts) == 2:
+                # live and looping: REST keeps the previous pass and this one, not every pass
+                # (late prints are stamped up to their reporting delay before their pass)
+                self.published.drop_before(pass_starts[0] - LIVE_KEEP_MARGIN_NS)
             await self._play(pre)
             if self._am_minute is not None:  # the last minute of the tape is complete now
                 self._emit_minute_aggregates(self._am_minute + 1)

@@ -66,6 +66,13 @@ class _SymbolIndex:
     def add(self, ts: I8, gid: I8) -> None:
         self._chunks.append((ts, gid))
 
+    def drop_before(self, ts_ns: int) -> int:
+        """Forget the trades served before ``ts_ns``; returns how many."""
+        ts, gid = self.arrays()
+        cut = int(np.searchsorted(ts, ts_ns, "left"))
+        self._ts, self._gid = ts[cut:], gid[cut:]
+        return cut
+
     def arrays(self) -> tuple[I8, I8]:
         if self._chunks:
             ts = np.concatenate([self._ts, *(c[0] for c in self._chunks)])
@@ -91,6 +98,10 @@ class Published:
             m = sym == k
             self.index[self.symbols[k]].add(ts[m], gid[m])
         self.count += len(ts)
+
+    def drop_before(self, ts_ns: int) -> None:
+        """Forget every trade served before ``ts_ns`` (a live replay that loops)."""
+        self.count -= sum(idx.drop_before(ts_ns) for idx in self.index.values())
 
     def arrays(self, sym: str) -> tuple[I8, I8]:
         idx = self.index.get(sym)

@@ -338,3 +338,16 @@ def test_tape_loops_when_asked(fake_polygon_factory) -> None:
     unique = n - int(market.is_duplicate.sum())
     _wait(lambda: srv.published.count >= 2 * unique, what="two passes on REST")
     assert len({r["id"] for r in _all_trades(srv, "AAPL")}) >= 2 * unique
+
+
+def test_a_looping_live_replay_keeps_recent_passes_on_rest_not_all() -> None:
+    from signalstack.marketdata.fake_rest import Published
+
+    pub = Published(("AAPL", "MSFT"))
+    sym = np.array([0, 1, 0, 1], dtype=np.int32)
+    pub.add(sym, np.array([10, 20, 30, 40]), np.arange(4))
+    pub.add(sym[:2], np.array([5, 50]), np.array([4, 5]))
+    assert pub.get("AAPL") == [(5, 4), (10, 0), (30, 2)] and pub.count == 6
+    pub.drop_before(25)
+    assert pub.get("AAPL") == [(30, 2)] and pub.get("MSFT") == [(40, 3), (50, 5)]
+    assert pub.count == 3
