@@ -92,10 +92,37 @@ class StepResult:
     unknown_conditions: int
 
 
-@dataclass(slots=True)
 class Emitted:
-    bars: pd.DataFrame
-    features: pd.DataFrame
+    """The bars and features one ``finalize`` emitted. Nothing emitted (most batches, at
+    streaming sizes): the empty frames are built only if read (``n_bars`` reads no frame)."""
+
+    __slots__ = ("_bars", "_features")
+
+    def __init__(
+        self, bars: pd.DataFrame | None = None, features: pd.DataFrame | None = None
+    ) -> None:
+        self._bars = bars
+        self._features = features
+
+    @property
+    def bars(self) -> pd.DataFrame:
+        if self._bars is None:
+            self._bars = _empty_bars()
+        return self._bars
+
+    @property
+    def features(self) -> pd.DataFrame:
+        if self._features is None:
+            self._features = _empty_features()
+        return self._features
+
+    @property
+    def n_bars(self) -> int:
+        return 0 if self._bars is None else len(self._bars)
+
+    @property
+    def n_features(self) -> int:
+        return 0 if self._features is None else len(self._features)
 
 
 class Watermark:
@@ -217,7 +244,7 @@ class FeatureStateMachine:
         # minute_end(ts) <= W  <=>  ts < W floored to the minute
         cut = (watermark_ns // NS_PER_MINUTE) * NS_PER_MINUTE
         if self._min_ts is None or self._min_ts >= cut:
-            return Emitted(_empty_bars(), _empty_features())
+            return Emitted()
         due_parts: list[Selection] = []
         rest: list[Pending] = []
         for c, rows in self._chunks:
@@ -233,7 +260,7 @@ class FeatureStateMachine:
                 due_parts.append((c.trades, all_rows[due]))
                 rest.append(c.take(all_rows[~due]))
         if not due_parts:
-            return Emitted(_empty_bars(), _empty_features())
+            return Emitted()
         # the identities follow by event time: no rebuild
         self._ids.drop_before(cut)
         rest_p = Pending.concat(rest) if len(rest) > 1 else rest[0] if rest else None

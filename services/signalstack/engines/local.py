@@ -151,15 +151,15 @@ class LocalEngine(StreamEngine):
         s.duplicates += step.duplicates
         s.out_of_session += step.out_of_session
         s.unknown_conditions += step.unknown_conditions
-        s.bars_out += len(emitted.bars)
-        s.features_out += len(emitted.features)
+        s.bars_out += emitted.n_bars
+        s.features_out += emitted.n_features
         record_batch(
             self.name,
             trades=len(batch),
             late=len(step.late_rows),
             duplicates=step.duplicates,
             unknown_conditions=step.unknown_conditions,
-            bars=len(emitted.bars),
+            bars=emitted.n_bars,
             watermark_ns=self.watermark.ns,
         )
         return emitted
@@ -168,14 +168,14 @@ class LocalEngine(StreamEngine):
         """End of a bounded stream: emit every pending minute (as if the watermark passed all)."""
         emitted = self.machine.finalize(2**62)
         self._write(emitted, pd.DataFrame(), [], self.watermark.ns)
-        self.stats.bars_out += len(emitted.bars)
-        self.stats.features_out += len(emitted.features)
+        self.stats.bars_out += emitted.n_bars
+        self.stats.features_out += emitted.n_features
         return emitted
 
     def _write(self, emitted: Emitted, batch: TradeBatch, late_rows: Any, wm: int) -> None:
-        if len(emitted.bars):
+        if emitted.n_bars:
             self.sink.write_bars(emitted.bars)
-        if len(emitted.features):
+        if emitted.n_features:
             self.sink.write_features(emitted.features)
             if self.publisher is not None:
                 self.publisher.publish(emitted.features)

@@ -136,3 +136,18 @@ def test_late_records_of_arrow_rows_equal_those_of_the_frame(ticks, n_late):
         orjson.loads(r.payload) for r in from_frame
     ]
     assert [r.key for r in from_arrow] == frame["symbol"].iloc[rows].tolist()
+
+
+def test_nothing_emitted_reads_as_empty_frames_of_the_emitted_shape(ticks):
+    m = FeatureStateMachine(bundled_rules(), session_index())
+    m.ingest(to_arrow(in_batches(ticks, 3000)[0]), 0)
+    none = m.finalize(0)  # the watermark has not passed a minute
+    assert (none.n_bars, none.n_features) == (0, 0)
+    some = m.finalize(2**62)
+    assert some.n_bars == len(some.bars) > 0 and some.n_features == len(some.features)
+    for empty, full in ((none.bars, some.bars), (none.features, some.features)):
+        assert empty.empty
+        assert empty.dtypes.to_dict() == full.dtypes.to_dict()
+        assert list(empty.columns) == list(full.columns)
+    none.bars["x"] = 1  # a caller's edit stays in its own frame
+    assert "x" not in m.finalize(0).bars.columns
