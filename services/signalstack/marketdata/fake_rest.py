@@ -296,15 +296,15 @@ class FakeRestApi:
         bid = np.round(np.maximum(0.01, p - 0.01 * m["bid_ticks"][rows]), 2)
         ask = np.round(p + 0.01 * m["ask_ticks"][rows], 2)
         out = []
-        for t, b, a, bs, az, bx, ax, sq in zip(
+        for t, b, a, bs, az, bx, ax, sq, z in zip(
             ts.tolist(), bid.tolist(), ask.tolist(), m["bid_size"][rows].tolist(),
             m["ask_size"][rows].tolist(), m["bid_x"][rows].tolist(), m["ask_x"][rows].tolist(),
-            cols.seq[rows].tolist(), strict=True,
+            cols.seq[rows].tolist(), cols.tape[rows].tolist(), strict=True,
         ):  # fmt: skip
             out.append({
                 "ask_exchange": ax, "ask_price": a, "ask_size": az, "bid_exchange": bx,
                 "bid_price": b, "bid_size": bs, "participant_timestamp": t - 50_000,
-                "sequence_number": sq, "sip_timestamp": t, "tape": 3,
+                "sequence_number": sq, "sip_timestamp": t, "tape": z,
             })  # fmt: skip
         return out
 

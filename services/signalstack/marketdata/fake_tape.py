@@ -36,6 +36,7 @@ class TapeColumns:
     seq: I8
     flags: npt.NDArray[np.uint8]  # eligibility (signalstack.features.conditions)
     duplicate: npt.NDArray[np.bool_]  # a repeat of an identity delivered earlier
+    tape: npt.NDArray[np.int8]  # SIP tape (1 A, 2 B, 3 C)
 
     def __len__(self) -> int:
         return len(self.ts)
@@ -101,7 +102,7 @@ class SimTape(Tape):
         return TapeColumns(
             sym=m.sym.astype(np.int32), ts=m.ts_event, price=m.price,
             size=m.size.astype(np.float64), seq=m.sequence, flags=flags[m.cond_pattern],
-            duplicate=m.is_duplicate,
+            duplicate=m.is_duplicate, tape=m.tape.astype(np.int8),
         )  # fmt: skip
 
 
@@ -157,6 +158,7 @@ class RecordedTape(Tape):
             seq=np.array([e.get("q", 0) for e in ev], dtype=np.int64),
             flags=bundled_rules().flags(conds).flags,
             duplicate=dup,
+            tape=np.array([e.get("z") or 3 for e in ev], dtype=np.int8),
         )
 
 

@@ -185,9 +185,11 @@ def test_last_trade_quotes_and_previous_close_from_the_tape(fake_polygon_factory
     body = _get(srv, "/v3/quotes/MSFT", timestamp=DAY, order="asc", limit=500).json()
     quotes = body["results"]
     assert len(quotes) == 500 and "next_url" in body
-    by_ts = {t["sip_timestamp"]: t["price"] for t in trades}
+    by_ts = {t["sip_timestamp"]: t for t in trades}
     for qt in quotes:
-        p = by_ts[qt["sip_timestamp"] + 1_000]  # each quote stands just before a trade
+        trade = by_ts[qt["sip_timestamp"] + 1_000]  # each quote stands just before a trade
+        p = trade["price"]
+        assert qt["tape"] == trade["tape"]
         assert qt["bid_price"] < p < qt["ask_price"] and qt["ask_price"] - qt["bid_price"] < 0.1
         # sizes in shares by the round-lot tiers: 40-share lots between $250 and $1,000
         assert qt["bid_size"] % 40 == 0 and qt["ask_size"] % 40 == 0 and qt["ask_size"] > 0
