@@ -90,6 +90,7 @@ class StepResult:
     duplicates: int
     out_of_session: int
     unknown_conditions: int
+    max_event_ns: int | None = None  # the batch's latest ts_event (all rows, late ones too)
 
 
 class Emitted:
@@ -142,8 +143,12 @@ class Watermark:
     def observe(self, ts_ns: npt.NDArray[np.int64]) -> None:
         """Record a batch's event times (the watermark itself moves in :meth:`advance`)."""
         if len(ts_ns):
-            m = int(ts_ns.max()) // NS_PER_MS
-            self.max_event_ms = m if self.max_event_ms is None else max(self.max_event_ms, m)
+            self.observe_max(int(ts_ns.max()))
+
+    def observe_max(self, max_ns: int) -> None:
+        """Record a batch's latest event time."""
+        m = max_ns // NS_PER_MS
+        self.max_event_ms = m if self.max_event_ms is None else max(self.max_event_ms, m)
 
     def advance(self) -> int:
         """End of batch: W = max(W, max event ms − lateness); returns W in ns."""
@@ -237,7 +242,7 @@ class FeatureStateMachine:
             low = int(kept_ts.min())
             self._min_ts = low if self._min_ts is None else min(self._min_ts, low)
             self._chunks.append((Pending(t, p.exchange, p.trade_id, p.ident), rows))
-        return StepResult(late_rows, n_dup, n_out, p.unknown_conditions)
+        return StepResult(late_rows, n_dup, n_out, p.unknown_conditions, int(t.ts.max()))
 
     def finalize(self, watermark_ns: int) -> Emitted:
         """Emit every minute with end <= watermark: bars and features, once."""

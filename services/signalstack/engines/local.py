@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 import orjson
 import pandas as pd
 import pyarrow as pa  # type: ignore[import-untyped]
@@ -88,16 +87,6 @@ def late_records(batch: TradeBatch, rows: Any, watermark_ns: int) -> list[Any]:
     return out
 
 
-def _event_times(batch: TradeBatch) -> npt.NDArray[np.int64]:
-    if isinstance(batch, (pa.RecordBatch, pa.Table)):
-        col = batch.column("ts_event")
-        if isinstance(col, pa.ChunkedArray):
-            col = col.combine_chunks()
-        return np.asarray(col.to_numpy(zero_copy_only=False), dtype=np.int64)
-    ts: npt.NDArray[np.int64] = batch["ts_event"].to_numpy(dtype="int64")
-    return ts
-
-
 def _json_default(v: Any) -> Any:
     if isinstance(v, (tuple, set)):
         return list(v)
@@ -140,8 +129,8 @@ class LocalEngine(StreamEngine):
         watermark, then advance it and emit every minute it has passed."""
         wm = self.watermark.ns
         step = self.machine.ingest(batch, wm)
-        if len(batch):
-            self.watermark.observe(_event_times(batch))
+        if step.max_event_ns is not None:
+            self.watermark.observe_max(step.max_event_ns)
         emitted = self.machine.finalize(self.watermark.advance())
         self._write(emitted, batch, step.late_rows, wm)
         s = self.stats
