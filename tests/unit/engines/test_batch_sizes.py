@@ -13,6 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from signalstack.engines import core
 from signalstack.engines.base import ListSink
 from signalstack.engines.local import LocalEngine
 from signalstack.engines.ticks import in_batches, seeded_ticks, to_arrow
@@ -148,3 +149,35 @@ def test_any_split_into_batches_gives_the_rows_of_one_batch(trades, cuts):
     assert eng.stats.duplicates == eng1.stats.duplicates
     pd.testing.assert_frame_equal(many.all_bars(), one.all_bars(), check_exact=True)
     pd.testing.assert_frame_equal(many.all_features(), one.all_features(), check_exact=True)
+
+
+def test_a_batch_that_finalizes_nothing_computes_no_features_and_copies_no_pending(
+    monkeypatch,
+):
+    """The fixed cost of a streaming batch: one that finalizes nothing (most) must not run the
+    feature computation nor gather the pending trades (dedup reads their identities only)."""
+    calls = {"features": 0, "pending": 0}
+    real_features = core.feature_frame
+    real_concat, real_take = core.Pending.concat, core.Pending.take
+
+    def count(key, fn):
+        def wrapped(*args, **kwargs):
+            calls[key] += 1
+            return fn(*args, **kwargs)
+
+        return wrapped
+
+    monkeypatch.setattr(core, "feature_frame", count("features", real_features))
+    monkeypatch.setattr(core.Pending, "concat", staticmethod(count("pending", real_concat)))
+    monkeypatch.setattr(core.Pending, "take", count("pending", real_take))
+    busy = seeded_ticks(seed=8, minutes=20, trades_per_minute=200)  # 100 rows: ~10 s
+    sink = ListSink()
+    eng = LocalEngine(sink, lateness=LATENESS)
+    quiet = 0
+    for b in in_batches(busy, 100):
+        before, written = dict(calls), len(sink.bars)
+        eng.process(to_arrow(b))
+        if len(sink.bars) == written:  # nothing final in this batch
+            quiet += 1
+            assert calls == before
+    assert quiet > len(busy) // 100 // 2  # most batches finalize nothing
