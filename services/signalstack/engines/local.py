@@ -37,7 +37,7 @@ from signalstack.logs import get_logger
 log = get_logger(__name__)
 
 DLQ_SOURCE = "stream"
-_SLICE_ROWS = 16  # late rows up to which one-row slices beat a take
+_SLICE_ROWS = 2  # late rows up to which one-row slices beat a take
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +67,11 @@ def late_records(batch: TradeBatch, rows: Any, watermark_ns: int) -> list[Any]:
         # a few rows (the usual case): zero-copy slices, not a gather of every column
         recs = [r for i in np.asarray(rows).tolist() for r in batch.slice(i, 1).to_pylist()]
     elif isinstance(batch, (pa.RecordBatch, pa.Table)):
-        recs = batch.take(pa.array(np.asarray(rows, dtype=np.int64))).to_pylist()
+        # column by column (C loops), then one dict per row, keys in schema order
+        cols = batch.take(np.asarray(rows, dtype=np.int64)).to_pydict()
+        names = list(cols)
+        rows_values = zip(*cols.values(), strict=True)
+        recs = [dict(zip(names, values, strict=True)) for values in rows_values]
     else:
         recs = batch.iloc[rows].to_dict("records")
     for rec in recs:
