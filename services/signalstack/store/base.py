@@ -162,6 +162,62 @@ class BackfillRun:
     error: str = ""
     started_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
     finished_at: dt.datetime | None = None
+    options: Mapping[str, Any] = field(default_factory=dict)  # what --resume carries on with
+    stats: Mapping[str, int] = field(default_factory=dict)  # counters (API calls, retries, ...)
+
+
+BackfillRangeStatus = Literal["pending", "fetched", "done", "failed"]
+
+
+@dataclass(frozen=True, slots=True)
+class BackfillRange:
+    """One range a backfill run fetches: trade time ``start <= ts_event < end`` of a symbol.
+
+    ``pending`` → ``fetched`` (every trade stored) → ``done`` (bars and features written);
+    ``failed`` when the source refused it. ``cursor_ns``: the newest ts_event stored, where a
+    resumed fetch restarts. A ``done`` range is checked: gap detection skips its minutes."""
+
+    run_id: str
+    seq: int
+    symbol: str
+    start: pd.Timestamp
+    end: pd.Timestamp
+    status: BackfillRangeStatus = "pending"
+    cursor_ns: int | None = None
+    trades: int = 0  # trades the source returned (pages re-read on resume count again)
+    stored: int = 0  # trades newly stored
+
+
+BACKFILL_RANGE_COLUMNS: Final = (
+    "run_id", "seq", "symbol", "start_ts", "end_ts", "status", "cursor_ns", "trades", "stored",
+)  # fmt: skip
+
+
+def backfill_range_rows(ranges: Iterable[BackfillRange]) -> list[tuple[Any, ...]]:
+    """Ranges → rows in :data:`BACKFILL_RANGE_COLUMNS` order (what both stores insert)."""
+    return [
+        (r.run_id, r.seq, r.symbol, r.start.to_pydatetime(), r.end.to_pydatetime(), r.status,
+         r.cursor_ns, r.trades, r.stored)
+        for r in ranges
+    ]  # fmt: skip
+
+
+def backfill_ranges_from_frame(df: pd.DataFrame) -> list[BackfillRange]:
+    """Rows read back (columns :data:`BACKFILL_RANGE_COLUMNS`) → ranges."""
+    return [
+        BackfillRange(
+            run_id=str(r["run_id"]),
+            seq=int(r["seq"]),
+            symbol=str(r["symbol"]),
+            start=to_utc(r["start_ts"]),
+            end=to_utc(r["end_ts"]),
+            status=r["status"],
+            cursor_ns=None if pd.isna(r["cursor_ns"]) else int(r["cursor_ns"]),
+            trades=int(r["trades"]),
+            stored=int(r["stored"]),
+        )
+        for r in df.to_dict("records")
+    ]
 
 
 def to_utc(value: TimeLike) -> pd.Timestamp:
@@ -280,6 +336,24 @@ class Store(ABC):
     @abstractmethod
     def record_backfill_run(self, run: BackfillRun) -> None:
         """Insert or update (by run_id) one backfill run."""
+
+    @abstractmethod
+    def backfill_run(self, run_id: str) -> BackfillRun | None:
+        """The recorded run, or None."""
+
+    @abstractmethod
+    def record_backfill_ranges(self, ranges: Sequence[BackfillRange]) -> None:
+        """Insert or update (by run_id, seq) ranges of a backfill run."""
+
+    @abstractmethod
+    def backfill_ranges(self, run_id: str) -> list[BackfillRange]:
+        """The ranges of one run, by seq."""
+
+    @abstractmethod
+    def checked_ranges(
+        self, symbols: Sequence[str], start: TimeLike, end: TimeLike
+    ) -> list[BackfillRange]:
+        """The ``done`` ranges of any run that overlap ``start <= ts < end`` for these symbols."""
 
     @abstractmethod
     def record_model(

@@ -19,14 +19,18 @@ import pandas as pd
 
 from signalstack.store import frames
 from signalstack.store.base import (
+    BACKFILL_RANGE_COLUMNS,
     DLQ_COLUMNS,
     FEATURE_COLUMNS,
+    BackfillRange,
     BackfillRun,
     DlqRecord,
     GapKind,
     Store,
     StoreError,
     TimeLike,
+    backfill_range_rows,
+    backfill_ranges_from_frame,
     dlq_columns,
     to_utc,
 )
@@ -170,9 +174,12 @@ class DuckDBStore(Store):
 
     def record_backfill_run(self, run: BackfillRun) -> None:
         self._sql(
-            "INSERT INTO backfill_runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "INSERT INTO backfill_runs (run_id, source, symbols, start_date, end_date, status, "
+            "rows, error, started_at, finished_at, options, stats) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
             "ON CONFLICT (run_id) DO UPDATE SET status = excluded.status, rows = excluded.rows, "
-            "error = excluded.error, finished_at = excluded.finished_at",
+            "error = excluded.error, finished_at = excluded.finished_at, "
+            "stats = excluded.stats",
             [
                 run.run_id,
                 run.source,
@@ -184,8 +191,58 @@ class DuckDBStore(Store):
                 run.error,
                 run.started_at,
                 run.finished_at,
+                orjson.dumps(dict(run.options)).decode(),
+                orjson.dumps(dict(run.stats)).decode(),
             ],
         )
+
+    def backfill_run(self, run_id: str) -> BackfillRun | None:
+        row = self._sql(
+            "SELECT run_id, source, symbols, start_date, end_date, status, rows, error, "
+            "started_at, finished_at, options, stats FROM backfill_runs WHERE run_id = ?",
+            [run_id],
+        ).fetchone()
+        if row is None:
+            return None
+        return BackfillRun(
+            run_id=row[0], source=row[1], symbols=tuple(row[2]), start=row[3], end=row[4],
+            status=row[5], rows=int(row[6]), error=row[7], started_at=row[8],
+            finished_at=row[9], options=orjson.loads(row[10] or "{}"),
+            stats=orjson.loads(row[11] or "{}"),
+        )  # fmt: skip
+
+    def record_backfill_ranges(self, ranges: Sequence[BackfillRange]) -> None:
+        rows = backfill_range_rows(ranges)
+        if not rows:
+            return
+        cols = ", ".join(BACKFILL_RANGE_COLUMNS)
+        sets = ", ".join(f"{c} = excluded.{c}" for c in BACKFILL_RANGE_COLUMNS[2:])
+        with self._lock:
+            self._con.executemany(
+                f"INSERT INTO backfill_ranges ({cols}, updated_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, now()) "
+                f"ON CONFLICT (run_id, seq) DO UPDATE SET {sets}, updated_at = now()",
+                rows,
+            )
+
+    def backfill_ranges(self, run_id: str) -> list[BackfillRange]:
+        df = self._df(
+            f"SELECT {', '.join(BACKFILL_RANGE_COLUMNS)} FROM backfill_ranges "
+            "WHERE run_id = ? ORDER BY seq",
+            [run_id],
+        )
+        return backfill_ranges_from_frame(df)
+
+    def checked_ranges(
+        self, symbols: Sequence[str], start: TimeLike, end: TimeLike
+    ) -> list[BackfillRange]:
+        df = self._df(
+            f"SELECT {', '.join(BACKFILL_RANGE_COLUMNS)} FROM backfill_ranges "
+            "WHERE status = 'done' AND symbol IN (SELECT unnest(?::VARCHAR[])) "
+            "AND start_ts < ? AND end_ts > ? ORDER BY symbol, start_ts",
+            [list(symbols), _py(to_utc(end)), _py(to_utc(start))],
+        )
+        return backfill_ranges_from_frame(df)
 
     def record_model(
         self, model_name: str, version: str, alias: str, run_id: str, metrics: Mapping[str, float]

@@ -23,14 +23,18 @@ import pandas as pd
 
 from signalstack.store import frames
 from signalstack.store.base import (
+    BACKFILL_RANGE_COLUMNS,
     DLQ_COLUMNS,
     FEATURE_COLUMNS,
+    BackfillRange,
     BackfillRun,
     DlqRecord,
     GapKind,
     Store,
     StoreError,
     TimeLike,
+    backfill_range_rows,
+    backfill_ranges_from_frame,
     dlq_columns,
     to_utc,
 )
@@ -445,9 +449,10 @@ class TimescaleStore(Store):
     def record_backfill_run(self, run: BackfillRun) -> None:
         self._execute(
             "INSERT INTO backfill_runs (run_id, source, symbols, start_date, end_date, status, "
-            "rows, error, started_at, finished_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10) "
+            "rows, error, started_at, finished_at, options, stats) "
+            "VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11::jsonb,$12::jsonb) "
             "ON CONFLICT (run_id) DO UPDATE SET status = excluded.status, rows = excluded.rows, "
-            "error = excluded.error, finished_at = excluded.finished_at",
+            "error = excluded.error, finished_at = excluded.finished_at, stats = excluded.stats",
             run.run_id,
             run.source,
             list(run.symbols),
@@ -458,7 +463,64 @@ class TimescaleStore(Store):
             run.error,
             run.started_at,
             run.finished_at,
+            orjson.dumps(dict(run.options)).decode(),
+            orjson.dumps(dict(run.stats)).decode(),
         )
+
+    def backfill_run(self, run_id: str) -> BackfillRun | None:
+        df = self._fetch_df(
+            "SELECT run_id, source, symbols, start_date, end_date, status, rows, error, "
+            "started_at, finished_at, options::text AS options, stats::text AS stats "
+            "FROM backfill_runs WHERE run_id = $1",
+            run_id,
+        )
+        if df.empty:
+            return None
+        r = df.iloc[0]
+        return BackfillRun(
+            run_id=str(r["run_id"]), source=str(r["source"]), symbols=tuple(r["symbols"]),
+            start=r["start_date"], end=r["end_date"], status=str(r["status"]),
+            rows=int(r["rows"]), error=str(r["error"]), started_at=r["started_at"],
+            finished_at=None if pd.isna(r["finished_at"]) else r["finished_at"],
+            options=orjson.loads(r["options"]), stats=orjson.loads(r["stats"]),
+        )  # fmt: skip
+
+    def record_backfill_ranges(self, ranges: Sequence[BackfillRange]) -> None:
+        rows = backfill_range_rows(ranges)
+        if not rows:
+            return
+        cols = ", ".join(BACKFILL_RANGE_COLUMNS)
+        sets = ", ".join(f"{c} = excluded.{c}" for c in BACKFILL_RANGE_COLUMNS[2:])
+        query = (
+            f"INSERT INTO backfill_ranges ({cols}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9) "
+            f"ON CONFLICT (run_id, seq) DO UPDATE SET {sets}, updated_at = now()"
+        )
+
+        async def op(conn: Any) -> None:
+            await conn.executemany(query, rows)
+
+        self._run(op, "write")
+
+    def backfill_ranges(self, run_id: str) -> list[BackfillRange]:
+        df = self._fetch_df(
+            f"SELECT {', '.join(BACKFILL_RANGE_COLUMNS)} FROM backfill_ranges "
+            "WHERE run_id = $1 ORDER BY seq",
+            run_id,
+        )
+        return backfill_ranges_from_frame(df)
+
+    def checked_ranges(
+        self, symbols: Sequence[str], start: TimeLike, end: TimeLike
+    ) -> list[BackfillRange]:
+        df = self._fetch_df(
+            f"SELECT {', '.join(BACKFILL_RANGE_COLUMNS)} FROM backfill_ranges "
+            "WHERE status = 'done' AND symbol = ANY($1::text[]) AND start_ts < $2 "
+            "AND end_ts > $3 ORDER BY symbol, start_ts",
+            list(symbols),
+            _dt(to_utc(end)),
+            _dt(to_utc(start)),
+        )
+        return backfill_ranges_from_frame(df)
 
     def record_model(
         self, model_name: str, version: str, alias: str, run_id: str, metrics: Mapping[str, float]

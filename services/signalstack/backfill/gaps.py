@@ -1,0 +1,128 @@
+"""Gap detection: the calendar's minutes that have no bar in ``ohlcv_1m``, grouped into ranges.
+
+Sessions come from exchange_calendars through :mod:`signalstack.store.gaps` (holidays, early
+closes and DST handled by the calendar, never by hand); the extended-hours bounds are the stream
+engine's (:mod:`signalstack.features.sessions`: 04:00 New York to four hours after the regular
+close), so backfill and the engine agree on which minutes a session has.
+
+A minute a thinly traded symbol had no trade in never gets a bar, so it would look like a gap
+forever. Every range a backfill fetched completely is recorded as ``done`` in
+``backfill_ranges``; its minutes are *checked* and not reported again.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import pandas as pd
+
+from signalstack.store.base import Store
+from signalstack.store.gaps import session_bounds as regular_bounds
+from signalstack.store.gaps import sessions
+
+MINUTE = pd.Timedelta(minutes=1)
+EXTENDED_OPEN = pd.Timedelta(hours=4)  # pre-market opens 04:00 New York time
+POST_MARKET = pd.Timedelta(hours=4)  # post-market runs four hours past the regular close
+
+
+@dataclass(frozen=True, slots=True)
+class Gap:
+    """Trade time ``start <= ts_event < end`` of one symbol in one session with no bars."""
+
+    symbol: str
+    session: dt.date
+    start: pd.Timestamp
+    end: pd.Timestamp
+
+    @property
+    def minutes(self) -> int:
+        return int((self.end - self.start) / MINUTE)
+
+
+def session_bounds(
+    session: dt.date, calendar: str = "XNYS", extended_hours: bool = False
+) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """(open, close) of a session in UTC, as the stream engine's session index has them."""
+    open_, close = regular_bounds(session, calendar, False)
+    if not extended_hours:
+        return open_, close
+    day = pd.Timestamp(session)
+    pre = (day + EXTENDED_OPEN).tz_localize("America/New_York").tz_convert("UTC")
+    return pre, close + POST_MARKET
+
+
+def session_minutes(
+    session: dt.date, calendar: str = "XNYS", extended_hours: bool = False
+) -> pd.DatetimeIndex:
+    """Bar ends (UTC) of every minute of the session: open + 1 minute .. close."""
+    open_, close = session_bounds(session, calendar, extended_hours)
+    return pd.date_range(open_ + MINUTE, close, freq="1min")
+
+
+def unchecked(
+    ends: pd.DatetimeIndex, checked: Iterable[tuple[pd.Timestamp, pd.Timestamp]]
+) -> pd.DatetimeIndex:
+    """Bar ends whose minute ``[end - 1 minute, end)`` lies in none of the checked ranges."""
+    keep = pd.Series(True, index=ends)
+    for lo, hi in checked:
+        keep &= ~((ends - MINUTE >= lo) & (ends <= hi))
+    return pd.DatetimeIndex(ends[keep.to_numpy()])
+
+
+def group_minutes(ends: pd.DatetimeIndex) -> list[tuple[pd.Timestamp, pd.Timestamp]]:
+    """Consecutive bar ends → trade-time ranges ``[first end - 1 minute, last end)``."""
+    if len(ends) == 0:
+        return []
+    ends = ends.sort_values()
+    breaks = (ends[1:] - ends[:-1]) != MINUTE
+    starts_at = [0, *[i + 1 for i, b in enumerate(breaks) if b]]
+    stops_at = [*[i for i, b in enumerate(breaks) if b], len(ends) - 1]
+    return [(ends[a] - MINUTE, ends[b]) for a, b in zip(starts_at, stops_at, strict=True)]
+
+
+def merge_close(gaps: Sequence[Gap], within_minutes: int) -> list[Gap]:
+    """Join gaps of the same symbol and session separated by at most ``within_minutes``: one
+    request for both costs less than two (the trades in between are skipped as duplicates)."""
+    out: list[Gap] = []
+    for g in gaps:
+        last = out[-1] if out else None
+        if (
+            last is not None
+            and last.symbol == g.symbol
+            and last.session == g.session
+            and g.start - last.end <= pd.Timedelta(minutes=within_minutes)
+        ):
+            out[-1] = Gap(g.symbol, g.session, last.start, max(last.end, g.end))
+        else:
+            out.append(g)
+    return out
+
+
+def find_gaps(
+    store: Store,
+    symbols: Sequence[str],
+    start: dt.date,
+    end: dt.date,
+    *,
+    calendar: str = "XNYS",
+    extended_hours: bool = False,
+    merge_within_minutes: int = 0,
+) -> list[Gap]:
+    """For each symbol and each session in ``start..end``, the unchecked minutes with no bar,
+    grouped into ranges (ordered by symbol, then time)."""
+    days = sessions(start, end, calendar)
+    if not days:
+        return []
+    bounds = {d: session_bounds(d, calendar, extended_hours) for d in days}
+    lo, hi = bounds[days[0]][0], bounds[days[-1]][1] + MINUTE
+    gaps: list[Gap] = []
+    for symbol in symbols:
+        have = pd.DatetimeIndex(store.bars([symbol], lo, hi)["ts"])
+        checked = [(r.start, r.end) for r in store.checked_ranges([symbol], lo, hi)]
+        for day in days:
+            missing = session_minutes(day, calendar, extended_hours).difference(have)
+            missing = unchecked(missing, checked)
+            gaps += [Gap(symbol, day, a, b) for a, b in group_minutes(missing)]
+    return merge_close(gaps, merge_within_minutes) if merge_within_minutes > 0 else gaps
