@@ -189,6 +189,21 @@ class StreamSettings(BaseSettings):
     spark_master: str = "local[2]"  # the chart's SparkApplication sets the cluster master
 
 
+class TrainingSettings(BaseSettings):
+    """Labels and evaluation splits of the training job (see docs/MODELS.md)."""
+
+    model_config = _cfg("TRAIN_")
+    direction_horizon_minutes: int = Field(default=5, ge=1)  # k of the forward k-minute return
+    direction_band: float = Field(default=0.5, ge=0)  # dead band, × the window's realised vol
+    regime_horizon_minutes: int = Field(default=30, ge=1)
+    regime_vol_threshold: float = Field(default=0.024, gt=0)  # daily-equivalent vol: volatile
+    regime_trend_z: float = Field(default=1.4, ge=0)  # |R| / RV at or above: trending
+    split_scheme: Literal["expanding", "rolling"] = "expanding"
+    n_splits: int = Field(default=4, ge=1)  # walk-forward test folds
+    rolling_train_blocks: int = Field(default=2, ge=1)  # blocks a rolling fold trains on
+    embargo_horizons: float = Field(default=1.0, ge=0)  # gap before a test fold, × max horizon
+
+
 class Settings(BaseSettings):
     """All configuration; each group reads its own prefixed variables."""
 
@@ -204,6 +219,7 @@ class Settings(BaseSettings):
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     sink: SinkSettings = Field(default_factory=SinkSettings)
     stream: StreamSettings = Field(default_factory=StreamSettings)
+    training: TrainingSettings = Field(default_factory=TrainingSettings)
 
     def secrets(self) -> list[str]:
         """Every configured secret value, for the log redactor."""
@@ -227,6 +243,7 @@ GROUPS: dict[str, type[BaseSettings]] = {
     "ingest": IngestSettings,
     "sink": SinkSettings,
     "stream": StreamSettings,
+    "training": TrainingSettings,
 }
 
 
