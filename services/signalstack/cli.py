@@ -86,12 +86,38 @@ def sink() -> None:
 
 @app.command()
 def backfill(
+    symbols: Annotated[
+        str | None, typer.Option(help="Comma-separated symbols (default: MARKET_SYMBOLS).")
+    ] = None,
     start: Annotated[str | None, typer.Option(help="First session date, YYYY-MM-DD.")] = None,
     end: Annotated[str | None, typer.Option(help="Last session date, YYYY-MM-DD.")] = None,
+    source: Annotated[Literal["polygon"], typer.Option(help="Where history comes from.")] = (
+        "polygon"
+    ),
+    sink: Annotated[Literal["db"], typer.Option(help="Where it goes: the store.")] = "db",
+    detect_gaps: Annotated[
+        bool, typer.Option("--detect-gaps", help="Fetch only the minutes with no bar.")
+    ] = False,
+    resume: Annotated[
+        str | None, typer.Option("--resume", help="Carry on with this run id.")
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the ranges, fetch nothing.")
+    ] = False,
+    extended_hours: Annotated[
+        bool | None, typer.Option(help="Pre/post-market too (default: MARKET_EXTENDED_HOURS).")
+    ] = None,
+    merge_minutes: Annotated[int, typer.Option(help="Join gaps this close, minutes.")] = 15,
+    page_limit: Annotated[int, typer.Option(help="Trades per REST page (max 50000).")] = 50_000,
 ) -> None:
-    """Find gaps on the trading calendar and fill them from Polygon REST or yfinance."""
-    _settings()
-    _pending("backfill", "Backfill")
+    """Find gaps on the trading calendar and fill them from Polygon REST (exit 5: not healed)."""
+    from signalstack.backfill.cli import run
+
+    run(
+        _settings(), symbols=symbols, start=start, end=end, source=source, sink=sink,
+        detect_gaps=detect_gaps, resume=resume, dry_run=dry_run, extended_hours=extended_hours,
+        merge_minutes=merge_minutes, page_limit=page_limit,
+    )  # fmt: skip
 
 
 @app.command()

@@ -1,0 +1,121 @@
+"""The ``signalstack backfill`` command: arguments → :class:`BackfillRunner` → exit status."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import httpx
+import orjson
+
+from signalstack.backfill.progress import progress_for
+from signalstack.backfill.run import (
+    BackfillError,
+    BackfillIncompleteError,
+    BackfillOptions,
+    BackfillResult,
+    BackfillRunner,
+)
+from signalstack.config import Settings
+from signalstack.marketdata.polygon_rest import PolygonRestClient
+from signalstack.store import open_store
+
+
+def _date(value: str | None, name: str) -> dt.date:
+    if not value:
+        raise BackfillError(f"--{name} is required (YYYY-MM-DD) unless --resume is given")
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError as err:
+        raise BackfillError(f"--{name} must be a date YYYY-MM-DD, got {value!r}") from err
+
+
+def options(
+    settings: Settings,
+    *,
+    symbols: str | None,
+    start: str | None,
+    end: str | None,
+    detect_gaps: bool,
+    extended_hours: bool | None,
+    merge_minutes: int,
+    page_limit: int,
+) -> BackfillOptions:
+    syms = (
+        tuple(s.strip().upper() for s in symbols.split(",") if s.strip())
+        if symbols
+        else tuple(settings.market.symbols)
+    )
+    lo, hi = _date(start, "start"), _date(end, "end")
+    if hi < lo:
+        raise BackfillError(f"--end {hi} is before --start {lo}")
+    if not syms:
+        raise BackfillError("no symbols: pass --symbols or set MARKET_SYMBOLS")
+    if not 1 <= page_limit <= 50_000:
+        raise BackfillError(f"--page-limit must be in 1..50000, got {page_limit}")
+    return BackfillOptions(
+        symbols=syms, start=lo, end=hi, detect_gaps=detect_gaps,
+        extended_hours=settings.market.extended_hours if extended_hours is None else extended_hours,
+        calendar=settings.market.calendar, merge_within_minutes=max(0, merge_minutes),
+        page_limit=page_limit,
+    )  # fmt: skip
+
+
+def run(
+    settings: Settings,
+    *,
+    symbols: str | None,
+    start: str | None,
+    end: str | None,
+    source: str = "polygon",
+    sink: str = "db",
+    detect_gaps: bool = False,
+    resume: str | None = None,
+    dry_run: bool = False,
+    extended_hours: bool | None = None,
+    merge_minutes: int = 15,
+    page_limit: int = 50_000,
+) -> BackfillResult:
+    """Run (or resume, or dry-run) a backfill; raise :class:`BackfillIncompleteError` (exit 5)
+    when ranges remain unhealed."""
+    if source != "polygon" or sink != "db":
+        raise BackfillError(f"--source {source} --sink {sink} is not supported yet")
+
+    def client(transport: httpx.AsyncBaseTransport) -> PolygonRestClient:
+        return PolygonRestClient.from_settings(settings.polygon, transport=transport)
+
+    store = open_store(settings)
+    try:
+        runner = BackfillRunner(store, client, progress=progress_for())
+        if resume:
+            result = runner.resume(resume)
+        else:
+            opts = options(
+                settings, symbols=symbols, start=start, end=end, detect_gaps=detect_gaps,
+                extended_hours=extended_hours, merge_minutes=merge_minutes, page_limit=page_limit,
+            )  # fmt: skip
+            if dry_run:
+                result = runner.dry_run(opts)
+                _print_gaps(result)
+                return result
+            result = runner.start(opts)
+    finally:
+        store.close()
+    print(orjson.dumps(result.summary()).decode(), flush=True)
+    if not result.healed:
+        raise BackfillIncompleteError(
+            f"backfill {result.run_id}: {result.stats.failed_ranges} range(s) not healed; "
+            f"run `signalstack backfill --resume {result.run_id}`"
+        )
+    return result
+
+
+def _print_gaps(result: BackfillResult) -> None:
+    rows: list[dict[str, Any]] = [
+        {"symbol": g.symbol, "session": str(g.session), "start": g.start.isoformat(),
+         "end": g.end.isoformat(), "minutes": g.minutes}
+        for g in result.gaps
+    ]  # fmt: skip
+    for row in rows:
+        print(orjson.dumps(row).decode())
+    print(orjson.dumps(result.summary()).decode(), flush=True)
