@@ -101,8 +101,11 @@ def training_frame(
     feats = store.training_frame(symbols, lo, hi, as_of=cut, feature_set_version=version)
     feats = feats.reset_index(drop=True)
     # bars stamped in (T, T + h] for T in [start, min(end, as_of)]: ts in [start, end + h) and
-    # ts <= as_of; store ranges are half-open, so the inclusive cut is as_of + 1 ns
-    bars = store.bars(symbols, lo, min(hi + horizon, cut + pd.Timedelta(1, "ns")))
+    # ts <= as_of. Store ranges are half-open and both stores keep microseconds, so the
+    # inclusive cut is as_of + 1 µs (1 ns would be dropped and lose a bar stamped as_of);
+    # the exact cut is applied again here.
+    bars = store.bars(symbols, lo, min(hi + horizon, cut + pd.Timedelta(microseconds=1)))
+    bars = bars[bars["ts"] <= cut].reset_index(drop=True)
     keys = feats[["symbol", "ts"]]
     d = direction_labels(bars, spec.direction, decisions=keys, sessions=sessions, known_until=cut)
     r = regime_labels(bars, spec.regime, decisions=keys, sessions=sessions, known_until=cut)
@@ -113,10 +116,10 @@ def training_frame(
         ):
             raise AssertionError("labels are not aligned with the feature rows")
     out = feats.copy()
-    out["direction"] = d["direction"].to_numpy()
+    out["direction"] = d["direction"].array
     out["direction_end"] = d["label_end"].to_numpy()
     out["fwd_return"] = d["fwd_return"].to_numpy()
-    out["regime"] = r["regime"].to_numpy()
+    out["regime"] = r["regime"].array
     out["regime_end"] = r["label_end"].to_numpy()
     out["fwd_vol"] = r["fwd_vol"].to_numpy()
     out["trend_z"] = r["trend_z"].to_numpy()
