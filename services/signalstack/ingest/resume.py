@@ -6,14 +6,18 @@ them, and it reads nothing while it is down. At start-up the service reads the t
 start, and the identities read seed the dedup window, so the fill's overlap with what the topic
 already holds is dropped (every trade once).
 
-Only the last ``window`` of the topic (by produce time) is read: a trade stamped at ``t`` is
-produced at or after ``t``, so every trade with an event time inside the window is read.
+Only the last ``window`` of the topic (by produce time) is read, and ``skew`` more before it: a
+trade stamped at ``t`` is produced at or after ``t`` by a clock in step with the exchange's, and
+no more than ``skew`` before ``t`` by one that is behind. So every trade with an event time inside
+the window is read, and the fill, which starts no earlier than the window, overlaps nothing that
+the dedup window was not seeded with.
 """
 
 from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import orjson
@@ -30,7 +34,7 @@ class TopicTail:
     """The acknowledged tail of the trades topic."""
 
     last_produced_ns: int | None = None  # produce time of the newest message (None: empty)
-    window_start_ns: int = 0  # messages produced from here on were read
+    window_start_ns: int = 0  # every trade stamped from here on was read (produced ≥ this − skew)
     newest: dict[str, int] = field(default_factory=dict)  # symbol -> newest ts_event
     identities: list[tuple[tuple[str, int, str], int]] = field(default_factory=list)
 
@@ -41,8 +45,18 @@ class TopicTail:
         return {s: max(w, self.newest.get(s, w) - lookback_ns) for s in symbols}
 
 
-def read_topic_tail(bootstrap: str, topic: str, window_ns: int, timeout: float = 60.0) -> TopicTail:
-    """Read the messages of ``topic`` produced in the ``window_ns`` before its newest one."""
+def read_topic_tail(
+    bootstrap: str,
+    topic: str,
+    window_ns: int,
+    timeout: float = 60.0,
+    *,
+    skew_ns: int = 0,
+    on_progress: Callable[[], None] | None = None,
+) -> TopicTail:
+    """Read the messages of ``topic`` produced in the ``window_ns`` before its newest one, and
+    in the ``skew_ns`` before that. ``on_progress`` is called after each batch read (liveness)."""
+    progress = on_progress or (lambda: None)
     c = Consumer(
         {
             "bootstrap.servers": bootstrap,
@@ -69,7 +83,7 @@ def read_topic_tail(bootstrap: str, topic: str, window_ns: int, timeout: float =
         tail.last_produced_ns = last_ms * NS_PER_MS
         tail.window_start_ns = tail.last_produced_ns - window_ns
         # Pass 2: everything produced since the window start.
-        since_ms = tail.window_start_ns // NS_PER_MS
+        since_ms = max(0, (tail.window_start_ns - skew_ns) // NS_PER_MS)
         starts = c.offsets_for_times(
             [TopicPartition(topic, p, since_ms) for p in ends], timeout=timeout
         )
@@ -82,7 +96,9 @@ def read_topic_tail(bootstrap: str, topic: str, window_ns: int, timeout: float =
         while any(pos[p] < todo[p] for p in todo):
             if time.monotonic() > deadline:
                 raise TimeoutError(f"reading the tail of {topic} took over {timeout:.0f}s")
-            for m in c.consume(10_000, 0.5):
+            batch = c.consume(10_000, 0.5)
+            progress()
+            for m in batch:
                 if m.error() is not None:
                     continue
                 part, off = m.partition() or 0, m.offset() or 0

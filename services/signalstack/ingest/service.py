@@ -29,7 +29,7 @@ import contextlib
 import signal
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -142,8 +142,10 @@ class IngestService:
         producer_overrides: Mapping[str, Any] | None = None,
         ws_options: Mapping[str, Any] | None = None,
         rest_options: Mapping[str, Any] | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
+        self._clock = clock  # liveness (heartbeat): injected in tests
         self.cfg = ingest or settings.ingest
         self.symbols = tuple(symbols or settings.market.symbols)
         self.symbol_set = frozenset(self.symbols)
@@ -160,7 +162,7 @@ class IngestService:
         self.conditions: ConditionTable | None = None
         self.subscribed = False
         self.topics_ready = False
-        self.heartbeat = time.monotonic()
+        self.heartbeat = clock()
         self.health: HealthServer | None = None
         self.queue: asyncio.Queue[Any] = asyncio.Queue(self.cfg.queue_frames)
         self._producer: Producer | None = None
@@ -190,7 +192,7 @@ class IngestService:
 
     # ------------------------------------------------------------------ health
     def live(self) -> tuple[bool, str]:
-        idle = time.monotonic() - self.heartbeat
+        idle = self._clock() - self.heartbeat
         if idle > self.cfg.stale_after_s:
             return False, f"processor silent for {idle:.0f}s"
         return True, "ok"
@@ -259,10 +261,19 @@ class IngestService:
                 return
             und.popleft()
 
-    def _acked_all(self, queued: int) -> int:
-        """Messages acknowledged so far (trades and DLQ records), from the queue's length."""
+    def _acked_all(self, p: Producer) -> tuple[int, int]:
+        """Messages acknowledged so far (trades and DLQ records) from the queue's length, and
+        that length.
+
+        The loop thread produces while this runs on the delivery thread: the counters are read
+        BEFORE the queue's length. A message produced between the two reads is then in the
+        queue but not yet counted, and the result is an underestimate (made good by the next
+        round). The other order would count it as produced and not queued, i.e. acknowledged,
+        and ``stats.acked`` (a max) would keep the over-report."""
         produced = self._sent + self._dlq_sent + self._resent + self._resent_dlq
-        return produced - queued - self._failed
+        failed = self._failed
+        queued = len(p)
+        return produced - queued - failed, queued
 
     def _poll_deliveries(self) -> None:
         """The delivery thread: serve delivery reports on their own cadence, fed or idle."""
@@ -286,8 +297,7 @@ class IngestService:
         p = self._producer
         if p is None:
             return
-        queued = len(p)
-        acked_all = self._acked_all(queued)
+        acked_all, queued = self._acked_all(p)  # counters, then the queue: see there
         self.broker.observe(queued, acked_all)
         if self._errors_only:
             self.stats.acked = max(self.stats.acked, acked_all - self._dlq_sent - self._resent_dlq)
@@ -350,19 +360,19 @@ class IngestService:
     async def _wait_for_room(self) -> None:
         """Back-pressure without blocking the loop: the health server, the reader and the
         delivery thread go on while the broker catches up (or comes back)."""
-        started = time.monotonic()
+        started = self._clock()
         warned = False
         while True:
             self._drain_backlog()
             if self.has_room():
                 break
-            now = self.heartbeat = time.monotonic()  # waiting on the broker is not a hang
+            now = self.heartbeat = self._clock()  # waiting on the broker is not a hang
             if not warned and now - started > 1.0:
                 warned = True
                 log.warning("kafka_queue_full", queued=len(self._producer or ()))
             await asyncio.sleep(0.05)
         if warned:
-            log.info("kafka_queue_has_room", waited_s=round(time.monotonic() - started, 1))
+            log.info("kafka_queue_has_room", waited_s=round(self._clock() - started, 1))
 
     def _produce_batch(self, batch: list[dict[str, Any]]) -> None:
         """One ``produce_batch`` call per frame (keys still pick the partition); messages the
@@ -619,11 +629,11 @@ class IngestService:
         now = time.time_ns()
         new = dup = 0
         key = symbol.encode()
-        cur, prev = self.dedup.current, self.dedup.previous
+        known = self.dedup.known
         for r in results:
             # Most of a gap fill overlaps what was already seen: test the identity first.
             ident = (symbol, r.get("exchange"), r.get("id"))
-            if ident in cur or ident in prev:
+            if known(ident):
                 dup += 1
                 continue
             rec = rest_trade_to_event(symbol, r, now)
@@ -650,17 +660,25 @@ class IngestService:
         return new
 
     async def gap_fill(self, since: Mapping[str, int]) -> int:
-        """Fetch ``/v3/trades`` for every symbol from ``since[symbol]`` up to now."""
+        """Fetch ``/v3/trades`` for every symbol from ``since[symbol]`` up to now.
+
+        Symbol after symbol, each from its own start: the window keeps what it held before the
+        fill until the fill ends (:meth:`DedupWindow.filling`), so a gap longer than the dedup
+        horizon does not make the first symbol's trades push out what the later ones overlap.
+        Each page is progress: a long fill that goes on stays live, one that stalls does not.
+        """
         if self._rest is None:
             return 0
         upto = time.time_ns()
         total = 0
-        for sym in self.symbols:
-            start = since[sym]
-            async for page in self._rest.trades(sym, gte_ns=start, lte_ns=upto, order="asc"):
-                total += self.process_rest_trades(sym, page)
-                if not self.has_room():
-                    await self._wait_for_room()
+        with self.dedup.filling():
+            for sym in self.symbols:
+                start = since[sym]
+                async for page in self._rest.trades(sym, gte_ns=start, lte_ns=upto, order="asc"):
+                    self.heartbeat = self._clock()
+                    total += self.process_rest_trades(sym, page)
+                    if not self.has_room():
+                        await self._wait_for_room()
         self.stats.gap_fills += 1
         self.stats.gap_filled += total
         self.metrics.gap_fills.inc()
@@ -674,7 +692,7 @@ class IngestService:
         pending_gap: dict[str, int] | None = None
         lookback = int(self.cfg.gap_lookback_s * NS_PER_S)
         while True:
-            self.heartbeat = time.monotonic()
+            self.heartbeat = self._clock()
             try:
                 item = await asyncio.wait_for(q.get(), timeout=1.0)
             except TimeoutError:
@@ -710,9 +728,16 @@ class IngestService:
         """After a restart: seed the dedup window and the gap fill from the acknowledged tail
         of the trades topic (:mod:`signalstack.ingest.resume`)."""
         lookback = int(self.cfg.gap_lookback_s * NS_PER_S)
-        window = lookback + int(self.cfg.resume_margin_s * NS_PER_S)
+        margin = int(self.cfg.resume_margin_s * NS_PER_S)
+
+        def progress() -> None:  # on the reading thread: reading the tail is not a hang
+            self.heartbeat = self._clock()
+
         try:
-            tail = await asyncio.to_thread(read_topic_tail, bootstrap, self.trades_topic, window)
+            tail = await asyncio.to_thread(
+                read_topic_tail, bootstrap, self.trades_topic, lookback + margin,
+                skew_ns=margin, on_progress=progress,
+            )  # fmt: skip
         except (KafkaException, TimeoutError) as err:
             # Running without the resume point beats a crash loop: say so loudly.
             log.error("ingest_resume_failed", error=str(err))
@@ -771,6 +796,15 @@ class IngestService:
         if self._errors_only:
             conf["delivery.report.only.error"] = True
         self._queue_max = int(conf["queue.buffering.max.messages"]) // 2
+        if self.cfg.message_timeout_ms:
+            # A message that timed out may have been written all the same: producing it again
+            # (what :meth:`_redeliver` does) is at-least-once, not exactly-once.
+            log.warning(
+                "ingest_message_timeout_at_least_once",
+                message_timeout_ms=self.cfg.message_timeout_ms,
+                detail="INGEST_MESSAGE_TIMEOUT_MS is not 0: a trade whose delivery times out is "
+                "produced again and may be written twice (0, the default, is exactly-once)",
+            )
         self._producer = Producer(conf)
         self._poll_stop.clear()
         self._poller = threading.Thread(
