@@ -227,3 +227,42 @@ def test_options_round_trip() -> None:
     o = opts(detect_gaps=True, extended_hours=True, merge_within_minutes=3)
     assert BackfillOptions.from_json(o.to_json()) == o
     assert o.to_json()["start"] == DAY.isoformat() and isinstance(dt.date.today(), dt.date)
+
+
+def test_bars_outside_the_fetched_ranges_are_left_alone(
+    fake_history: Callable[..., FakePolygonServer],
+    store_factory: Callable[[str], DuckDBStore],
+) -> None:
+    # The engine replays the session's stored trades, but only the fetched minutes' bars are
+    # written: a live bar whose trades the store no longer holds in full must not be
+    # replaced by one made from what is left.
+    srv = fake_history()
+    ref = store_factory("ref")
+    BackfillRunner(ref, client_factory(srv)).start(opts(detect_gaps=False, symbols=("AAPL",)))
+    want = contents(ref)
+    trades, bars = want["trades"].assign(ts_ingest=0), want["bars"]
+    a = pd.Timestamp(f"{DAY} 10:00", tz=ET).tz_convert("UTC")
+    b = a + pd.Timedelta(minutes=5)
+    kept = bars[(bars["ts"] > b + pd.Timedelta(minutes=60)) & (bars["trade_count"] >= 4)]
+    m = kept["ts"].iloc[0]  # a live minute an hour later, whose trades we half lose
+    in_m = (trades["ts_event"] >= (m - pd.Timedelta(minutes=1)).value) & (
+        trades["ts_event"] < m.value
+    )
+    half = in_m & (in_m.cumsum() % 2 == 0)
+    lost = (trades["ts_event"] >= a.value) & (trades["ts_event"] < b.value)
+
+    store = store_factory("partial")
+    store.write_trades(trades[~lost & ~half])
+    store.write_bars(bars[~((bars["ts"] > a) & (bars["ts"] <= b))])
+    healed = BackfillRunner(store, client_factory(srv)).start(
+        opts(detect_gaps=True, symbols=("AAPL",), merge_within_minutes=0)
+    )
+    assert healed.status == "ok"
+    got = store.bars(["AAPL"], LO, HI)
+    pd.testing.assert_frame_equal(
+        got[got["ts"] == m].reset_index(drop=True), bars[bars["ts"] == m].reset_index(drop=True)
+    )
+    pd.testing.assert_frame_equal(
+        got[(got["ts"] > a) & (got["ts"] <= b)].reset_index(drop=True),
+        bars[(bars["ts"] > a) & (bars["ts"] <= b)].reset_index(drop=True),
+    )

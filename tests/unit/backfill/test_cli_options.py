@@ -1,0 +1,68 @@
+"""`signalstack backfill` arguments: bad input is a clear error (exit 2); progress by terminal."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+
+from signalstack.backfill.cli import options
+from signalstack.backfill.progress import LogProgress, RichProgress, progress_for
+from signalstack.backfill.run import BackfillError
+from signalstack.config import Settings
+
+
+def _opts(**kw: object):  # type: ignore[no-untyped-def]
+    base: dict[str, object] = {
+        "symbols": "aapl, msft", "start": "2024-03-11", "end": "2024-03-12", "detect_gaps": True,
+        "extended_hours": None, "merge_minutes": 15, "page_limit": 50_000,
+    }  # fmt: skip
+    return options(Settings(), **{**base, **kw})  # type: ignore[arg-type]
+
+
+def test_options_from_arguments() -> None:
+    o = _opts()
+    assert o.symbols == ("AAPL", "MSFT") and str(o.start) == "2024-03-11"
+    assert o.extended_hours is False and o.calendar == "XNYS"
+    assert _opts(symbols=None).symbols == Settings().market.symbols
+
+
+@pytest.mark.parametrize(
+    ("kw", "message"),
+    [
+        ({"start": None}, "--start is required"),
+        ({"end": "2024-13-01"}, "--end must be a date"),
+        ({"end": "2024-03-01"}, "before --start"),
+        ({"page_limit": 0}, "--page-limit"),
+    ],
+)
+def test_bad_arguments_are_clear_errors(kw: dict[str, object], message: str) -> None:
+    with pytest.raises(BackfillError, match=message) as err:
+        _opts(**kw)
+    assert err.value.exit_code == 2
+
+
+class _Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_bar_on_a_terminal_json_logs_otherwise() -> None:
+    assert isinstance(progress_for(_Tty()), RichProgress)
+    p = progress_for(io.StringIO())
+    assert isinstance(p, LogProgress) and not isinstance(p, RichProgress)
+
+
+def test_rich_progress_runs_through_a_run(capsys: pytest.CaptureFixture[str]) -> None:
+    import pandas as pd
+
+    from signalstack.store.base import BackfillRange
+
+    t = pd.Timestamp("2024-03-12 13:30", tz="UTC")
+    r = BackfillRange("r1", 0, "AAPL", t, t + pd.Timedelta(minutes=5))
+    p = RichProgress()
+    p.start("r1", [r], 5)
+    p.page(r)
+    p.range_done(r)
+    p.finish({"run_id": "r1", "status": "ok", "trades_stored": 1234})
+    assert "1,234" in capsys.readouterr().err
