@@ -28,9 +28,9 @@ def fake_history(
 ) -> Iterator[Callable[..., FakePolygonServer]]:
     started: list[FakePolygonServer] = []
 
-    def make(**knobs: object) -> FakePolygonServer:
+    def make(market: SimulatedMarket | None = None, **knobs: object) -> FakePolygonServer:
         cfg = FakeConfig(api_keys=frozenset({KEY}), restamp=False, **knobs)  # type: ignore[arg-type]
-        srv = FakePolygonServer(SimTape(history_market), cfg).start()
+        srv = FakePolygonServer(SimTape(market or history_market), cfg).start()
         started.append(srv)
         return srv
 
