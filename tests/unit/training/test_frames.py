@@ -24,8 +24,8 @@ from signalstack.training.labels import REGIMES, regime_truth
 SimFactory = Callable[..., SimulatedData]
 
 
-def frame(sim: SimulatedData, **kw: object) -> pd.DataFrame:
-    return training_frame(sim.store, sim.symbols, sim.start, sim.end, **kw)  # type: ignore[arg-type]
+def frame(sim: SimulatedData, as_of: pd.Timestamp | None = None) -> pd.DataFrame:
+    return training_frame(sim.store, sim.symbols, sim.start, sim.end, as_of=as_of)
 
 
 def garbage_after(sim: SimulatedData, cut: pd.Timestamp, *, at_or_before: bool = False) -> None:
