@@ -103,6 +103,10 @@ class FakeConfig:
     seed: int = 7  # of the quote (spread) model
     drop_every: int | None = None  # abort each connection after this many data frames
     max_drops: int | None = None  # stop dropping after this many
+    # With drop_every: while no subscriber listens and drops remain, the replay holds (its pacing
+    # clock restarts when one is back), so a run of forced drops fits in the tape whatever the
+    # client's reconnect costs. Frames in flight at each abort are still lost.
+    hold_while_away: bool = False
     malformed_every: int | None = None  # inject one invalid frame after every N data frames
     malformed_kinds: tuple[str, ...] = BAD_FRAME_KINDS
     refuse_auth: bool = False
@@ -471,6 +475,8 @@ class FakePolygonServer:
         loop = self.loop_number
         self._am_pending, self._am_minute, self._am_sent_upto, self._am_day = {}, None, None, {}
         while self.position < n:
+            if cfg.hold_while_away and self._drops_left():
+                await self._hold_for_listener()
             i, j = self.position, min(n, self.position + cfg.batch)
             events: list[dict[str, Any]] | None = None
             sent_ts = cols.ts[i:j]
@@ -508,6 +514,19 @@ class FakePolygonServer:
                 await asyncio.sleep(max(0.0, ahead))
             else:
                 await self._wait_for_readers()
+
+    def _drops_left(self) -> bool:
+        cfg = self.cfg
+        return bool(cfg.drop_every) and (cfg.max_drops is None or self.drops < cfg.max_drops)
+
+    async def _hold_for_listener(self) -> None:
+        """``hold_while_away``: wait for a subscriber, then pace from here (no catch-up burst)."""
+        if any(c.listening() for c in self.clients):
+            return
+        while not any(c.listening() for c in self.clients):
+            await asyncio.sleep(0.005)
+        if self.cfg.rate:
+            self._t0 = time.perf_counter() - self._sent_trades / self.cfg.rate
 
     def _minute_aggregates(self, i: int, j: int, sent_ts: I8) -> None:
         """Keep rows [i, j) by the minute they were sent for; when the replay's clock passes a
