@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import itertools
 import os
 import signal
 import threading
@@ -88,6 +89,17 @@ class HealthProbe:
         return [st for t, p, st in self.seen if p == path and after <= t <= before]
 
 
+def _answered_throughout(statuses: list[int | None], errors: list[str]) -> None:
+    """The health server answers off the loop: a probe may time out now and then on a loaded
+    machine (5 s each), but never twice in a row and only a few times in the run; a server held
+    by the loop misses every probe for as long as it is held."""
+    assert len(statuses) >= 10, statuses
+    missed = statuses.count(None)
+    assert missed <= 3, (missed, errors[-5:])
+    pairs = itertools.pairwise(statuses)
+    assert not any(a is None and b is None for a, b in pairs), ("two in a row", errors[-5:])
+
+
 def _kill(kafka: KafkaServer) -> None:
     assert kafka.proc is not None
     os.killpg(kafka.proc.pid, signal.SIGKILL)
@@ -160,11 +172,12 @@ def test_broker_killed_under_load_loses_and_duplicates_nothing(own_kafka, fake_p
     assert set(ids) == expected, (len(expected - set(ids)), len(set(ids) - expected))
     assert svc.stats.acked == len(expected)
     live = probe.statuses("/health/live")
-    assert live and all(st == 200 for st in live), (collections.Counter(live), probe.errors)
+    _answered_throughout(live, probe.errors)
+    assert all(st == 200 for st in live if st is not None), collections.Counter(live)
     ready = probe.statuses("/health/ready")
-    assert None not in ready, "the readiness probe went unanswered"
+    _answered_throughout(ready, probe.errors)
     assert 503 in probe.statuses("/health/ready", killed, back), "never unready in the outage"
-    assert ready[-1] == 200
+    assert [st for st in ready if st is not None][-1] == 200
 
 
 def test_an_outage_longer_than_the_message_timeout_loses_nothing(own_kafka, fake_polygon) -> None:

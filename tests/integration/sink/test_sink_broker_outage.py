@@ -3,6 +3,7 @@ under load and restarted (real brokers, real TimescaleDB)."""
 
 from __future__ import annotations
 
+import collections
 import os
 import signal
 import threading
@@ -177,11 +178,17 @@ def test_a_broker_killed_under_load_and_restarted(migrated) -> None:
             os.killpg(broker.proc.pid, signal.SIGKILL)
             killed = time.monotonic()
             broker.stop()  # reaps the process; the port and the log directory stay
-            wait_for(lambda: 503 in health.ready_since(killed), 20, "not ready")
+            wait_for(lambda: 503 in health.ready_since(killed), 30, "not ready")
             time.sleep(max(0.0, killed + 9.0 - time.monotonic()))  # > session timeout
             down = count_rows(migrated, TRADES)
             assert down < total, "the outage came after the last trade"
-            assert all(r == 503 for r in health.ready_since(killed + 3.0))
+            # From the first 503 until the broker is back: unready, or a probe a loaded machine
+            # did not answer in time (a str: the error); never a 200.
+            first = next(at for at, _, r in list(health.samples) if at >= killed and r == 503)
+            assert first - killed < 30.0
+            after = health.ready_since(first)
+            assert all(r == 503 or isinstance(r, str) for r in after), collections.Counter(after)
+            assert 503 in after
             broker.start()
             back = time.monotonic()
             producer.join(180)
