@@ -30,6 +30,21 @@ def test_old_identities_are_forgotten_so_memory_stays_bounded() -> None:
     assert not d.seen(("MSFT", 1, "5"), 1000 * S)  # long forgotten
 
 
+def test_a_fill_keeps_what_the_window_held_until_it_ends() -> None:
+    d = DedupWindow(10 * S)
+    d.seen(("MSFT", 1, "old"), 0)
+    with d.filling():
+        for k in range(1, 100):  # the first symbol's fill: 99 s of event time, ten horizons
+            assert not d.seen(("AAPL", 1, str(k)), k * S)
+        assert d.seen(("MSFT", 1, "old"), 1 * S)  # the second symbol still overlaps it
+        assert not d.seen(("MSFT", 1, "older"), 2 * S)  # long past the window's reach...
+        assert ("MSFT", 1, "older") not in d.current  # ... so not remembered
+        assert len(d) <= 2 * 11
+    assert not d.pinned
+    assert d.seen(("AAPL", 1, "95"), 99 * S)  # the last horizon of the fill is remembered
+    assert not d.seen(("MSFT", 1, "old"), 99 * S)  # and what the fill kept is forgotten now
+
+
 def test_horizon_must_be_positive() -> None:
     with pytest.raises(ValueError, match="positive"):
         DedupWindow(0)
