@@ -104,19 +104,30 @@ def backfill(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print the ranges, fetch nothing.")
     ] = False,
+    scheduled: Annotated[
+        bool,
+        typer.Option(
+            "--scheduled",
+            help="The CronJob's pass: heal the last BACKFILL_LOOKBACK_SESSIONS closed sessions.",
+        ),
+    ] = False,
     extended_hours: Annotated[
         bool | None, typer.Option(help="Pre/post-market too (default: MARKET_EXTENDED_HOURS).")
     ] = None,
-    merge_minutes: Annotated[int, typer.Option(help="Join gaps this close, minutes.")] = 15,
-    page_limit: Annotated[int, typer.Option(help="Trades per REST page (max 50000).")] = 50_000,
+    merge_minutes: Annotated[
+        int | None, typer.Option(help="Join gaps this close (default: BACKFILL_MERGE_MINUTES).")
+    ] = None,
+    page_limit: Annotated[
+        int | None, typer.Option(help="Trades per REST page (default: BACKFILL_PAGE_LIMIT).")
+    ] = None,
 ) -> None:
     """Find gaps on the trading calendar and fill them from Polygon REST (exit 5: not healed)."""
     from signalstack.backfill.cli import run
 
     run(
         _settings(), symbols=symbols, start=start, end=end, source=source, sink=sink,
-        detect_gaps=detect_gaps, resume=resume, dry_run=dry_run, extended_hours=extended_hours,
-        merge_minutes=merge_minutes, page_limit=page_limit,
+        detect_gaps=detect_gaps, resume=resume, dry_run=dry_run, scheduled=scheduled,
+        extended_hours=extended_hours, merge_minutes=merge_minutes, page_limit=page_limit,
     )  # fmt: skip
 
 

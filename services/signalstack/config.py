@@ -189,6 +189,15 @@ class StreamSettings(BaseSettings):
     spark_master: str = "local[2]"  # the chart's SparkApplication sets the cluster master
 
 
+class BackfillSettings(BaseSettings):
+    """Knobs of ``signalstack backfill`` (see docs/components/backfill.md)."""
+
+    model_config = _cfg("BACKFILL_")
+    lookback_sessions: int = Field(default=5, ge=1)  # --scheduled: the last N closed sessions
+    merge_minutes: int = Field(default=15, ge=0)  # gaps this close are fetched as one range
+    page_limit: int = Field(default=50_000, ge=1, le=50_000)  # /v3/trades results per page
+
+
 class TrainingSettings(BaseSettings):
     """Labels and evaluation splits of the training job (see docs/MODELS.md)."""
 
@@ -219,6 +228,7 @@ class Settings(BaseSettings):
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     sink: SinkSettings = Field(default_factory=SinkSettings)
     stream: StreamSettings = Field(default_factory=StreamSettings)
+    backfill: BackfillSettings = Field(default_factory=BackfillSettings)
     training: TrainingSettings = Field(default_factory=TrainingSettings)
 
     def secrets(self) -> list[str]:
@@ -243,6 +253,7 @@ GROUPS: dict[str, type[BaseSettings]] = {
     "ingest": IngestSettings,
     "sink": SinkSettings,
     "stream": StreamSettings,
+    "backfill": BackfillSettings,
     "training": TrainingSettings,
 }
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import httpx
 import orjson
+import pandas as pd
 
 from signalstack.backfill.progress import progress_for
 from signalstack.backfill.run import (
@@ -16,9 +17,13 @@ from signalstack.backfill.run import (
     BackfillResult,
     BackfillRunner,
 )
+from signalstack.backfill.scheduled import run_scheduled, scheduled_options, skipped
 from signalstack.config import Settings
+from signalstack.logs import get_logger
 from signalstack.marketdata.polygon_rest import PolygonRestClient
-from signalstack.store import open_store
+from signalstack.store import StoreError, open_store
+
+log = get_logger(__name__)
 
 
 def _date(value: str | None, name: str) -> dt.date:
@@ -28,6 +33,21 @@ def _date(value: str | None, name: str) -> dt.date:
         return dt.date.fromisoformat(value)
     except ValueError as err:
         raise BackfillError(f"--{name} must be a date YYYY-MM-DD, got {value!r}") from err
+
+
+def _symbols(settings: Settings, symbols: str | None) -> tuple[str, ...]:
+    syms = (
+        tuple(s.strip().upper() for s in symbols.split(",") if s.strip())
+        if symbols
+        else tuple(settings.market.symbols)
+    )
+    if not syms:
+        raise BackfillError("no symbols: pass --symbols or set MARKET_SYMBOLS")
+    return syms
+
+
+def _extended(settings: Settings, extended_hours: bool | None) -> bool:
+    return settings.market.extended_hours if extended_hours is None else extended_hours
 
 
 def options(
@@ -41,21 +61,15 @@ def options(
     merge_minutes: int,
     page_limit: int,
 ) -> BackfillOptions:
-    syms = (
-        tuple(s.strip().upper() for s in symbols.split(",") if s.strip())
-        if symbols
-        else tuple(settings.market.symbols)
-    )
+    syms = _symbols(settings, symbols)
     lo, hi = _date(start, "start"), _date(end, "end")
     if hi < lo:
         raise BackfillError(f"--end {hi} is before --start {lo}")
-    if not syms:
-        raise BackfillError("no symbols: pass --symbols or set MARKET_SYMBOLS")
     if not 1 <= page_limit <= 50_000:
         raise BackfillError(f"--page-limit must be in 1..50000, got {page_limit}")
     return BackfillOptions(
         symbols=syms, start=lo, end=hi, detect_gaps=detect_gaps,
-        extended_hours=settings.market.extended_hours if extended_hours is None else extended_hours,
+        extended_hours=_extended(settings, extended_hours),
         calendar=settings.market.calendar, merge_within_minutes=max(0, merge_minutes),
         page_limit=page_limit,
     )  # fmt: skip
@@ -72,27 +86,48 @@ def run(
     detect_gaps: bool = False,
     resume: str | None = None,
     dry_run: bool = False,
+    scheduled: bool = False,
     extended_hours: bool | None = None,
-    merge_minutes: int = 15,
-    page_limit: int = 50_000,
+    merge_minutes: int | None = None,
+    page_limit: int | None = None,
+    now: pd.Timestamp | None = None,
 ) -> BackfillResult:
-    """Run (or resume, or dry-run) a backfill; raise :class:`BackfillIncompleteError` (exit 5)
-    when ranges remain unhealed."""
+    """Run (or resume, dry-run, or run the scheduled pass of) a backfill; raise
+    :class:`BackfillIncompleteError` (exit 5) when ranges remain unhealed."""
     if source != "polygon" or sink != "db":
         raise BackfillError(f"--source {source} --sink {sink} is not supported yet")
+    cfg = settings.backfill
+    merge = cfg.merge_minutes if merge_minutes is None else merge_minutes
+    limit = cfg.page_limit if page_limit is None else page_limit
 
     def client(transport: httpx.AsyncBaseTransport) -> PolygonRestClient:
         return PolygonRestClient.from_settings(settings.polygon, transport=transport)
 
-    store = open_store(settings)
+    try:
+        store = open_store(settings)
+    except StoreError as err:
+        if scheduled and settings.store.type == "duckdb" and "lock" in str(err).lower():
+            # DuckDB lets one process open the file: another pass (or the demo) has it
+            log.info("backfill_skipped", reason="the embedded store is open in another process")
+            return _report(skipped())
+        raise
     try:
         runner = BackfillRunner(store, client, progress=progress_for())
         if resume:
             result = runner.resume(resume)
+        elif scheduled:
+            syms = _symbols(settings, symbols)
+            opts = scheduled_options(
+                syms, now if now is not None else pd.Timestamp.now(tz="UTC"),
+                cfg.lookback_sessions, calendar=settings.market.calendar,
+                extended_hours=_extended(settings, extended_hours),
+                merge_within_minutes=merge, page_limit=limit,
+            )  # fmt: skip
+            result = run_scheduled(runner, opts)
         else:
             opts = options(
                 settings, symbols=symbols, start=start, end=end, detect_gaps=detect_gaps,
-                extended_hours=extended_hours, merge_minutes=merge_minutes, page_limit=page_limit,
+                extended_hours=extended_hours, merge_minutes=merge, page_limit=limit,
             )  # fmt: skip
             if dry_run:
                 result = runner.dry_run(opts)
@@ -101,8 +136,12 @@ def run(
             result = runner.start(opts)
     finally:
         store.close()
+    return _report(result)
+
+
+def _report(result: BackfillResult) -> BackfillResult:
     print(orjson.dumps(result.summary()).decode(), flush=True)
-    if not result.healed:
+    if result.status == "failed":
         raise BackfillIncompleteError(
             f"backfill {result.run_id}: {result.stats.failed_ranges} range(s) not healed; "
             f"run `signalstack backfill --resume {result.run_id}`"

@@ -13,7 +13,7 @@
    ``done``: checked, never reported as gaps again.
 
 A range the source refused (after the client's retries with backoff) is ``failed``; the run is
-then ``failed`` and :func:`run_backfill` reports it unhealed (the CLI's exit status says so).
+then ``failed`` and the result reports it unhealed (the CLI's exit status says so).
 """
 
 from __future__ import annotations
@@ -111,14 +111,14 @@ class BackfillStats:
 @dataclass(slots=True)
 class BackfillResult:
     run_id: str
-    status: str  # "ok" | "failed" | "dry-run"
+    status: str  # "ok" | "failed" | "dry-run" | "skipped" (another scheduled pass runs)
     stats: BackfillStats
     gaps: list[Gap] = field(default_factory=list)
     duration_s: float = 0.0
 
     @property
     def healed(self) -> bool:
-        return self.status in ("ok", "dry-run")
+        return self.status == "ok"
 
     def summary(self) -> dict[str, Any]:
         return {

@@ -31,6 +31,7 @@ import hashlib
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Literal
@@ -354,6 +355,12 @@ class Store(ABC):
         self, symbols: Sequence[str], start: TimeLike, end: TimeLike
     ) -> list[BackfillRange]:
         """The ``done`` ranges of any run that overlap ``start <= ts < end`` for these symbols."""
+
+    @abstractmethod
+    def try_lock(self, name: str) -> AbstractContextManager[bool]:
+        """A named lock across every process using this store, not waiting: the context yields
+        True when this caller holds it (released on exit, or when the process dies) and False
+        when another holder has it. TimescaleDB: a session advisory lock."""
 
     @abstractmethod
     def record_model(

@@ -8,9 +8,10 @@ demo runs every component in one process.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import duckdb
@@ -38,6 +39,8 @@ from signalstack.store.migrations import sql_dir
 
 _TABLES = frozenset({"trades", "ohlcv_1m", "features", "predictions", "anomalies", "dlq", "drift"})
 _FEATURE_SELECT = ", ".join(["symbol", "ts", *FEATURE_COLUMNS, "feature_set_version"])
+_LOCKS: dict[tuple[str, str], threading.Lock] = {}  # try_lock's, per (file, name)
+_LOCKS_GUARD = threading.Lock()
 
 
 def _py(ts: pd.Timestamp) -> dt.datetime:
@@ -243,6 +246,20 @@ class DuckDBStore(Store):
             [list(symbols), _py(to_utc(end)), _py(to_utc(start))],
         )
         return backfill_ranges_from_frame(df)
+
+    @contextlib.contextmanager
+    def try_lock(self, name: str) -> Iterator[bool]:
+        # Another process cannot open the file while this one has it open (DuckDB locks it),
+        # so only this process's threads can contend: a lock per (file, name).
+        where = self.path if self.path != ":memory:" else f"memory:{id(self)}"
+        with _LOCKS_GUARD:
+            lock = _LOCKS.setdefault((where, name), threading.Lock())
+        got = lock.acquire(blocking=False)
+        try:
+            yield got
+        finally:
+            if got:
+                lock.release()
 
     def record_model(
         self, model_name: str, version: str, alias: str, run_id: str, metrics: Mapping[str, float]

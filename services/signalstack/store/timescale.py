@@ -11,9 +11,19 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import datetime as dt
+import hashlib
 import threading
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
+from collections.abc import (
+    Awaitable,
+    Callable,
+    Coroutine,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from typing import Any, TypeVar
 
 import asyncpg
@@ -521,6 +531,22 @@ class TimescaleStore(Store):
             _dt(to_utc(start)),
         )
         return backfill_ranges_from_frame(df)
+
+    @contextlib.contextmanager
+    def try_lock(self, name: str) -> Iterator[bool]:
+        # A connection of its own (not the pool's): the session advisory lock lives as long as
+        # it, and PostgreSQL releases it when the process holding it dies.
+        key = int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), signed=True)
+        conn = self._loop.run(asyncpg.connect(self.dsn))
+        try:
+            got = bool(self._loop.run(conn.fetchval("SELECT pg_try_advisory_lock($1)", key)))
+            try:
+                yield got
+            finally:
+                if got:
+                    self._loop.run(conn.execute("SELECT pg_advisory_unlock($1)", key))
+        finally:
+            self._loop.run(conn.close())
 
     def record_model(
         self, model_name: str, version: str, alias: str, run_id: str, metrics: Mapping[str, float]

@@ -222,3 +222,19 @@ def test_exit_status_says_not_healed_and_dry_run_fetches_nothing(
     s = summary(down)
     assert s["healed"] is False and s["failed_ranges"] == 1
     assert "--resume" in down.stderr
+
+
+@pytest.mark.slow
+def test_scheduled_pass_skips_cleanly_while_the_embedded_store_is_open_elsewhere(
+    fake: Callable[..., FakePolygonServer], tmp_path: Path
+) -> None:
+    srv = fake()
+    path = str(tmp_path / "busy.duckdb")
+    other = DuckDBStore(path)  # another pass (or the demo) has the file open
+    try:
+        env = env_for(srv, {"STORE_TYPE": "duckdb", "STORE_DUCKDB_PATH": path})
+        done = backfill(["--scheduled"], env)
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert summary(done)["status"] == "skipped" and srv.rest_requests == 0
+    finally:
+        other.close()
