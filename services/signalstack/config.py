@@ -196,6 +196,8 @@ class BackfillSettings(BaseSettings):
     lookback_sessions: int = Field(default=5, ge=1)  # --scheduled: the last N closed sessions
     merge_minutes: int = Field(default=15, ge=0)  # gaps this close are fetched as one range
     page_limit: int = Field(default=50_000, ge=1, le=50_000)  # /v3/trades results per page
+    pushgateway_url: str = ""  # push the last run's metrics here (job signalstack-backfill)
+    metrics_file: str = ""  # or write them to this node-exporter textfile
 
 
 class TrainingSettings(BaseSettings):

@@ -9,6 +9,7 @@ import httpx
 import orjson
 import pandas as pd
 
+from signalstack.backfill.metrics import export
 from signalstack.backfill.progress import progress_for
 from signalstack.backfill.run import (
     BackfillError,
@@ -109,7 +110,7 @@ def run(
         if scheduled and settings.store.type == "duckdb" and "lock" in str(err).lower():
             # DuckDB lets one process open the file: another pass (or the demo) has it
             log.info("backfill_skipped", reason="the embedded store is open in another process")
-            return _report(skipped())
+            return _report(settings, skipped())
         raise
     try:
         runner = BackfillRunner(store, client, progress=progress_for())
@@ -136,11 +137,13 @@ def run(
             result = runner.start(opts)
     finally:
         store.close()
-    return _report(result)
+    return _report(settings, result)
 
 
-def _report(result: BackfillResult) -> BackfillResult:
+def _report(settings: Settings, result: BackfillResult) -> BackfillResult:
     print(orjson.dumps(result.summary()).decode(), flush=True)
+    cfg = settings.backfill
+    export(result, pushgateway=cfg.pushgateway_url, textfile=cfg.metrics_file)
     if result.status == "failed":
         raise BackfillIncompleteError(
             f"backfill {result.run_id}: {result.stats.failed_ranges} range(s) not healed; "

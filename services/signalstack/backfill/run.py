@@ -91,6 +91,7 @@ class BackfillOptions:
 class BackfillStats:
     ranges: int = 0
     minutes: int = 0  # minutes the ranges cover
+    minutes_healed: int = 0  # minutes of the ranges now done
     api_calls: int = 0
     retries: int = 0
     http_429: int = 0
@@ -104,7 +105,7 @@ class BackfillStats:
 
     def add(self, other: dict[str, int]) -> None:
         for k, v in other.items():
-            if hasattr(self, k) and k not in ("ranges", "minutes"):
+            if hasattr(self, k) and k not in ("ranges", "minutes", "minutes_healed"):
                 setattr(self, k, getattr(self, k) + int(v))
 
 
@@ -128,6 +129,10 @@ class BackfillResult:
             "duration_s": round(self.duration_s, 3),
             **asdict(self.stats),
         }
+
+
+def _minutes(rng: BackfillRange) -> int:
+    return int((rng.end - rng.start) / pd.Timedelta(minutes=1))
 
 
 def session_of(rng: BackfillRange) -> dt.date:
@@ -237,7 +242,7 @@ class BackfillRunner:
         t0 = self.clock()
         stats = BackfillStats(
             ranges=len(ranges),
-            minutes=sum(int((r.end - r.start) / pd.Timedelta(minutes=1)) for r in ranges),
+            minutes=sum(_minutes(r) for r in ranges),
         )
         stats.add({k: v for k, v in run.stats.items() if k in ("bars", "features")})
         self.progress.start(run.run_id, ranges, stats.minutes)
@@ -250,6 +255,7 @@ class BackfillRunner:
         stats.trades_fetched = sum(r.trades for r in final)
         stats.trades_stored = sum(r.stored for r in final)
         stats.failed_ranges = sum(r.status != "done" for r in final)
+        stats.minutes_healed = sum(_minutes(r) for r in final if r.status == "done")
         status = "ok" if stats.failed_ranges == 0 else "failed"
         if status == "failed" and not error:
             error = f"{stats.failed_ranges} range(s) not healed; resume with --resume {run.run_id}"

@@ -195,13 +195,20 @@ def test_429s_and_5xx_are_retried_and_reported(
 ) -> None:
     srv = fake(rest_429_every=3, rest_503_every=5)
     store_env = {"STORE_TYPE": "duckdb", "STORE_DUCKDB_PATH": str(tmp_path / "faults.duckdb")}
-    done = backfill(ARGS, env_for(srv, store_env, POLYGON_REST_RATE_PER_S="200"))
+    prom = tmp_path / "backfill.prom"
+    done = backfill(
+        ARGS,
+        env_for(srv, store_env, POLYGON_REST_RATE_PER_S="200", BACKFILL_METRICS_FILE=str(prom)),
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     s = summary(done)
     assert s["healed"] is True and s["failed_ranges"] == 0
     assert int(s["http_429"]) > 0 and int(s["http_5xx"]) > 0  # type: ignore[call-overload]
     assert s["retries"] == int(s["http_429"]) + int(s["http_5xx"])  # type: ignore[call-overload]
     assert '"polygon_rest_retry"' in done.stderr
+    metrics = prom.read_text()  # what the CronJob's pass exports for Prometheus
+    assert f"signalstack_backfill_last_http_429 {float(s['http_429'])}" in metrics  # type: ignore[arg-type]
+    assert "signalstack_backfill_last_healed 1.0" in metrics
 
 
 @pytest.mark.slow
