@@ -44,7 +44,12 @@ def _duplicates(dsn: str) -> int:
     return int(row[0])
 
 
-ALL_MIGRATIONS = ["001_core_tables", "002_edition_features", "003_dlq_dedup_key"]
+ALL_MIGRATIONS = [
+    "001_core_tables",
+    "002_edition_features",
+    "003_dlq_dedup_key",
+    "004_backfill_progress",
+]
 
 
 def test_migrations_are_recorded(timescale_db) -> None:
