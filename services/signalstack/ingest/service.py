@@ -90,6 +90,7 @@ _TRANSIENT = frozenset(
     }
 )
 _INF = float("inf")
+_TOPIC_CHECK_TIMEOUT_S = 10.0  # one attempt at the start-up topic check; well under liveness
 _I64_MIN, _I64_MAX = -(2**63), 2**63 - 1
 _MAX_MS = _I64_MAX // NS_PER_MS  # a millisecond stamp whose ns value still fits int64
 
@@ -724,6 +725,25 @@ class IngestService:
             self.process_frame(item)
             await asyncio.sleep(0)
 
+    async def _ensure_topics(self, bootstrap: str, stop: asyncio.Event) -> bool:
+        """Check (or create) the topics; while the broker does not answer, retry with backoff,
+        alive but not ready, instead of exiting into a crash loop. A topic that breaks the
+        contract (:class:`TopicContractError`) still stops the service: that is configuration.
+        ``False`` if stopped before the broker answered."""
+        specs = trade_topics(self.settings.kafka, self.cfg)
+        delay = self.cfg.backoff_base_s
+        while not stop.is_set():
+            try:
+                await asyncio.to_thread(ensure_topics, bootstrap, specs, _TOPIC_CHECK_TIMEOUT_S)
+                return True
+            except KafkaException as err:
+                log.warning("kafka_unavailable_at_start", error=str(err), retry_in_s=delay)
+            self.heartbeat = self._clock()  # waiting for the broker is not a hang
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
+            delay = min(delay * 2, self.cfg.backoff_cap_s)
+        return False
+
     async def _resume(self, bootstrap: str) -> None:
         """After a restart: seed the dedup window and the gap fill from the acknowledged tail
         of the trades topic (:mod:`signalstack.ingest.resume`)."""
@@ -781,9 +801,24 @@ class IngestService:
         """Run until ``stop`` is set (or SIGTERM/SIGINT via :func:`run`). Raises
         :class:`PolygonAuthError` when the key is refused (after flushing what was produced)."""
         stop = stop or asyncio.Event()
+        # The probes answer from the start: the topic check and the start-up tail read can take
+        # a while (the tail read beats the heartbeat), and a kubelet must not kill the pod for it.
+        health = HealthServer(
+            self.cfg.http_host, self.cfg.http_port, self.metrics.registry, self.live, self.ready
+        )
+        await health.start()
+        self.health = health  # set once listening, so its url names the bound port
+        try:
+            return await self._run(stop)
+        finally:
+            await health.stop()
+
+    async def _run(self, stop: asyncio.Event) -> IngestStats:
+        assert self.health is not None
         s = self.settings
         bootstrap = s.kafka.bootstrap_servers
-        await asyncio.to_thread(ensure_topics, bootstrap, trade_topics(s.kafka, self.cfg))
+        if not await self._ensure_topics(bootstrap, stop):
+            return self.stats  # stopped before the broker answered: nothing was produced
         if self.cfg.gap_fill:
             await self._resume(bootstrap)
         self.topics_ready = True
@@ -819,10 +854,6 @@ class IngestService:
             )  # fmt: skip
         self.conditions = await load_conditions(self._rest)
         log.info("conditions_loaded", source=self.conditions.source, codes=len(self.conditions))
-        self.health = HealthServer(
-            self.cfg.http_host, self.cfg.http_port, self.metrics.registry, self.live, self.ready
-        )
-        await self.health.start()
         ws_kw: dict[str, Any] = {
             "backoff_base": self.cfg.backoff_base_s,
             "backoff_cap": self.cfg.backoff_cap_s,
@@ -866,7 +897,6 @@ class IngestService:
             self._producer = None
             if self._rest is not None:
                 await self._rest.aclose()
-            await self.health.stop()
             log.info("ingest_stopped", **self.stats.__dict__)
         return self.stats
 
