@@ -12,7 +12,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AnyUrl, Field, SecretStr, ValidationError, field_validator
+from pydantic import AnyUrl, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
 from signalstack.errors import ConfigError
@@ -153,6 +153,18 @@ class IngestSettings(BaseSettings):
     # earlier), reading that much of its tail plus this margin; not after a stop this long.
     resume_margin_s: float = Field(default=60.0, ge=0)
     resume_max_gap_s: float = Field(default=3600.0, ge=0)
+
+    @model_validator(mode="after")
+    def _lookback_within_dedup_horizon(self) -> IngestSettings:
+        # A gap fill re-reads gap_lookback_s of trades already sent; only the dedup window
+        # (dedup_horizon_s of event time) keeps them from being produced twice.
+        if self.gap_fill and self.gap_lookback_s >= self.dedup_horizon_s:
+            raise ValueError(
+                f"INGEST_GAP_LOOKBACK_S ({self.gap_lookback_s:g}) must be below "
+                f"INGEST_DEDUP_HORIZON_S ({self.dedup_horizon_s:g}): a gap fill would write "
+                "trades again that the dedup window no longer remembers"
+            )
+        return self
 
 
 class SinkSettings(BaseSettings):

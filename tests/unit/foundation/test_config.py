@@ -36,3 +36,14 @@ def test_every_bad_variable_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
     msg = str(err.value)
     assert "KAFKA_BOOTSTRAP_SERVERS" in msg and "SERVING_PORT" in msg
     assert "\n" not in msg
+
+
+def test_a_gap_fill_lookback_beyond_the_dedup_horizon_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("INGEST_GAP_LOOKBACK_S", "900")  # the dedup window remembers 600 s
+    with pytest.raises(ConfigError) as err:
+        load_settings()
+    assert "INGEST_GAP_LOOKBACK_S" in str(err.value) and "INGEST_DEDUP_HORIZON_S" in str(err.value)
+    monkeypatch.setenv("INGEST_GAP_FILL", "false")  # no gap fill: nothing to protect
+    assert load_settings().ingest.gap_lookback_s == 900

@@ -157,7 +157,7 @@ def test_a_reconnect_fill_longer_than_the_horizon_writes_each_trade_once() -> No
         sym: [_trade(t0 - 300 * S + k * 10 * S, n * 100_000 + k) for k in range(231)]
         for n, sym in enumerate(SYMS)
     }
-    svc = _service(dedup_horizon_s=300.0)
+    svc = _service(dedup_horizon_s=300.0, gap_lookback_s=200.0)
     for sym in SYMS:  # the stream, before the disconnect at t0
         for r in tape[sym]:
             if r["sip_timestamp"] <= t0:
