@@ -319,37 +319,34 @@ class IngestService:
         else:
             self.metrics.dlq_out.inc()
 
+    def _send(self, topic: str, value: bytes, key: bytes | None, dlq: bool) -> None:
+        """Hand one message to the producer and count it; raises BufferError when its local
+        queue is full (nothing is counted then)."""
+        p = self._producer
+        assert p is not None
+        if dlq:
+            p.produce(topic, value, key, on_delivery=self._on_dlq_delivery)
+            self._dlq_sent += 1
+        else:
+            p.produce(topic, value, key)
+            self._sent += 1
+
     def _produce(self, topic: str, value: bytes, key: bytes | None, dlq: bool = False) -> None:
         """Produce one message; if the queue is full it waits in the backlog, which the
         processor drains (:meth:`_wait_for_room`) before it takes the next frame."""
-        p = self._producer
-        assert p is not None
         if not self._backlog:
             try:
-                if dlq:
-                    p.produce(topic, value, key, on_delivery=self._on_dlq_delivery)
-                    self._dlq_sent += 1
-                else:
-                    p.produce(topic, value, key)
-                    self._sent += 1
+                self._send(topic, value, key, dlq)
                 return
             except BufferError:
                 pass
         self._backlog.append((topic, value, key, dlq))
 
     def _drain_backlog(self) -> None:
-        p = self._producer
-        assert p is not None
         b = self._backlog
         while b:
-            topic, value, key, dlq = b[0]
             try:
-                if dlq:
-                    p.produce(topic, value, key, on_delivery=self._on_dlq_delivery)
-                    self._dlq_sent += 1
-                else:
-                    p.produce(topic, value, key)
-                    self._sent += 1
+                self._send(*b[0])
             except BufferError:
                 return
             b.popleft()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from collections.abc import Callable
 
 import httpx
 import orjson
@@ -58,7 +59,11 @@ def make_settings(bootstrap: str, dsn: str, topics: tuple[str, str, str]) -> Set
     )
 
 
-def produce(bootstrap: str, topic: str, values: list[tuple[str, bytes]]) -> None:
+def produce(
+    bootstrap: str, topic: str, values: list[tuple[str, bytes]], rate: float | None = None
+) -> None:
+    """Produce ``values`` (at about ``rate`` messages/s if given; the producer's queue holds
+    what a broker that is down cannot take), then flush."""
     p = Producer(
         {
             "bootstrap.servers": bootstrap,
@@ -67,7 +72,11 @@ def produce(bootstrap: str, topic: str, values: list[tuple[str, bytes]]) -> None
             "compression.type": "lz4",
         }
     )
-    for key, value in values:
+    t0 = time.monotonic()
+    for i, (key, value) in enumerate(values):
+        ahead = 0.0 if rate is None else t0 + i / rate - time.monotonic()
+        if ahead > 0:
+            time.sleep(ahead)
         while True:
             try:
                 p.produce(topic, key=key.encode(), value=value)
@@ -143,16 +152,22 @@ def start_sink(
 
 def run_capturing(settings: Settings, config: SinkSettings, errors: list[BaseException]):
     stop = threading.Event()
+    t = start_capturing(lambda: run(settings, config=config, stop=stop), errors)
+    return t, stop
+
+
+def start_capturing(body: Callable[[], object], errors: list[BaseException]) -> threading.Thread:
+    """Run ``body`` (a sink's run) on a thread; how it stopped goes to ``errors``."""
 
     def target() -> None:
         try:
-            run(settings, config=config, stop=stop)
+            body()
         except BaseException as e:  # the test inspects how the sink stopped
             errors.append(e)
 
     t = threading.Thread(target=target)
     t.start()
-    return t, stop
+    return t
 
 
 class FakeClock:

@@ -26,6 +26,7 @@ from tests.integration.sink.sink_helpers import (
     make_topics,
     produce,
     run_capturing,
+    start_capturing,
     start_sink,
     trade_messages,
     wait_for,
@@ -325,16 +326,8 @@ def test_commits_follow_the_injected_clock_wherever_it_starts(
     store = TimescaleStore(migrated, synchronous_commit=True)
     sink = KafkaSink(make_settings(kafka.bootstrap, migrated, topics), store, cfg, clock=clock)
     errors: list[BaseException] = []
-
-    def target() -> None:
-        try:
-            sink.run()
-        except BaseException as e:  # the test inspects how the sink stopped
-            errors.append(e)
-
     produce(kafka.bootstrap, topics[0], trade_messages(1_000, seed=13))
-    t = threading.Thread(target=target)
-    t.start()
+    t = start_capturing(sink.run, errors)
     try:
         wait_for(lambda: count_rows(migrated, "SELECT count(*) FROM trades") == 1_000, 60, "rows")
         wait_for(lambda: committed(kafka.bootstrap, group, topics[0]) > 0, 30, "first commit")

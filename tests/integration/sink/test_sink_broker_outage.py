@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 import pytest
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException
 from tests.integration.sink.sink_helpers import (
     DUPLICATES,
     HealthPoller,
@@ -25,6 +25,7 @@ from tests.integration.sink.sink_helpers import (
     make_topics,
     produce,
     run_capturing,
+    start_capturing,
     trade_messages,
     wait_for,
 )
@@ -73,16 +74,8 @@ def test_a_commit_refused_in_a_revocation_is_counted_and_the_sink_carries_on(
     sink.consumer = wrapped
     failures0 = metrics.COMMIT_FAILURES._value.get()
     errors: list[BaseException] = []
-
-    def target() -> None:
-        try:
-            sink.run()
-        except BaseException as e:  # the test inspects how the sink stopped
-            errors.append(e)
-
     produce(kafka.bootstrap, topics[0], trade_messages(1_000, seed=71))
-    t = threading.Thread(target=target)
-    t.start()
+    t = start_capturing(sink.run, errors)
     other = Consumer(
         {
             "bootstrap.servers": kafka.bootstrap,
@@ -112,25 +105,6 @@ def test_a_commit_refused_in_a_revocation_is_counted_and_the_sink_carries_on(
     assert errors == []
     assert metrics.COMMIT_FAILURES._value.get() - failures0 >= wrapped.refused > 0
     assert count_rows(migrated, DUPLICATES) == 0
-
-
-def _produce_paced(bootstrap: str, topic: str, values: list[tuple[str, bytes]], rate: float):
-    """Produce at about ``rate`` messages/s, through a broker outage (the producer's queue
-    holds what the broker cannot take), then flush."""
-    p = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 5})
-    t0 = time.monotonic()
-    for i, (key, value) in enumerate(values):
-        ahead = t0 + i / rate - time.monotonic()
-        if ahead > 0:
-            time.sleep(ahead)
-        while True:
-            try:
-                p.produce(topic, key=key.encode(), value=value)
-                break
-            except BufferError:
-                p.poll(0.1)
-        p.poll(0)
-    assert p.flush(120) == 0
 
 
 @pytest.mark.slow
@@ -169,7 +143,7 @@ def test_a_broker_killed_under_load_and_restarted(migrated) -> None:
             wait_for(lambda: health.last_ready() == 200, 60, "readiness")
             wait_for(lambda: committed(broker.bootstrap, group, topics[1]) == 20, 30, "features")
             producer = threading.Thread(
-                target=_produce_paced,
+                target=produce,
                 args=(broker.bootstrap, topics[0], trades, 3_000.0),
             )
             producer.start()
