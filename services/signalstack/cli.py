@@ -120,14 +120,23 @@ def backfill(
     page_limit: Annotated[
         int | None, typer.Option(help="Trades per REST page (default: BACKFILL_PAGE_LIMIT).")
     ] = None,
+    as_of: Annotated[
+        str | None,
+        typer.Option(
+            "--as-of",
+            help="The time (ISO 8601, UTC if no zone) to treat as now: which sessions are "
+            "closed, which minutes settled (default: the wall clock; re-run a missed pass).",
+        ),
+    ] = None,
 ) -> None:
     """Find gaps on the trading calendar and fill them from Polygon REST (exit 5: not healed)."""
-    from signalstack.backfill.cli import run
+    from signalstack.backfill.cli import parse_now, run
 
     run(
         _settings(), symbols=symbols, start=start, end=end, source=source, sink=sink,
         detect_gaps=detect_gaps, resume=resume, dry_run=dry_run, scheduled=scheduled,
         extended_hours=extended_hours, merge_minutes=merge_minutes, page_limit=page_limit,
+        now=parse_now(as_of),
     )  # fmt: skip
 
 

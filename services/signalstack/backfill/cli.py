@@ -36,6 +36,17 @@ def _date(value: str | None, name: str) -> dt.date:
         raise BackfillError(f"--{name} must be a date YYYY-MM-DD, got {value!r}") from err
 
 
+def parse_now(value: str | None) -> pd.Timestamp | None:
+    """``--as-of``: an ISO 8601 time (UTC when it names no zone), or None for the wall clock."""
+    if not value:
+        return None
+    try:
+        ts = pd.Timestamp(value)
+    except ValueError as err:
+        raise BackfillError(f"--as-of must be an ISO 8601 time, got {value!r}") from err
+    return ts.tz_convert("UTC") if ts.tzinfo else ts.tz_localize("UTC")
+
+
 def _symbols(settings: Settings, symbols: str | None) -> tuple[str, ...]:
     syms = (
         tuple(s.strip().upper() for s in symbols.split(",") if s.strip())

@@ -116,6 +116,10 @@ class FakeConfig:
     rest_503_every: int | None = None
     retry_after: str | None = "0"
     rest_page_limit_cap: int = MAX_LIMIT
+    # Hold the Nth ``/v3/trades`` request (1-based, pages by cursor count) unanswered until
+    # ``release_rest()``; ``rest_held`` (a threading.Event) is set when it arrives. Lets a test
+    # act (kill the client, start another) at a known point of a run, whatever the load.
+    rest_hold_trades: int | None = None
     # Benchmark mode (needs restamp=False): every frame encoded before the market opens, so
     # serving costs the server next to nothing while measured.
     preencode: bool = False
@@ -194,6 +198,15 @@ class FakePolygonServer:
     def rest_throttled(self) -> int:
         return self.rest.throttled
 
+    @property
+    def rest_held(self) -> threading.Event:
+        """Set once the request ``rest_hold_trades`` names has arrived (and is being held)."""
+        return self.rest.held
+
+    def release_rest(self) -> None:
+        """Answer the held ``/v3/trades`` request (no-op when none is or will be held)."""
+        self.rest.release.set()
+
     async def start_async(self) -> None:
         self._loop = asyncio.get_running_loop()
         self.done = asyncio.Event()
@@ -253,6 +266,7 @@ class FakePolygonServer:
         return self
 
     def stop(self) -> None:
+        self.release_rest()  # a held request must not keep the server from closing
         if self._loop and self._thread:
             self._loop.call_soon_threadsafe(self._stop_evt.set)
             self._thread.join(10)

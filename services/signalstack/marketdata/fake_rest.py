@@ -7,11 +7,13 @@ whole day from the start in history mode, what has been sent in live mode.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
+import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from functools import cached_property
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, Final
@@ -125,6 +127,9 @@ class FakeRestApi:
         self._url = url  # the server's base URL, for next_url
         self.requests = 0
         self.throttled = 0
+        self.trade_requests = 0  # /v3/trades requests answered or held (rest_hold_trades)
+        self.held = threading.Event()  # the rest_hold_trades request has arrived
+        self.release = threading.Event()  # answer it
 
     def _json(self, status: int, body: Any, extra: dict[str, str] | None = None) -> Response:
         headers = Headers({"Content-Type": "application/json", "Connection": "close"})
@@ -134,8 +139,25 @@ class FakeRestApi:
         headers["Content-Length"] = str(len(data))
         return Response(status, HTTPStatus(status).phrase, headers, data)
 
-    def process_request(self, conn: ServerConnection, req: Request) -> Response | None:
-        """websockets' ``process_request`` hook: non-upgrade requests are answered as REST."""
+    def process_request(
+        self, conn: ServerConnection, req: Request
+    ) -> Response | Awaitable[Response] | None:
+        """websockets' ``process_request`` hook: non-upgrade requests are answered as REST
+        (the ``rest_hold_trades`` request as an awaitable that waits for the release)."""
+        resp = self._answer(req)
+        if resp is None or not urlsplit(req.path).path.startswith("/v3/trades/"):
+            return resp
+        self.trade_requests += 1
+        if self.cfg.rest_hold_trades != self.trade_requests:
+            return resp
+        return self._held(resp)
+
+    async def _held(self, resp: Response) -> Response:
+        self.held.set()
+        await asyncio.get_running_loop().run_in_executor(None, self.release.wait)
+        return resp
+
+    def _answer(self, req: Request) -> Response | None:
         if req.headers.get("Upgrade", "").lower() == "websocket":
             return None
         url = urlsplit(req.path)

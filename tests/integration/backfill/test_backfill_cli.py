@@ -8,7 +8,7 @@ import os
 import signal
 import subprocess
 import sys
-import time
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -17,6 +17,7 @@ import orjson
 import pandas as pd
 import pytest
 
+from signalstack.backfill.gaps import session_bounds
 from signalstack.backfill.run import BackfillOptions, BackfillRunner
 from signalstack.marketdata.fake_polygon import FakeConfig, FakePolygonServer, SimTape
 from signalstack.marketdata.polygon_rest import PolygonRestClient
@@ -121,6 +122,38 @@ def reference(srv: FakePolygonServer, tmp_path: Path) -> dict[str, pd.DataFrame]
         store.close()
 
 
+def pages_of(srv: FakePolygonServer, symbol: str, limit: int = 200) -> int:
+    """How many /v3/trades pages the day's session of ``symbol`` takes at ``limit`` a page."""
+    lo, hi = session_bounds(DAY)
+    ts, _ = srv.published.arrays(symbol)
+    n = int(((ts >= lo.value) & (ts < hi.value)).sum())
+    return max(1, -(-n // limit))
+
+
+class StderrReader:
+    """Drains a child's stderr in a thread (a silent child cannot block the test)."""
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        assert proc.stderr is not None
+        self.stream = proc.stderr
+        self.lines: list[str] = []
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self) -> None:
+        for line in self.stream:
+            self.lines.append(line)
+
+    def events(self) -> list[dict[str, object]]:
+        self.thread.join(60)
+        out = []
+        for line in self.lines:
+            if line.startswith("{"):
+                ev: dict[str, object] = orjson.loads(line)
+                out.append(ev)
+        return out
+
+
 @pytest.mark.slow
 def test_sigkill_half_way_then_resume_ends_with_the_rows_of_an_uninterrupted_run(
     fake: Callable[..., FakePolygonServer],
@@ -128,32 +161,30 @@ def test_sigkill_half_way_then_resume_ends_with_the_rows_of_an_uninterrupted_run
     tmp_path: Path,
 ) -> None:
     store_env, open_store = target
-    srv = fake()
-    # ~30 pages at 10 requests/s: a few seconds, so the kill lands inside the second range
-    env = env_for(srv, store_env, POLYGON_REST_RATE_PER_S="10", LOG_LEVEL="DEBUG")
+    probe = fake()
+    aapl_pages = pages_of(probe, "AAPL")
+    # held: MSFT's second page, so AAPL is done and MSFT has one page stored when killed
+    srv = fake(rest_hold_trades=aapl_pages + 2)
+    assert pages_of(srv, "MSFT") >= 3
+    env = env_for(srv, store_env)
     proc = subprocess.Popen(
         [sys.executable, "-m", "signalstack.cli", "backfill", *ARGS, "--detect-gaps"],
         env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    run_id = None
-    killed_at = None
-    assert proc.stderr is not None
-    deadline = time.monotonic() + 240
-    for line in proc.stderr:
-        if time.monotonic() > deadline:
-            break
-        if not line.startswith("{"):
-            continue
-        ev = orjson.loads(line)
-        if ev.get("event") == "backfill_start":
-            run_id = str(ev["run_id"])
-        if ev.get("event") == "backfill_page" and ev.get("seq") == 1:
-            proc.send_signal(signal.SIGKILL)  # half-way: AAPL done, MSFT one page in
-            killed_at = ev
-            break
+    reader = StderrReader(proc)
+    try:
+        held = srv.rest_held.wait(240)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        srv.release_rest()
     proc.wait(60)
-    assert killed_at is not None and run_id is not None, "the run ended before it was killed"
+    assert held, f"the run never reached the held request: {''.join(reader.lines)[-2000:]}"
     assert proc.returncode == -signal.SIGKILL
+    starts = [e for e in reader.events() if e.get("event") == "backfill_start"]
+    assert len(starts) == 1
+    run_id = str(starts[0]["run_id"])
 
     store = open_store()
     try:

@@ -25,12 +25,15 @@ SYMBOLS = ("AAPL", "MSFT")
 KEY = "scheduled-key"
 
 
+# the pass's "now" is passed to it (--as-of), never read from the wall clock twice
+NOW = pd.Timestamp("2024-03-13T12:00:00Z")
+DAY = closed_sessions(NOW, 1)[0]
+
+
 @pytest.fixture
 def fake() -> Iterator[FakePolygonServer]:
-    # the pass heals the last closed session of the wall clock: the fake serves that day
-    day = closed_sessions(pd.Timestamp.now(tz="UTC"), 1)[0]
-    market = simulate(SimConfig(seed=17, symbols=SYMBOLS, date=day, trades_per_day=2_000))
-    cfg = FakeConfig(api_keys=frozenset({KEY}), restamp=False)
+    market = simulate(SimConfig(seed=17, symbols=SYMBOLS, date=DAY, trades_per_day=2_000))
+    cfg = FakeConfig(api_keys=frozenset({KEY}), restamp=False, rest_hold_trades=1)
     srv = FakePolygonServer(SimTape(market), cfg).start()
     yield srv
     srv.stop()
@@ -51,7 +54,7 @@ def scheduled_env(srv: FakePolygonServer, dsn: str) -> dict[str, str]:
 
 def start_pass(env: dict[str, str]) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "signalstack.cli", "backfill", "--scheduled"],
+        [sys.executable, "-m", "signalstack.cli", "backfill", "--scheduled", "--as-of", str(NOW)],
         env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
 
@@ -76,13 +79,17 @@ def test_a_pass_skips_while_another_holds_the_lock_and_two_never_both_load(
             assert skipped["status"] == "skipped" and skipped["api_calls"] == 0
         assert store.count("trades") == 0 and fake.rest_requests == 0
 
-        # two passes at once: one heals, the other skips or (started after) finds nothing
-        a, b = start_pass(env), start_pass(env)
-        results = [finish(a), finish(b)]
-        loaders = [r for r in results if int(r["ranges"]) > 0]  # type: ignore[call-overload]
-        assert len(loaders) == 1 and loaders[0]["status"] == "ok"
-        assert store.count("trades") == loaders[0]["trades_stored"]
-        assert {r["status"] for r in results} <= {"ok", "skipped"}
+        # two passes at once: A is held at its first REST request, under the lock, while B runs
+        a = start_pass(env)
+        try:
+            assert fake.rest_held.wait(240), "pass A never reached its first REST request"
+            b = finish(start_pass(env))
+        finally:
+            fake.release_rest()
+        assert b["status"] == "skipped" and b["api_calls"] == 0
+        loaded = finish(a)
+        assert loaded["status"] == "ok" and int(loaded["ranges"]) > 0  # type: ignore[call-overload]
+        assert store.count("trades") == loaded["trades_stored"]
         third = finish(start_pass(env))
         assert third["status"] == "ok" and third["ranges"] == 0
     finally:
