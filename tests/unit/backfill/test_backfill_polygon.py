@@ -205,6 +205,46 @@ def test_killed_run_resumes_from_its_cursor_to_the_same_rows(
     assert store.backfill_run("r-killed").status == "ok"  # type: ignore[union-attr]
 
 
+class _DiesAfterWrite:
+    """A store that "dies" right after its Nth ``write_trades`` returns: the trades are
+    stored, the range's cursor and counters are not (a kill between the two writes)."""
+
+    def __init__(self, inner: DuckDBStore, writes: int) -> None:
+        self.inner, self.left = inner, writes
+
+    def write_trades(self, df: pd.DataFrame) -> int:
+        n = self.inner.write_trades(df)
+        self.left -= 1
+        if self.left == 0:
+            raise _Killed
+        return n
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+
+def test_killed_between_storing_a_page_and_recording_it_resumes_to_the_same_rows(
+    fake_history: Callable[..., FakePolygonServer],
+    store_factory: Callable[[str], DuckDBStore],
+) -> None:
+    srv = fake_history()
+    ref = store_factory("ref")
+    BackfillRunner(ref, client_factory(srv)).start(opts(detect_gaps=True))
+
+    store = store_factory("killed")
+    dying = _DiesAfterWrite(store, 3)  # the third page is stored, its progress is not
+    with pytest.raises(_Killed):
+        BackfillRunner(dying, client_factory(srv)).start(  # type: ignore[arg-type]
+            opts(detect_gaps=True), run_id="r-torn"
+        )
+    ranges = store.backfill_ranges("r-torn")
+    assert ranges[0].stored == 2 * 500 and store.count("trades") == 3 * 500  # torn
+    resumed = BackfillRunner(store, client_factory(srv)).resume("r-torn")
+    assert resumed.status == "ok"
+    assert [r.status for r in store.backfill_ranges("r-torn")] == ["done", "done"]
+    assert_same(contents(ref), contents(store))
+
+
 def test_a_range_the_source_refuses_leaves_the_run_unhealed(
     fake_history: Callable[..., FakePolygonServer],
     store_factory: Callable[[str], DuckDBStore],
