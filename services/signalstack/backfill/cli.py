@@ -17,6 +17,7 @@ from signalstack.backfill.run import (
     BackfillOptions,
     BackfillResult,
     BackfillRunner,
+    wall_clock,
 )
 from signalstack.backfill.scheduled import run_scheduled, scheduled_options, skipped
 from signalstack.config import Settings
@@ -124,13 +125,14 @@ def run(
             return _report(settings, skipped())
         raise
     try:
-        runner = BackfillRunner(store, client, progress=progress_for())
+        clock = (lambda: now) if now is not None else wall_clock
+        runner = BackfillRunner(store, client, progress=progress_for(), now=clock)
         if resume:
             result = runner.resume(resume)
         elif scheduled:
             syms = _symbols(settings, symbols)
             opts = scheduled_options(
-                syms, now if now is not None else pd.Timestamp.now(tz="UTC"),
+                syms, runner.now(),
                 cfg.lookback_sessions, calendar=settings.market.calendar,
                 extended_hours=_extended(settings, extended_hours),
                 merge_within_minutes=merge, page_limit=limit,

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pandas as pd
 
@@ -23,6 +23,9 @@ from signalstack.store.gaps import session_bounds as regular_bounds
 from signalstack.store.gaps import sessions
 
 MINUTE = pd.Timedelta(minutes=1)
+# A gap is fetched with one minute more on each side (within the session): the minute where live
+# data stopped or resumed has a bar, but probably not all of its trades.
+PAD = MINUTE
 EXTENDED_OPEN = pd.Timedelta(hours=4)  # pre-market opens 04:00 New York time
 POST_MARKET = pd.Timedelta(hours=4)  # post-market runs four hours past the regular close
 
@@ -111,7 +114,8 @@ def find_gaps(
     merge_within_minutes: int = 0,
 ) -> list[Gap]:
     """For each symbol and each session in ``start..end``, the unchecked minutes with no bar,
-    grouped into ranges (ordered by symbol, then time)."""
+    grouped into ranges padded by :data:`PAD` on both sides within the session (ranges that
+    then touch or overlap are joined; ordered by symbol, then time)."""
     days = sessions(start, end, calendar)
     if not days:
         return []
@@ -124,5 +128,15 @@ def find_gaps(
         for day in days:
             missing = session_minutes(day, calendar, extended_hours).difference(have)
             missing = unchecked(missing, checked)
-            gaps += [Gap(symbol, day, a, b) for a, b in group_minutes(missing)]
-    return merge_close(gaps, merge_within_minutes) if merge_within_minutes > 0 else gaps
+            open_, close = bounds[day]
+            gaps += [
+                Gap(symbol, day, max(open_, a - PAD), min(close, b + PAD))
+                for a, b in group_minutes(missing)
+            ]
+    return merge_close(gaps, max(0, merge_within_minutes))
+
+
+def clip_gaps(gaps: Sequence[Gap], until: pd.Timestamp) -> list[Gap]:
+    """The gaps cut at ``until`` (minutes from there on may still get trades): ranges ending
+    later end there, ranges starting there or later are dropped."""
+    return [replace(g, end=min(g.end, until)) for g in gaps if g.start < until]

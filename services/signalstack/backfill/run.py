@@ -7,10 +7,22 @@
    straight into the store through its idempotent writer (a trade stored twice is one row).
    After every page the range's cursor (the newest ts_event stored) is recorded, so a killed
    run resumes there (``--resume RUN_ID``) and ends with exactly the rows of one that was not.
+   A REST trade live ingest already stored is skipped: live WebSocket trades carry a
+   millisecond timestamp, REST ones the full nanoseconds, so the writer's key (which includes
+   the timestamp) would not see them as one; :func:`new_trades` matches on (exchange, trade_id)
+   at the millisecond instead.
 3. **Bars and features**: once every range of a (symbol, session) is fetched, the local stream
    engine replays that session's stored trades, as it does live, and the bars of the fetched
-   minutes and the features from the first fetched minute on are upserted. Then the ranges are
-   ``done``: checked, never reported as gaps again.
+   minutes are upserted. A feature row (from the first fetched minute on) is upserted only if
+   every bar its windows read is fetched or equals the stored bar (the store may no longer hold
+   all the trades of the minutes outside the ranges, e.g. after trades retention); the others
+   are left as they are and counted (``features_skipped``). Then the ranges are ``done``:
+   checked, never reported as gaps again.
+
+Minutes that may still receive trades are never fetched: ranges end at ``now - SETTLE`` (the
+session's real end for the configured hours counts, not the regular close), and a range ending
+later is never marked ``done``. A run holds the store's lock ``backfill.run.<run_id>`` while it
+executes, so a ``--resume`` of a run still in progress (or two resumes) is refused.
 
 A range the source refused (after the client's retries with backoff) is ``failed``; the run is
 then ``failed`` and the result reports it unhealed (the CLI's exit status says so).
@@ -22,18 +34,21 @@ import asyncio
 import datetime as dt
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from itertools import groupby
 from typing import Any, Literal
 
+import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
-from signalstack.backfill.gaps import Gap, find_gaps, session_bounds
+from signalstack.backfill.gaps import Gap, clip_gaps, find_gaps, session_bounds
 from signalstack.backfill.polygon import StatusCounter, trade_pages
 from signalstack.backfill.progress import LogProgress, Progress
 from signalstack.errors import SignalStackError
-from signalstack.features.sessions import session_index
+from signalstack.features.definitions import LONGEST_WINDOW_MINUTES, VOLUME_RATIO_LOOKBACK
+from signalstack.features.sessions import NS_PER_MINUTE, session_index
 from signalstack.logs import get_logger
 from signalstack.marketdata.errors import PolygonAuthError, PolygonRestError
 from signalstack.marketdata.polygon_rest import PolygonRestClient
@@ -44,12 +59,21 @@ log = get_logger(__name__)
 
 NY = "America/New_York"
 ENGINE_CHUNK = 100_000  # trades per engine batch (sorted: none is ever late)
+SETTLE = pd.Timedelta(minutes=15)  # a minute this old gets no more trades (late prints settled)
+NS_PER_MS = 1_000_000
+MINUTE = pd.Timedelta(minutes=1)
 
 
 class BackfillError(SignalStackError):
     """A backfill could not start (bad arguments, unknown run id)."""
 
     exit_code = 2
+
+
+class BackfillBusyError(SignalStackError):
+    """The run is being executed (or resumed) by another process right now."""
+
+    exit_code = 4
 
 
 class BackfillIncompleteError(SignalStackError):
@@ -101,6 +125,7 @@ class BackfillStats:
     rejected: int = 0
     bars: int = 0
     features: int = 0
+    features_skipped: int = 0  # rows not rewritten: a bar they read differs and was not fetched
     failed_ranges: int = 0
 
     def add(self, other: dict[str, int]) -> None:
@@ -144,6 +169,47 @@ def plan_ranges(run_id: str, gaps: Sequence[Gap]) -> list[BackfillRange]:
     return [BackfillRange(run_id, i, g.symbol, g.start, g.end) for i, g in enumerate(gaps)]
 
 
+def wall_clock() -> pd.Timestamp:
+    return pd.Timestamp.now(tz="UTC")
+
+
+def horizon(now: pd.Timestamp) -> pd.Timestamp:
+    """The end of what may be fetched and marked checked: ``now - SETTLE``, on a minute."""
+    return (now - SETTLE).floor("1min")
+
+
+def new_trades(store: Store, trades: pd.DataFrame) -> pd.DataFrame:
+    """The REST trades of one page (one symbol) the store does not hold yet under the
+    live ingest's millisecond timestamp (or the same one): matched on (exchange, trade_id) and
+    ``ts_event`` floored to the millisecond."""
+    if trades.empty:
+        return trades
+    ts = trades["ts_event"].to_numpy(dtype="int64")
+    lo = pd.Timestamp(int(ts.min()) - NS_PER_MS, tz="UTC")
+    hi = pd.Timestamp(int(ts.max()) + NS_PER_MS, tz="UTC")
+    have = store.trades([str(trades["symbol"].iloc[0])], lo, hi)
+    if have.empty:
+        return trades
+    known = set(
+        zip(
+            have["exchange"].astype("int64").tolist(),
+            have["trade_id"].astype(str).tolist(),
+            (have["ts_event"].to_numpy(dtype="int64") // NS_PER_MS).tolist(),
+            strict=True,
+        )
+    )
+    dup = [
+        k in known
+        for k in zip(
+            trades["exchange"].astype("int64").tolist(),
+            trades["trade_id"].astype(str).tolist(),
+            (ts // NS_PER_MS).tolist(),
+            strict=True,
+        )
+    ]
+    return trades[~pd.Series(dup, index=trades.index)]
+
+
 def whole_sessions(opts: BackfillOptions) -> list[Gap]:
     """Every session of every symbol in full (no gap detection)."""
     out = []
@@ -155,30 +221,102 @@ def whole_sessions(opts: BackfillOptions) -> list[Gap]:
 
 
 class _FetchedMinutes:
-    """The engine's sink for one (symbol, session): bars of the fetched minutes only, features
-    from the first fetched minute on (earlier rows cannot depend on the fetched trades)."""
+    """The engine's sink for one (symbol, session). It keeps what the replay emits; then
+    :meth:`commit` writes the bars of the fetched minutes, and the feature rows from the first
+    fetched minute on whose windows read only trusted bars: fetched, or equal to the stored bar
+    (volume, trade_count, close; a minute with no bar in both is equal too)."""
 
-    def __init__(self, store: Store, ranges: Sequence[BackfillRange]) -> None:
+    def __init__(
+        self, store: Store, ranges: Sequence[BackfillRange], stored_bars: pd.DataFrame
+    ) -> None:
         self.store = store
         self.ranges = [(r.start, r.end) for r in ranges]
         self.first = min(r.start for r in ranges)
+        self.stored_bars = stored_bars
+        self._bars: list[pd.DataFrame] = []
+        self._features: list[pd.DataFrame] = []
         self.bars = 0
         self.features = 0
+        self.features_skipped = 0
 
     def write_bars(self, df: pd.DataFrame) -> int:
-        ends = pd.DatetimeIndex(df["ts"])
-        keep = pd.Series(False, index=df.index)
-        for lo, hi in self.ranges:  # bar end e covers [e - 1 minute, e)
-            keep |= (ends > lo) & (ends <= hi)
-        n = self.store.write_bars(df[keep.to_numpy()]) if keep.any() else 0
-        self.bars += n
-        return n
+        self._bars.append(df)
+        return len(df)
 
     def write_features(self, df: pd.DataFrame) -> int:
-        sel = df[pd.DatetimeIndex(df["ts"]) > self.first]
-        n = self.store.write_features(sel) if len(sel) else 0
-        self.features += n
-        return n
+        self._features.append(df)
+        return len(df)
+
+    def _fetched(self, ends: pd.DatetimeIndex) -> npt.NDArray[np.bool_]:
+        keep = np.zeros(len(ends), dtype=bool)
+        for lo, hi in self.ranges:  # bar end e covers [e - 1 minute, e)
+            keep |= (ends > lo) & (ends <= hi)
+        return keep
+
+    def _untrusted(self, replayed: pd.DataFrame) -> npt.NDArray[np.int64]:
+        """Bar ends (ns) outside the fetched ranges where the replay and the store disagree."""
+        cols = ["ts", "volume", "trade_count", "close"]
+
+        def keyed(df: pd.DataFrame) -> pd.DataFrame:
+            return df[cols].assign(ts=pd.DatetimeIndex(df["ts"]).as_unit("ns").asi8)
+
+        both = keyed(replayed).merge(
+            keyed(self.stored_bars), on="ts", how="outer", suffixes=("", "_s"), indicator=True
+        )
+        same = (
+            (both["_merge"] == "both")
+            & np.isclose(both["volume"], both["volume_s"])
+            & (both["trade_count"] == both["trade_count_s"])
+            & np.isclose(both["close"], both["close_s"])
+        )
+        ends = pd.DatetimeIndex(both["ts"].to_numpy(dtype="int64"), tz="UTC")
+        bad = ~same.to_numpy() & ~self._fetched(ends)
+        return np.sort(ends[bad].as_unit("ns").asi8)
+
+    def commit(self) -> None:
+        cols = list(self.stored_bars.columns)
+        bars = pd.concat(self._bars, ignore_index=True) if self._bars else None
+        if bars is None or bars.empty:
+            bars = pd.DataFrame({c: pd.Series(dtype=self.stored_bars[c].dtype) for c in cols})
+        ends = pd.DatetimeIndex(bars["ts"])
+        keep = self._fetched(ends)
+        if keep.any():
+            self.bars += self.store.write_bars(bars[keep])
+        if not self._features:
+            return
+        feats = pd.concat(self._features, ignore_index=True)
+        feats = feats[pd.DatetimeIndex(feats["ts"]) > self.first]
+        if feats.empty:
+            return
+        bad = self._untrusted(bars)
+        ok = self._trusted_rows(pd.DatetimeIndex(feats["ts"]), ends, bad)
+        self.features_skipped += int((~ok).sum())
+        if (~ok).any():
+            log.warning(
+                "backfill_features_skipped", symbol=str(feats["symbol"].iloc[0]),
+                rows=int((~ok).sum()), untrusted_bars=len(bad),
+            )  # fmt: skip
+        if ok.any():
+            self.features += self.store.write_features(feats[ok])
+
+    @staticmethod
+    def _trusted_rows(
+        ts: pd.DatetimeIndex, bar_ends: pd.DatetimeIndex, bad: npt.NDArray[np.int64]
+    ) -> npt.NDArray[np.bool_]:
+        """Rows at ``ts`` whose windows — the minutes (T - 15m, T] and the 20 bars before T
+        (the replay's bars) — contain no untrusted bar end."""
+        t = ts.as_unit("ns").asi8
+        if len(bad) == 0:
+            return np.ones(len(t), dtype=bool)
+        be = np.sort(bar_ends.as_unit("ns").asi8)
+        # the (VOLUME_RATIO_LOOKBACK + 1)-th bar at or before T, when there is one
+        at = np.searchsorted(be, t, side="right") - (VOLUME_RATIO_LOOKBACK + 1)
+        oldest_bar = np.where(at >= 0, be[np.clip(at, 0, None)], np.iinfo(np.int64).min)
+        lo = np.minimum(t - LONGEST_WINDOW_MINUTES * NS_PER_MINUTE, oldest_bar)
+        # any untrusted end in (lo, T]?  (lo is a bar end the window starts after, or earlier)
+        first_after_lo = np.searchsorted(bad, lo, side="left")
+        first_after_t = np.searchsorted(bad, t, side="right")
+        return np.asarray(first_after_t == first_after_lo)
 
 
 class BackfillRunner:
@@ -192,11 +330,13 @@ class BackfillRunner:
         *,
         progress: Progress | None = None,
         clock: Any = time.monotonic,
+        now: Callable[[], pd.Timestamp] = wall_clock,
     ) -> None:
         self.store = store
         self.client_factory = client_factory
         self.progress = progress or LogProgress()
         self.clock = clock
+        self.now = now  # what "now" is for which minutes are settled (injected in tests)
 
     # ------------------------------------------------------------------ entry points
     def dry_run(self, opts: BackfillOptions) -> BackfillResult:
@@ -215,26 +355,38 @@ class BackfillRunner:
         )  # fmt: skip
         self.store.record_backfill_run(run)
         ranges = plan_ranges(run_id, gaps)
-        self.store.record_backfill_ranges(ranges)
-        return self._execute(run, opts, ranges)
+        with self.store.try_lock(run_lock(run_id)) as mine:
+            if not mine:
+                raise BackfillBusyError(f"backfill run {run_id!r} is running elsewhere")
+            self.store.record_backfill_ranges(ranges)
+            return self._execute(run, opts, ranges)
 
     def resume(self, run_id: str) -> BackfillResult:
-        run = self.store.backfill_run(run_id)
-        if run is None:
-            raise BackfillError(f"no backfill run {run_id!r} to resume")
-        opts = BackfillOptions.from_json(dict(run.options))
-        run = replace(run, status="running", error="", finished_at=None)
-        self.store.record_backfill_run(run)
-        return self._execute(run, opts, self.store.backfill_ranges(run_id))
+        with self.store.try_lock(run_lock(run_id)) as mine:
+            if not mine:
+                raise BackfillBusyError(
+                    f"backfill run {run_id!r} is running or being resumed elsewhere; "
+                    "resume it once that process has ended"
+                )
+            run = self.store.backfill_run(run_id)
+            if run is None:
+                raise BackfillError(f"no backfill run {run_id!r} to resume")
+            opts = BackfillOptions.from_json(dict(run.options))
+            run = replace(run, status="running", error="", finished_at=None)
+            self.store.record_backfill_run(run)
+            return self._execute(run, opts, self.store.backfill_ranges(run_id))
 
     # ------------------------------------------------------------------ internals
     def _gaps(self, opts: BackfillOptions) -> list[Gap]:
         if not opts.detect_gaps:
-            return whole_sessions(opts)
-        return find_gaps(
-            self.store, opts.symbols, opts.start, opts.end, calendar=opts.calendar,
-            extended_hours=opts.extended_hours, merge_within_minutes=opts.merge_within_minutes,
-        )  # fmt: skip
+            gaps = whole_sessions(opts)
+        else:
+            gaps = find_gaps(
+                self.store, opts.symbols, opts.start, opts.end, calendar=opts.calendar,
+                extended_hours=opts.extended_hours,
+                merge_within_minutes=opts.merge_within_minutes,
+            )  # fmt: skip
+        return clip_gaps(gaps, horizon(self.now()))
 
     def _execute(
         self, run: BackfillRun, opts: BackfillOptions, ranges: list[BackfillRange]
@@ -244,7 +396,8 @@ class BackfillRunner:
             ranges=len(ranges),
             minutes=sum(_minutes(r) for r in ranges),
         )
-        stats.add({k: v for k, v in run.stats.items() if k in ("bars", "features")})
+        kept = ("bars", "features", "features_skipped")
+        stats.add({k: v for k, v in run.stats.items() if k in kept})
         self.progress.start(run.run_id, ranges, stats.minutes)
         error = ""
         try:
@@ -274,6 +427,7 @@ class BackfillRunner:
     ) -> None:
         counter = StatusCounter()
         client: PolygonRestClient = self.client_factory(counter)
+        settled = horizon(self.now())
         try:
 
             def key(r: BackfillRange) -> tuple[str, dt.date]:
@@ -284,7 +438,9 @@ class BackfillRunner:
                 if all(r.status == "done" for r in todo):
                     continue
                 fetched = [await self._fetch(client, opts, r, stats) for r in todo]
-                if all(r.status in ("fetched", "done") for r in fetched):
+                if any(r.end > settled for r in fetched):  # planned with another clock
+                    log.warning("backfill_range_not_settled", symbol=todo[0].symbol)
+                elif all(r.status in ("fetched", "done") for r in fetched):
                     self._compute(opts, fetched, stats)
                     self.store.record_backfill_ranges([replace(r, status="done") for r in fetched])
                 for r in fetched:
@@ -313,7 +469,8 @@ class BackfillRunner:
                 if page.rejects:
                     self.store.write_dlq(page.rejects)
                     stats.rejected += len(page.rejects)
-                stored = self.store.write_trades(page.trades) if len(page.trades) else 0
+                fresh = new_trades(self.store, page.trades)
+                stored = self.store.write_trades(fresh) if len(fresh) else 0
                 cursor = page.max_ts_ns if page.max_ts_ns is not None else rng.cursor_ns
                 rng = replace(
                     rng, status="pending", cursor_ns=cursor,
@@ -341,7 +498,7 @@ class BackfillRunner:
         trades = self.store.trades([symbol], lo, hi)
         if trades.empty:
             return
-        sink = _FetchedMinutes(self.store, ranges)
+        sink = _FetchedMinutes(self.store, ranges, self.store.bars([symbol], lo, hi + MINUTE))
         engine = LocalEngine(
             sink, sessions=session_index(opts.calendar, opts.extended_hours),
             extended_hours=opts.extended_hours, calendar=opts.calendar,
@@ -349,5 +506,12 @@ class BackfillRunner:
         for i in range(0, len(trades), ENGINE_CHUNK):
             engine.process(trades.iloc[i : i + ENGINE_CHUNK])
         engine.flush()
+        sink.commit()
         stats.bars += sink.bars
         stats.features += sink.features
+        stats.features_skipped += sink.features_skipped
+
+
+def run_lock(run_id: str) -> str:
+    """The store lock a process holds while it executes the run ``run_id``."""
+    return f"backfill.run.{run_id}"

@@ -12,26 +12,31 @@ import datetime as dt
 
 import pandas as pd
 
+from signalstack.backfill.gaps import session_bounds
 from signalstack.backfill.run import (
+    SETTLE,
     BackfillOptions,
     BackfillResult,
     BackfillRunner,
     BackfillStats,
 )
 from signalstack.logs import get_logger
-from signalstack.store.gaps import session_bounds, sessions
+from signalstack.store.gaps import sessions
 
 log = get_logger(__name__)
 
 LOCK_NAME = "signalstack.backfill.scheduled"
 
 
-def closed_sessions(now: pd.Timestamp, lookback: int, calendar: str = "XNYS") -> list[dt.date]:
-    """The last ``lookback`` sessions whose regular close is at or before ``now`` (UTC)."""
+def closed_sessions(
+    now: pd.Timestamp, lookback: int, calendar: str = "XNYS", extended_hours: bool = False
+) -> list[dt.date]:
+    """The last ``lookback`` sessions that ended, for the configured hours (post-market too
+    with ``extended_hours``), at least :data:`SETTLE` before ``now`` (UTC)."""
     now = now.tz_convert("UTC") if now.tzinfo else now.tz_localize("UTC")
     today = now.tz_convert("America/New_York").date()
     days = sessions(today - dt.timedelta(days=2 * lookback + 10), today, calendar)
-    done = [d for d in days if session_bounds(d, calendar)[1] <= now]
+    done = [d for d in days if session_bounds(d, calendar, extended_hours)[1] + SETTLE <= now]
     return done[-lookback:]
 
 
@@ -45,7 +50,7 @@ def scheduled_options(
     merge_within_minutes: int = 15,
     page_limit: int = 50_000,
 ) -> BackfillOptions | None:
-    days = closed_sessions(now, lookback, calendar)
+    days = closed_sessions(now, lookback, calendar, extended_hours)
     if not days:
         return None
     return BackfillOptions(

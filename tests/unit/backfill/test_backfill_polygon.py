@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from signalstack.backfill.run import BackfillOptions, BackfillRunner
+from signalstack.backfill.run import BackfillBusyError, BackfillOptions, BackfillRunner, run_lock
 from signalstack.marketdata.fake_polygon import FakePolygonServer
 from signalstack.marketdata.polygon_rest import PolygonRestClient
 from signalstack.marketdata.simulator import SimulatedMarket
@@ -245,6 +245,74 @@ def test_killed_between_storing_a_page_and_recording_it_resumes_to_the_same_rows
     assert_same(contents(ref), contents(store))
 
 
+def test_trades_live_ingest_stored_at_the_millisecond_are_not_stored_again(
+    fake_history: Callable[..., FakePolygonServer],
+    store_factory: Callable[[str], DuckDBStore],
+) -> None:
+    srv = fake_history()
+    ref = store_factory("ref")
+    BackfillRunner(ref, client_factory(srv)).start(opts(detect_gaps=False, symbols=("AAPL",)))
+    every = ref.trades(["AAPL"], LO, HI)
+    identity = ["symbol", "exchange", "trade_id"]
+    assert not every.duplicated(identity).any()
+    # live ingest stored the first half with the WebSocket's millisecond timestamps
+    live = every.iloc[: len(every) // 2].copy()
+    live["ts_event"] = live["ts_event"] // 1_000_000 * 1_000_000
+    assert (live["ts_event"] != every["ts_event"].iloc[: len(live)]).any()  # sub-ms REST times
+    store = store_factory("live")
+    store.write_trades(live)
+    result = BackfillRunner(store, client_factory(srv)).start(
+        opts(detect_gaps=False, symbols=("AAPL",))
+    )
+    assert result.status == "ok"
+    got = store.trades(["AAPL"], LO, HI)
+    assert not got.duplicated(identity).any()
+    assert len(got) == len(every) and result.stats.trades_stored == len(every) - len(live)
+
+
+def test_minutes_not_settled_are_neither_fetched_nor_checked(
+    fake_history: Callable[..., FakePolygonServer],
+    store_factory: Callable[[str], DuckDBStore],
+) -> None:
+    srv = fake_history()
+    store = store_factory("now")
+    now = pd.Timestamp(f"{DAY} 14:00", tz=ET).tz_convert("UTC")  # mid-session
+    settled = now - pd.Timedelta(minutes=15)
+    o = opts(detect_gaps=True, symbols=("AAPL",))
+    result = BackfillRunner(store, client_factory(srv), now=lambda: now).start(o)
+    assert result.status == "ok"
+    assert [r.end for r in store.backfill_ranges(result.run_id)] == [settled]
+    assert int(store.trades(["AAPL"], LO, HI)["ts_event"].max()) < settled.value
+    assert store.bars(["AAPL"], LO, HI)["ts"].max() <= settled
+    # the afternoon is not checked: once it has settled it is found and fetched
+    close = pd.Timestamp(f"{DAY} 16:00", tz=ET).tz_convert("UTC")
+    later = BackfillRunner(store, client_factory(srv), now=lambda: close + pd.Timedelta(hours=1))
+    gaps = later.dry_run(o).gaps
+    assert gaps and gaps[0].start <= settled and gaps[-1].end == close
+
+
+def test_a_run_being_resumed_elsewhere_is_not_resumed_again(
+    fake_history: Callable[..., FakePolygonServer],
+    store_factory: Callable[[str], DuckDBStore],
+) -> None:
+    srv = fake_history()
+    store = store_factory("busy")
+    base = client_factory(srv)
+
+    def dying(transport: httpx.AsyncBaseTransport) -> PolygonRestClient:
+        return base(_DieAfter(transport, 1))
+
+    with pytest.raises(_Killed):
+        BackfillRunner(store, dying).start(opts(detect_gaps=True), run_id="r-busy")
+    before = srv.rest_requests
+    with store.try_lock(run_lock("r-busy")) as held:  # another process resumes it right now
+        assert held
+        with pytest.raises(BackfillBusyError, match="elsewhere"):
+            BackfillRunner(store, base).resume("r-busy")
+        assert srv.rest_requests == before
+    assert BackfillRunner(store, base).resume("r-busy").status == "ok"
+
+
 def test_a_range_the_source_refuses_leaves_the_run_unhealed(
     fake_history: Callable[..., FakePolygonServer],
     store_factory: Callable[[str], DuckDBStore],
@@ -294,10 +362,19 @@ def test_bars_outside_the_fetched_ranges_are_left_alone(
     store = store_factory("partial")
     store.write_trades(trades[~lost & ~half])
     store.write_bars(bars[~((bars["ts"] > a) & (bars["ts"] <= b))])
+    store.write_features(want["features"])  # what the live engine wrote
     healed = BackfillRunner(store, client_factory(srv)).start(
         opts(detect_gaps=True, symbols=("AAPL",), merge_within_minutes=0)
     )
     assert healed.status == "ok"
+    # nor are the feature rows whose windows read that bar: the fetched minutes' rows are
+    # recomputed, the rows reading minute m (its 15 minutes, the 20 bars after it) are kept
+    assert healed.stats.features_skipped > 0
+    pd.testing.assert_frame_equal(
+        store.training_frame(["AAPL"], LO, HI, HI).reset_index(drop=True),
+        want["features"].reset_index(drop=True),
+        obj="features",
+    )
     got = store.bars(["AAPL"], LO, HI)
     pd.testing.assert_frame_equal(
         got[got["ts"] == m].reset_index(drop=True), bars[bars["ts"] == m].reset_index(drop=True)

@@ -62,16 +62,22 @@ def test_half_day_closes_at_13_00(store: DuckDBStore) -> None:
     full_session(store, "AAPL", "2024-11-29")
     assert len(session_minutes(dt.date(2024, 11, 29))) == 210  # 09:30-13:00 ET
     assert find_gaps(store, ["AAPL"], dt.date(2024, 11, 29), dt.date(2024, 11, 29)) == []
-    # a real gap in the half day is found; the afternoon after 13:00 never is
+    # a real gap in the half day is found, with the minute on each side (where live data
+    # stopped and resumed, probably not all their trades are stored); never after 13:00
     store._sql(
         "DELETE FROM ohlcv_1m WHERE ts > ? AND ts <= ?",
         [et("2024-11-29", "12:00").to_pydatetime(), et("2024-11-29", "12:10").to_pydatetime()],
     )
     gaps = find_gaps(store, ["AAPL"], dt.date(2024, 11, 29), dt.date(2024, 11, 29))
     assert gaps == [
-        Gap("AAPL", dt.date(2024, 11, 29), et("2024-11-29", "12:00"), et("2024-11-29", "12:10"))
+        Gap("AAPL", dt.date(2024, 11, 29), et("2024-11-29", "11:59"), et("2024-11-29", "12:11"))
     ]
-    assert gaps[0].minutes == 10
+    assert gaps[0].minutes == 12
+    # the padding stays inside the session
+    store._sql("DELETE FROM ohlcv_1m WHERE ts > ?", [et("2024-11-29", "12:50").to_pydatetime()])
+    gaps = find_gaps(store, ["AAPL"], dt.date(2024, 11, 29), dt.date(2024, 11, 29))
+    assert gaps[-1].start == et("2024-11-29", "12:49")
+    assert gaps[-1].end == et("2024-11-29", "13:00")
 
 
 def test_dst_change_shifts_the_session_in_utc(store: DuckDBStore) -> None:
@@ -82,7 +88,7 @@ def test_dst_change_shifts_the_session_in_utc(store: DuckDBStore) -> None:
     store.write_bars(bars("AAPL", winter))
     gaps = find_gaps(store, ["AAPL"], dt.date(2024, 3, 8), dt.date(2024, 3, 11))
     assert [(g.start, g.end) for g in gaps] == [
-        (et("2024-03-11", "09:30"), et("2024-03-11", "10:30"))
+        (et("2024-03-11", "09:30"), et("2024-03-11", "10:31"))
     ]
     # and with the right hours nothing is missing (the bars after 16:00 ET are not "extra" gaps)
     full_session(store, "AAPL", "2024-03-11")
@@ -96,8 +102,8 @@ def test_extended_hours_by_option(store: DuckDBStore) -> None:
     gaps = find_gaps(store, ["AAPL"], day, day, extended_hours=True)
     # pre-market 04:00-09:30 and post-market 13:00-17:00 (four hours after the early close)
     assert [(g.start, g.end) for g in gaps] == [
-        (et("2024-11-29", "04:00"), et("2024-11-29", "09:30")),
-        (et("2024-11-29", "13:00"), et("2024-11-29", "17:00")),
+        (et("2024-11-29", "04:00"), et("2024-11-29", "09:31")),
+        (et("2024-11-29", "12:59"), et("2024-11-29", "17:00")),
     ]
 
 
@@ -109,7 +115,7 @@ def test_checked_ranges_are_not_reported_again(store: DuckDBStore) -> None:
     )
     store.write_bars(bars("MSFT", ends))
     gaps = find_gaps(store, ["AAPL", "MSFT"], day, day)
-    assert gaps == [Gap("AAPL", day, et("2024-03-12", "10:00"), et("2024-03-12", "10:20"))]
+    assert gaps == [Gap("AAPL", day, et("2024-03-12", "09:59"), et("2024-03-12", "10:21"))]
     run = BackfillRun("r1", "polygon", ("AAPL",), day, day, "ok")
     store.record_backfill_run(run)
     # a range still pending (or failed) is no proof: the gap stays
@@ -121,7 +127,10 @@ def test_checked_ranges_are_not_reported_again(store: DuckDBStore) -> None:
     assert find_gaps(store, ["AAPL"], day, day) == []
     store._sql("DELETE FROM ohlcv_1m WHERE symbol = 'MSFT' AND ts > ? AND ts <= ?",
                [rng.start.to_pydatetime(), rng.end.to_pydatetime()])  # fmt: skip
-    assert find_gaps(store, ["AAPL", "MSFT"], day, day) == [Gap("MSFT", day, rng.start, rng.end)]
+    padded = Gap(
+        "MSFT", day, rng.start - pd.Timedelta(minutes=1), rng.end + pd.Timedelta(minutes=1)
+    )
+    assert find_gaps(store, ["AAPL", "MSFT"], day, day) == [padded]
 
 
 def test_group_and_merge() -> None:

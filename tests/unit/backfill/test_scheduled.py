@@ -29,9 +29,14 @@ def test_closed_sessions_follow_the_calendar() -> None:
     assert closed_sessions(ny("2024-07-05 12:00"), 3) == [
         dt.date(2024, 7, 1), dt.date(2024, 7, 2), dt.date(2024, 7, 3),
     ]  # fmt: skip
-    assert closed_sessions(ny("2024-07-05 16:00"), 1) == [dt.date(2024, 7, 5)]
-    assert closed_sessions(ny("2024-07-03 12:59"), 1) == [dt.date(2024, 7, 2)]
-    assert closed_sessions(ny("2024-07-03 13:00"), 1) == [dt.date(2024, 7, 3)]
+    # a session counts once its last minute has settled (SETTLE, 15 minutes, after the close)
+    assert closed_sessions(ny("2024-07-05 16:00"), 1) == [dt.date(2024, 7, 3)]
+    assert closed_sessions(ny("2024-07-05 16:15"), 1) == [dt.date(2024, 7, 5)]
+    assert closed_sessions(ny("2024-07-03 13:14"), 1) == [dt.date(2024, 7, 2)]
+    assert closed_sessions(ny("2024-07-03 13:15"), 1) == [dt.date(2024, 7, 3)]
+    # with extended hours the session ends with the post-market (four hours after the close)
+    assert closed_sessions(ny("2024-07-05 18:00"), 1, extended_hours=True) == [dt.date(2024, 7, 3)]
+    assert closed_sessions(ny("2024-07-05 20:15"), 1, extended_hours=True) == [dt.date(2024, 7, 5)]
     # Monday 2024-03-11 09:00 New York (13:00 UTC, after the switch to EDT): Friday's session
     assert closed_sessions(ny("2024-03-11 09:00"), 1) == [dt.date(2024, 3, 8)]
 
