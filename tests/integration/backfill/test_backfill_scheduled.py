@@ -84,6 +84,16 @@ def test_a_pass_skips_while_another_holds_the_lock_and_two_never_both_load(
         try:
             assert fake.rest_held.wait(240), "pass A never reached its first REST request"
             b = finish(start_pass(env))
+            # and A's run cannot be resumed while A executes it (the run's advisory lock)
+            runs = store._fetch_df("SELECT run_id FROM backfill_runs WHERE status = 'running'")
+            assert len(runs) == 1
+            resume = subprocess.run(
+                [sys.executable, "-m", "signalstack.cli", "backfill",
+                 "--resume", str(runs["run_id"].iloc[0])],
+                env=env, cwd=REPO, capture_output=True, text=True, timeout=300,
+            )  # fmt: skip
+            assert resume.returncode == 4, resume.stderr[-2000:]
+            assert "running or being resumed elsewhere" in resume.stderr
         finally:
             fake.release_rest()
         assert b["status"] == "skipped" and b["api_calls"] == 0
