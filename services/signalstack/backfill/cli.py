@@ -119,7 +119,7 @@ def run(
     try:
         store = open_store(settings)
     except StoreError as err:
-        if scheduled and settings.store.type == "duckdb" and "lock" in str(err).lower():
+        if scheduled and settings.store.type == "duckdb" and _file_locked(err):
             # DuckDB lets one process open the file: another pass (or the demo) has it
             log.info("backfill_skipped", reason="the embedded store is open in another process")
             return _report(settings, skipped())
@@ -151,6 +151,18 @@ def run(
     finally:
         store.close()
     return _report(settings, result)
+
+
+def _file_locked(err: StoreError) -> bool:
+    """DuckDB refused the file because another process holds its lock (not a missing
+    directory, a permission or a corrupt file: those are errors)."""
+    import duckdb
+
+    cause = err.__cause__
+    text = str(cause).lower()
+    return isinstance(cause, duckdb.IOException) and (
+        "conflicting lock" in text or "could not set lock" in text
+    )
 
 
 def _report(settings: Settings, result: BackfillResult) -> BackfillResult:

@@ -1,9 +1,9 @@
 """Gap detection: the calendar's minutes that have no bar in ``ohlcv_1m``, grouped into ranges.
 
-Sessions come from exchange_calendars through :mod:`signalstack.store.gaps` (holidays, early
-closes and DST handled by the calendar, never by hand); the extended-hours bounds are the stream
-engine's (:mod:`signalstack.features.sessions`: 04:00 New York to four hours after the regular
-close), so backfill and the engine agree on which minutes a session has.
+Sessions come from exchange_calendars (holidays, early closes and DST handled by the calendar,
+never by hand); their bounds, regular or extended, are read from the stream engine's own
+:class:`~signalstack.features.sessions.SessionIndex` (extended: 04:00 New York to four hours
+after the regular close), so backfill and the engine agree on which minutes a session has.
 
 A minute a thinly traded symbol had no trade in never gets a bar, so it would look like a gap
 forever. Every range a backfill fetched completely is recorded as ``done`` in
@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 
 import pandas as pd
 
+from signalstack.features.sessions import session_index
 from signalstack.store.base import Store
 from signalstack.store.gaps import session_bounds as regular_bounds
 from signalstack.store.gaps import sessions
@@ -26,8 +27,6 @@ MINUTE = pd.Timedelta(minutes=1)
 # A gap is fetched with one minute more on each side (within the session): the minute where live
 # data stopped or resumed has a bar, but probably not all of its trades.
 PAD = MINUTE
-EXTENDED_OPEN = pd.Timedelta(hours=4)  # pre-market opens 04:00 New York time
-POST_MARKET = pd.Timedelta(hours=4)  # post-market runs four hours past the regular close
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,12 +47,15 @@ def session_bounds(
     session: dt.date, calendar: str = "XNYS", extended_hours: bool = False
 ) -> tuple[pd.Timestamp, pd.Timestamp]:
     """(open, close) of a session in UTC, as the stream engine's session index has them."""
-    open_, close = regular_bounds(session, calendar, False)
-    if not extended_hours:
-        return open_, close
-    day = pd.Timestamp(session)
-    pre = (day + EXTENDED_OPEN).tz_localize("America/New_York").tz_convert("UTC")
-    return pre, close + POST_MARKET
+    regular_open, _ = regular_bounds(session, calendar, False)
+    index = session_index(calendar, extended_hours)
+    i = int(index.starts.searchsorted(regular_open.value, side="right")) - 1
+    if i < 0 or regular_open.value >= int(index.ends[i]):
+        raise ValueError(f"{session} is not a session of the engine's {calendar} index")
+    return (
+        pd.Timestamp(int(index.starts[i]), tz="UTC"),
+        pd.Timestamp(int(index.ends[i]), tz="UTC"),
+    )
 
 
 def session_minutes(

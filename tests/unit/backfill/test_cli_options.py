@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import io
 
+import pandas as pd
 import pytest
 
-from signalstack.backfill.cli import options
+from signalstack.backfill.cli import options, parse_now, run
 from signalstack.backfill.progress import LogProgress, RichProgress, progress_for
 from signalstack.backfill.run import BackfillError
-from signalstack.config import Settings
+from signalstack.config import Settings, StoreSettings
+from signalstack.store import StoreError
 
 
 def _opts(**kw: object):  # type: ignore[no-untyped-def]
@@ -66,3 +68,20 @@ def test_rich_progress_runs_through_a_run(capsys: pytest.CaptureFixture[str]) ->
     p.range_done(r)
     p.finish({"run_id": "r1", "status": "ok", "trades_stored": 1234})
     assert "1,234" in capsys.readouterr().err
+
+
+def test_a_store_that_cannot_be_opened_is_an_error_not_a_skipped_pass(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    # only another process holding the file's lock means "another pass runs": a missing
+    # directory (whose name happens to say "lock") is a configuration error
+    path = tmp_path / "blocked" / "store.duckdb"
+    settings = Settings(store=StoreSettings(type="duckdb", duckdb_path=str(path)))
+    with pytest.raises(StoreError, match="cannot open DuckDB store"):
+        run(settings, symbols="AAPL", start=None, end=None, scheduled=True)
+
+
+def test_as_of_is_a_utc_time() -> None:
+    assert parse_now("2024-03-09T01:00") == pd.Timestamp("2024-03-09 01:00", tz="UTC")
+    assert parse_now("2024-03-08T20:00-05:00") == pd.Timestamp("2024-03-09 01:00", tz="UTC")
+    assert parse_now(None) is None
+    with pytest.raises(BackfillError, match="--as-of"):
+        parse_now("yesterday-ish")

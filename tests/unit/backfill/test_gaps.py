@@ -14,8 +14,10 @@ from signalstack.backfill.gaps import (
     find_gaps,
     group_minutes,
     merge_close,
+    session_bounds,
     session_minutes,
 )
+from signalstack.features.sessions import session_index
 from signalstack.store.base import BackfillRange, BackfillRun
 from signalstack.store.duckdb import DuckDBStore
 
@@ -152,3 +154,12 @@ def test_group_and_merge() -> None:
         Gap("AAPL", day, et("2024-03-12", "10:59"), et("2024-03-12", "11:00")),
         Gap("MSFT", day, et("2024-03-12", "11:05"), et("2024-03-12", "11:06")),
     ]
+
+
+@pytest.mark.parametrize("extended", [False, True])
+@pytest.mark.parametrize("day", ["2024-11-29", "2024-03-08", "2024-03-11", "2024-07-03"])
+def test_session_bounds_are_the_stream_engines(day: str, extended: bool) -> None:
+    lo, hi = session_bounds(dt.date.fromisoformat(day), "XNYS", extended)
+    index = session_index("XNYS", extended)
+    inside = np.array([lo.value, hi.value - 1, lo.value - 1, hi.value], dtype=np.int64)
+    assert index.session_start(inside).tolist() == [lo.value, lo.value, -1, -1]
