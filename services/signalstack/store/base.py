@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 
 import numpy as np
 import numpy.typing as npt
+import orjson
 import pandas as pd
 
 from signalstack.errors import SignalStackError
@@ -165,6 +166,36 @@ class BackfillRun:
     finished_at: dt.datetime | None = None
     options: Mapping[str, Any] = field(default_factory=dict)  # what --resume carries on with
     stats: Mapping[str, int] = field(default_factory=dict)  # counters (API calls, retries, ...)
+
+
+BACKFILL_RUN_COLUMNS: Final = (
+    "run_id", "source", "symbols", "start_date", "end_date", "status", "rows", "error",
+    "started_at", "finished_at", "options", "stats",
+)  # fmt: skip
+# on a run recorded again: what changes (a resume keeps its options and start)
+BACKFILL_RUN_UPDATES: Final = ("status", "rows", "error", "finished_at", "stats")
+
+
+def backfill_run_row(run: BackfillRun) -> tuple[Any, ...]:
+    """A run → a row in :data:`BACKFILL_RUN_COLUMNS` order (options and stats as JSON text)."""
+    return (
+        run.run_id, run.source, list(run.symbols), run.start, run.end, run.status, run.rows,
+        run.error, run.started_at, run.finished_at, orjson.dumps(dict(run.options)).decode(),
+        orjson.dumps(dict(run.stats)).decode(),
+    )  # fmt: skip
+
+
+def backfill_run_from_row(row: Sequence[Any]) -> BackfillRun:
+    """A row read back (:data:`BACKFILL_RUN_COLUMNS`, JSON as text) → a run."""
+    v = dict(zip(BACKFILL_RUN_COLUMNS, row, strict=True))
+    finished = v["finished_at"]
+    return BackfillRun(
+        run_id=str(v["run_id"]), source=str(v["source"]), symbols=tuple(v["symbols"]),
+        start=v["start_date"], end=v["end_date"], status=str(v["status"]), rows=int(v["rows"]),
+        error=str(v["error"]), started_at=v["started_at"],
+        finished_at=None if finished is None or pd.isna(finished) else finished,
+        options=orjson.loads(v["options"] or "{}"), stats=orjson.loads(v["stats"] or "{}"),
+    )  # fmt: skip
 
 
 BackfillRangeStatus = Literal["pending", "fetched", "done", "failed"]

@@ -21,6 +21,8 @@ import pandas as pd
 from signalstack.store import frames
 from signalstack.store.base import (
     BACKFILL_RANGE_COLUMNS,
+    BACKFILL_RUN_COLUMNS,
+    BACKFILL_RUN_UPDATES,
     DLQ_COLUMNS,
     FEATURE_COLUMNS,
     BackfillRange,
@@ -32,6 +34,8 @@ from signalstack.store.base import (
     TimeLike,
     backfill_range_rows,
     backfill_ranges_from_frame,
+    backfill_run_from_row,
+    backfill_run_row,
     dlq_columns,
     to_utc,
 )
@@ -176,43 +180,20 @@ class DuckDBStore(Store):
         return int(row[0]) if row else 0
 
     def record_backfill_run(self, run: BackfillRun) -> None:
+        sets = ", ".join(f"{c} = excluded.{c}" for c in BACKFILL_RUN_UPDATES)
         self._sql(
-            "INSERT INTO backfill_runs (run_id, source, symbols, start_date, end_date, status, "
-            "rows, error, started_at, finished_at, options, stats) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-            "ON CONFLICT (run_id) DO UPDATE SET status = excluded.status, rows = excluded.rows, "
-            "error = excluded.error, finished_at = excluded.finished_at, "
-            "stats = excluded.stats",
-            [
-                run.run_id,
-                run.source,
-                list(run.symbols),
-                run.start,
-                run.end,
-                run.status,
-                run.rows,
-                run.error,
-                run.started_at,
-                run.finished_at,
-                orjson.dumps(dict(run.options)).decode(),
-                orjson.dumps(dict(run.stats)).decode(),
-            ],
+            f"INSERT INTO backfill_runs ({', '.join(BACKFILL_RUN_COLUMNS)}) "
+            f"VALUES ({', '.join('?' * len(BACKFILL_RUN_COLUMNS))}) "
+            f"ON CONFLICT (run_id) DO UPDATE SET {sets}",
+            list(backfill_run_row(run)),
         )
 
     def backfill_run(self, run_id: str) -> BackfillRun | None:
         row = self._sql(
-            "SELECT run_id, source, symbols, start_date, end_date, status, rows, error, "
-            "started_at, finished_at, options, stats FROM backfill_runs WHERE run_id = ?",
+            f"SELECT {', '.join(BACKFILL_RUN_COLUMNS)} FROM backfill_runs WHERE run_id = ?",
             [run_id],
         ).fetchone()
-        if row is None:
-            return None
-        return BackfillRun(
-            run_id=row[0], source=row[1], symbols=tuple(row[2]), start=row[3], end=row[4],
-            status=row[5], rows=int(row[6]), error=row[7], started_at=row[8],
-            finished_at=row[9], options=orjson.loads(row[10] or "{}"),
-            stats=orjson.loads(row[11] or "{}"),
-        )  # fmt: skip
+        return None if row is None else backfill_run_from_row(row)
 
     def record_backfill_ranges(self, ranges: Sequence[BackfillRange]) -> None:
         rows = backfill_range_rows(ranges)

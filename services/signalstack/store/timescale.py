@@ -34,6 +34,8 @@ import pandas as pd
 from signalstack.store import frames
 from signalstack.store.base import (
     BACKFILL_RANGE_COLUMNS,
+    BACKFILL_RUN_COLUMNS,
+    BACKFILL_RUN_UPDATES,
     DLQ_COLUMNS,
     FEATURE_COLUMNS,
     BackfillRange,
@@ -45,6 +47,8 @@ from signalstack.store.base import (
     TimeLike,
     backfill_range_rows,
     backfill_ranges_from_frame,
+    backfill_run_from_row,
+    backfill_run_row,
     dlq_columns,
     to_utc,
 )
@@ -457,43 +461,23 @@ class TimescaleStore(Store):
         return self._run(op, "write dlq")
 
     def record_backfill_run(self, run: BackfillRun) -> None:
+        cols = BACKFILL_RUN_COLUMNS
+        marks = [f"${i}::jsonb" if c in ("options", "stats") else f"${i}"
+                 for i, c in enumerate(cols, 1)]  # fmt: skip
+        sets = ", ".join(f"{c} = excluded.{c}" for c in BACKFILL_RUN_UPDATES)
         self._execute(
-            "INSERT INTO backfill_runs (run_id, source, symbols, start_date, end_date, status, "
-            "rows, error, started_at, finished_at, options, stats) "
-            "VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11::jsonb,$12::jsonb) "
-            "ON CONFLICT (run_id) DO UPDATE SET status = excluded.status, rows = excluded.rows, "
-            "error = excluded.error, finished_at = excluded.finished_at, stats = excluded.stats",
-            run.run_id,
-            run.source,
-            list(run.symbols),
-            run.start,
-            run.end,
-            run.status,
-            run.rows,
-            run.error,
-            run.started_at,
-            run.finished_at,
-            orjson.dumps(dict(run.options)).decode(),
-            orjson.dumps(dict(run.stats)).decode(),
+            f"INSERT INTO backfill_runs ({', '.join(cols)}) VALUES ({', '.join(marks)}) "
+            f"ON CONFLICT (run_id) DO UPDATE SET {sets}",
+            *backfill_run_row(run),
         )
 
     def backfill_run(self, run_id: str) -> BackfillRun | None:
+        cols = [f"{c}::text AS {c}" if c in ("options", "stats") else c
+                for c in BACKFILL_RUN_COLUMNS]  # fmt: skip
         df = self._fetch_df(
-            "SELECT run_id, source, symbols, start_date, end_date, status, rows, error, "
-            "started_at, finished_at, options::text AS options, stats::text AS stats "
-            "FROM backfill_runs WHERE run_id = $1",
-            run_id,
+            f"SELECT {', '.join(cols)} FROM backfill_runs WHERE run_id = $1", run_id
         )
-        if df.empty:
-            return None
-        r = df.iloc[0]
-        return BackfillRun(
-            run_id=str(r["run_id"]), source=str(r["source"]), symbols=tuple(r["symbols"]),
-            start=r["start_date"], end=r["end_date"], status=str(r["status"]),
-            rows=int(r["rows"]), error=str(r["error"]), started_at=r["started_at"],
-            finished_at=None if pd.isna(r["finished_at"]) else r["finished_at"],
-            options=orjson.loads(r["options"]), stats=orjson.loads(r["stats"]),
-        )  # fmt: skip
+        return None if df.empty else backfill_run_from_row(tuple(df.iloc[0]))
 
     def record_backfill_ranges(self, ranges: Sequence[BackfillRange]) -> None:
         rows = backfill_range_rows(ranges)
