@@ -291,6 +291,22 @@ def test_minutes_not_settled_are_neither_fetched_nor_checked(
     assert gaps and gaps[0].start <= settled and gaps[-1].end == close
 
 
+def test_a_range_planned_past_what_has_settled_is_never_marked_done(
+    fake_history: Callable[..., FakePolygonServer],
+    store_factory: Callable[[str], DuckDBStore],
+) -> None:
+    # planned with a clock that has the whole session settled, executed with one (moved back)
+    # that has not: the range is fetched but not checked, and the run says it is not healed
+    srv = fake_history()
+    store = store_factory("clock")
+    times = iter([pd.Timestamp(f"{DAY} 18:00", tz=ET), pd.Timestamp(f"{DAY} 14:00", tz=ET)])
+    runner = BackfillRunner(store, client_factory(srv), now=lambda: next(times))
+    result = runner.start(opts(detect_gaps=True, symbols=("AAPL",)))
+    assert result.status == "failed" and result.stats.failed_ranges == 1
+    assert [r.status for r in store.backfill_ranges(result.run_id)] == ["fetched"]
+    assert store.checked_ranges(["AAPL"], LO, HI) == []
+
+
 def test_a_run_being_resumed_elsewhere_is_not_resumed_again(
     fake_history: Callable[..., FakePolygonServer],
     store_factory: Callable[[str], DuckDBStore],
