@@ -18,10 +18,8 @@ from dataclasses import dataclass, replace
 
 import pandas as pd
 
-from signalstack.features.sessions import session_index
 from signalstack.store.base import Store
-from signalstack.store.gaps import session_bounds as regular_bounds
-from signalstack.store.gaps import sessions
+from signalstack.store.gaps import session_bounds, sessions
 
 MINUTE = pd.Timedelta(minutes=1)
 # A gap is fetched with one minute more on each side (within the session): the minute where live
@@ -41,21 +39,6 @@ class Gap:
     @property
     def minutes(self) -> int:
         return int((self.end - self.start) / MINUTE)
-
-
-def session_bounds(
-    session: dt.date, calendar: str = "XNYS", extended_hours: bool = False
-) -> tuple[pd.Timestamp, pd.Timestamp]:
-    """(open, close) of a session in UTC, as the stream engine's session index has them."""
-    regular_open, _ = regular_bounds(session, calendar, False)
-    index = session_index(calendar, extended_hours)
-    i = int(index.starts.searchsorted(regular_open.value, side="right")) - 1
-    if i < 0 or regular_open.value >= int(index.ends[i]):
-        raise ValueError(f"{session} is not a session of the engine's {calendar} index")
-    return (
-        pd.Timestamp(int(index.starts[i]), tz="UTC"),
-        pd.Timestamp(int(index.ends[i]), tz="UTC"),
-    )
 
 
 def session_minutes(

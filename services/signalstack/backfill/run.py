@@ -43,7 +43,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from signalstack.backfill.gaps import Gap, clip_gaps, find_gaps, session_bounds
+from signalstack.backfill.gaps import Gap, clip_gaps, find_gaps
 from signalstack.backfill.polygon import StatusCounter, trade_pages
 from signalstack.backfill.progress import LogProgress, Progress
 from signalstack.errors import SignalStackError
@@ -53,7 +53,7 @@ from signalstack.logs import get_logger
 from signalstack.marketdata.errors import PolygonAuthError, PolygonRestError
 from signalstack.marketdata.polygon_rest import PolygonRestClient
 from signalstack.store.base import BackfillRange, BackfillRun, Store
-from signalstack.store.gaps import sessions
+from signalstack.store.gaps import session_bounds, sessions
 
 log = get_logger(__name__)
 

@@ -12,7 +12,6 @@ import datetime as dt
 
 import pandas as pd
 
-from signalstack.backfill.gaps import session_bounds
 from signalstack.backfill.run import (
     SETTLE,
     BackfillOptions,
@@ -21,7 +20,7 @@ from signalstack.backfill.run import (
     BackfillStats,
 )
 from signalstack.logs import get_logger
-from signalstack.store.gaps import sessions
+from signalstack.store.gaps import session_bounds, sessions
 
 log = get_logger(__name__)
 

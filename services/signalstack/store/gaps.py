@@ -37,15 +37,21 @@ def sessions(start: dt.date, end: dt.date, calendar: str = "XNYS") -> list[dt.da
 def session_bounds(
     session: dt.date, calendar: str = "XNYS", extended_hours: bool = False
 ) -> tuple[pd.Timestamp, pd.Timestamp]:
-    """(open, close) of a session in UTC; extended hours are 04:00-20:00 New York time."""
-    if extended_hours:
-        day = pd.Timestamp(session)
-        open_ = (day + pd.Timedelta(hours=4)).tz_localize(NY).tz_convert("UTC")
-        close = (day + pd.Timedelta(hours=20)).tz_localize(NY).tz_convert("UTC")
-        return open_, close
+    """(open, close) of a session in UTC, as the stream engine's session index has them: the
+    calendar's open and close, or with extended hours 04:00 New York to four hours after the
+    close (so a half day ends at 17:00). The one definition backfill and the store share."""
+    from signalstack.features.sessions import session_index
+
     cal = _calendar(calendar)
-    s = pd.Timestamp(session)
-    return cal.session_open(s).tz_convert("UTC"), cal.session_close(s).tz_convert("UTC")
+    regular_open = cal.session_open(pd.Timestamp(session))
+    index = session_index(calendar, extended_hours)
+    i = int(index.starts.searchsorted(regular_open.value, side="right")) - 1
+    if i < 0 or regular_open.value >= int(index.ends[i]):
+        raise ValueError(f"{session} is not a session of the engine's {calendar} index")
+    return (
+        pd.Timestamp(int(index.starts[i]), tz="UTC"),
+        pd.Timestamp(int(index.ends[i]), tz="UTC"),
+    )
 
 
 def missing_sessions(

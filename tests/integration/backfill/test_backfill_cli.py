@@ -17,13 +17,13 @@ import orjson
 import pandas as pd
 import pytest
 
-from signalstack.backfill.gaps import session_bounds
 from signalstack.backfill.run import BackfillOptions, BackfillRunner
 from signalstack.marketdata.fake_polygon import FakeConfig, FakePolygonServer, SimTape
 from signalstack.marketdata.polygon_rest import PolygonRestClient
 from signalstack.marketdata.simulator import SimConfig, SimulatedMarket, simulate
 from signalstack.store.base import Store
 from signalstack.store.duckdb import DuckDBStore
+from signalstack.store.gaps import session_bounds
 from signalstack.store.timescale import TimescaleStore
 
 REPO = Path(__file__).resolve().parents[3]

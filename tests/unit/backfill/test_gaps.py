@@ -14,12 +14,12 @@ from signalstack.backfill.gaps import (
     find_gaps,
     group_minutes,
     merge_close,
-    session_bounds,
     session_minutes,
 )
 from signalstack.features.sessions import session_index
 from signalstack.store.base import BackfillRange, BackfillRun
 from signalstack.store.duckdb import DuckDBStore
+from signalstack.store.gaps import session_bounds
 
 ET = "America/New_York"
 

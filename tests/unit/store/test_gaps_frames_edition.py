@@ -37,6 +37,9 @@ def test_half_day_bounds_and_extended_hours() -> None:
     assert (o, c) == (pd.Timestamp("2024-11-29 14:30Z"), pd.Timestamp("2024-11-29 18:00Z"))
     o, c = session_bounds(dt.date(2024, 7, 1), extended_hours=True)
     assert (o, c) == (pd.Timestamp("2024-07-01 08:00Z"), pd.Timestamp("2024-07-02 00:00Z"))
+    # Extended hours end four hours after the close, as the engine's session index has them.
+    o, c = session_bounds(dt.date(2024, 11, 29), extended_hours=True)
+    assert (o, c) == (pd.Timestamp("2024-11-29 09:00Z"), pd.Timestamp("2024-11-29 22:00Z"))
 
 
 def test_missing_sessions_and_minutes() -> None:
