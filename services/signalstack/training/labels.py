@@ -163,7 +163,6 @@ def forward_windows(
         lc = np.log(bars["close"].to_numpy(dtype=np.float64)[order])
         q = np.zeros(len(ts))
         q[1:] = np.diff(lc) ** 2  # squared close-to-close returns; q[j] ends at bar j
-        cum = np.cumsum(q)
         d = t[rows]
         lo = np.searchsorted(ts, d, side="right")  # first bar stamped after T
         hi = np.searchsorted(ts, d + h, side="right")  # one past the last stamped ≤ T + h
@@ -172,9 +171,15 @@ def forward_windows(
         a = np.where(has, lo, 0)
         b = np.where(has, hi - 1, 0)
         first = (lc[a] - lo_px[a]) ** 2
+        # Σ q[a+1..b], summed over the window's own values only (a prefix-sum difference
+        # would carry the rounding of every bar before the window into the label).
+        width = int(cnt.max(initial=1))
+        idx = a[:, None] + 1 + np.arange(max(width - 1, 0))[None, :]
+        inside = idx <= b[:, None]
+        rest = np.where(inside, q[np.minimum(idx, len(q) - 1)], 0.0).sum(axis=1)
         out_n[rows] = cnt
         out_r[rows] = np.where(has, lc[b] - lo_px[a], np.nan)
-        out_v[rows] = np.where(has, first + cum[b] - cum[a], np.nan)
+        out_v[rows] = np.where(has, first + rest, np.nan)
         out_m[rows] = np.where(has, (ts[b] - d) / NS_PER_MINUTE, np.nan)
     end = t + h
     close = _session_end(sessions, t)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from tests.unit.training.training_helpers import (
     CLOSE,
@@ -186,6 +186,8 @@ REGIME_VALUES = ("fwd_vol", "trend_z", "regime")
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(seed=st.integers(0, 10_000), pick=st.integers(0, 10_000))
+# Found by CI: a prefix-sum window carried the rounding of the corrupted bars before T.
+@example(seed=124, pick=534)
 def test_labels_at_t_read_only_bars_stamped_after_t_up_to_t_plus_h(seed: int, pick: int) -> None:
     bars = random_session(seed)
     t = bars["ts"].iloc[pick % (len(bars) - 1)]
