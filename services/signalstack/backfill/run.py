@@ -43,7 +43,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from signalstack.backfill.gaps import Gap, clip_gaps, find_gaps
+from signalstack.backfill.gaps import MINUTE, Gap, clip_gaps, find_gaps
 from signalstack.backfill.polygon import StatusCounter, trade_pages
 from signalstack.backfill.progress import LogProgress, Progress
 from signalstack.errors import SignalStackError
@@ -52,16 +52,14 @@ from signalstack.features.sessions import NS_PER_MINUTE, session_index
 from signalstack.logs import get_logger
 from signalstack.marketdata.errors import PolygonAuthError, PolygonRestError
 from signalstack.marketdata.polygon_rest import PolygonRestClient
+from signalstack.schemas.trade import NS_PER_MS
 from signalstack.store.base import BackfillRange, BackfillRun, Store
-from signalstack.store.gaps import session_bounds, sessions
+from signalstack.store.gaps import NY, session_bounds, sessions
 
 log = get_logger(__name__)
 
-NY = "America/New_York"
 ENGINE_CHUNK = 100_000  # trades per engine batch (sorted: none is ever late)
 SETTLE = pd.Timedelta(minutes=15)  # a minute this old gets no more trades (late prints settled)
-NS_PER_MS = 1_000_000
-MINUTE = pd.Timedelta(minutes=1)
 
 
 class BackfillError(SignalStackError):

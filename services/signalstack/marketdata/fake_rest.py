@@ -367,12 +367,7 @@ class FakeRestApi:
         if after is not None:
             bars = [b for b in bars if (b["t"] > after if st["sort"] == "asc" else b["t"] < after)]
         page = bars[: int(st["limit"])]
-        body: dict[str, Any] = {
-            "ticker": sym, "queryCount": len(page), "resultsCount": len(page),
-            "adjusted": q.get("adjusted", "true") == "true", "status": "OK", "request_id": rid,
-        }  # fmt: skip
-        if page:
-            body["results"] = page
+        body = _aggs_body(sym, page, q, rid)
         if len(bars) > len(page):
             nxt = {**st, "after": page[-1]["t"]}
             body["next_url"] = (
@@ -390,13 +385,7 @@ class FakeRestApi:
             rows = np.flatnonzero((cols.sym == self.tape.symbols.index(sym)) & ~cols.duplicate)
             bars = build_bars(cols, cols.ts[rows], rows, bucketer("day", 1), 0, MAX_MS)
             results = [{"T": sym, **b} for b in bars[-1:]]
-        body: dict[str, Any] = {
-            "ticker": sym, "queryCount": len(results), "resultsCount": len(results),
-            "adjusted": q.get("adjusted", "true") == "true", "status": "OK", "request_id": rid,
-        }  # fmt: skip
-        if results:
-            body["results"] = results
-        return body
+        return _aggs_body(sym, results, q, rid)
 
     def _conditions(self, q: dict[str, str], rid: str) -> dict[str, Any]:
         if "cursor" in q:
@@ -426,3 +415,17 @@ class FakeRestApi:
             cur = self._cursor({**st, "off": off + limit})
             body["next_url"] = f"{self._url()}/v3/reference/conditions?cursor={cur}"
         return body
+
+
+def _aggs_body(
+    sym: str, results: list[dict[str, Any]], q: dict[str, str], rid: str
+) -> dict[str, Any]:
+    """An aggregates response (range or previous close); ``results`` only when there are any,
+    as Polygon answers."""
+    body: dict[str, Any] = {
+        "ticker": sym, "queryCount": len(results), "resultsCount": len(results),
+        "adjusted": q.get("adjusted", "true") == "true", "status": "OK", "request_id": rid,
+    }  # fmt: skip
+    if results:
+        body["results"] = results
+    return body
