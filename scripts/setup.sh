@@ -80,8 +80,10 @@ uv_sync() { # uv_sync ARGS... : .venv from uv.lock, exactly the locked versions
 
 step_python() {
   bootstrap_uv
-  log "syncing .venv from uv.lock (extras: spark, demo; the dev tools)"
-  uv_sync --extra spark --extra demo
+  log "syncing .venv from uv.lock (extras: spark, demo, train, serve; the dev tools)"
+  # train brings PyPI's torch, a CUDA build (~5 GB with its nvidia-* wheels; it runs on CPU):
+  # minutes to download on a new machine, seconds from uv's cache after that.
+  uv_sync --extra spark --extra demo --extra train --extra serve
 }
 
 step_demo() {
