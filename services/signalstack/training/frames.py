@@ -38,6 +38,7 @@ from signalstack.training.labels import (
     direction_labels,
     max_horizon_minutes,
     regime_labels,
+    utc_ns,
 )
 
 if TYPE_CHECKING:
@@ -88,7 +89,9 @@ def training_frame(
 
     ``as_of``: the training cut-off, the newest instant whose data the frame may use (default:
     no cut-off beyond what the labels need, ``end`` plus the longest label horizon). Columns:
-    ``symbol, ts``, the features, ``feature_set_version``, then :data:`LABEL_COLUMNS`
+    ``symbol, ts``, the features, ``feature_set_version``, ``session`` (the start of the
+    session the bar ending at ``T`` belongs to: the LSTM's sequences never cross it), then
+    :data:`LABEL_COLUMNS`
     (``direction``/``regime`` Int8 codes with ``<NA>`` when missing; ``*_end`` the label
     window's end ``T + h``). Ordered by (symbol, ts).
     """
@@ -116,6 +119,7 @@ def training_frame(
         ):
             raise AssertionError("labels are not aligned with the feature rows")
     out = feats.copy()
+    out["session"] = session_of(out["ts"], sessions)
     out["direction"] = d["direction"].array
     out["direction_end"] = d["label_end"].to_numpy()
     out["fwd_return"] = d["fwd_return"].to_numpy()
@@ -124,6 +128,15 @@ def training_frame(
     out["fwd_vol"] = r["fwd_vol"].to_numpy()
     out["trend_z"] = r["trend_z"].to_numpy()
     return out
+
+
+def session_of(ts: Any, sessions: SessionIndex) -> pd.Series:
+    """The start (UTC) of the session holding the bar that ENDS at each ``ts`` (the bar covers
+    ``[ts − 1m, ts)``, so the bar ending at the close belongs to that session); NaT outside."""
+    t = utc_ns(ts)
+    start = sessions.session_start(t - 1)
+    values = pd.to_datetime(np.where(start >= 0, start, np.iinfo(np.int64).min), utc=True)
+    return pd.Series(values, index=ts.index if isinstance(ts, pd.Series) else None)
 
 
 # ---- the simulator as a data source ------------------------------------------------------------
@@ -209,6 +222,7 @@ __all__ = [
     "LabelSpec",
     "SimulatedData",
     "full_sessions",
+    "session_of",
     "simulate_into_store",
     "training_frame",
 ]

@@ -51,8 +51,14 @@ def test_frame_rows_are_the_feature_rows_with_their_labels(sim_store: SimFactory
     sim = sim_store()
     out = frame(sim)
     feats = sim.store.training_frame(sim.symbols, sim.start, sim.end, as_of=sim.end)
-    assert list(out.columns) == [*feats.columns, *LABEL_COLUMNS]
+    assert list(out.columns) == [*feats.columns, "session", *LABEL_COLUMNS]
     pd.testing.assert_frame_equal(out[list(feats.columns)], feats)  # features as stored
+    # every row lies in its session (the bar ending at T began at or after the open), and a
+    # symbol's rows change session only at a new day
+    assert (out["session"].notna()).all()
+    assert (out["ts"] > out["session"]).all()
+    assert (out["ts"] - out["session"] <= pd.Timedelta(minutes=390)).all()
+    assert out.groupby("symbol")["session"].nunique().eq(len(sim.days)).all()
     assert out["direction"].notna().mean() > 0.95
     assert out["regime"].notna().mean() > 0.85
     spec = LabelSpec()
