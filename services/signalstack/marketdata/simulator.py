@@ -77,6 +77,9 @@ class SimConfig:
     anomalies_per_day: float = 3.0
     extended_hours: bool = False
     regime_stay: float = 0.985  # per-minute probability of keeping the regime
+    # A pure random walk: every minute calm (no trending drift, no volatile storms), so a
+    # direction model has nothing to learn (the training gate must refuse it).
+    random_walk: bool = False
     start_prices: dict[str, float] = field(default_factory=dict)
 
 
@@ -305,6 +308,8 @@ def _simulate_symbol(
     n_min = SESSION_MINUTES
     minutes = np.arange(n_min, dtype=np.float64)
     regime = _regime_path(rng, cfg.regime_stay)
+    if cfg.random_walk:
+        regime = np.zeros_like(regime)
     vol_shape = _u_shape(minutes, 2.2, 1.6, 0.6) * _REG_VOLUME[regime]
     lam = vol_shape / vol_shape.sum() * cfg.trades_per_day
     counts = rng.poisson(lam)

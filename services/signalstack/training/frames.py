@@ -174,12 +174,13 @@ def simulate_into_store(
     trades_per_day: int = 10_000,
     last_day: dt.date = dt.date(2025, 11, 20),
     calendar: str = "XNYS",
+    random_walk: bool = False,
 ) -> SimulatedData:
     """Seeded simulated sessions → the local stream engine → ``store`` (bars and features).
 
     Each day gets its own seed derived from ``seed`` and the date, so the days differ and the
     whole set is reproducible. ``days``: a count of full sessions ending at ``last_day``, or
-    explicit session dates.
+    explicit session dates. ``random_walk``: the simulator's driftless, regime-free setting.
     """
     from signalstack.engines.local import LocalEngine
     from signalstack.marketdata.simulator import SimConfig, simulate
@@ -194,7 +195,11 @@ def simulate_into_store(
         day_seed = int(np.random.SeedSequence([seed, day.toordinal()]).generate_state(1)[0])
         market = simulate(
             SimConfig(
-                seed=day_seed, symbols=tuple(symbols), date=day, trades_per_day=trades_per_day
+                seed=day_seed,
+                symbols=tuple(symbols),
+                date=day,
+                trades_per_day=trades_per_day,
+                random_walk=random_walk,
             )
         )
         frame = market.to_frame(labels=False)
