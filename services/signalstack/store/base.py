@@ -252,6 +252,66 @@ def backfill_ranges_from_frame(df: pd.DataFrame) -> list[BackfillRange]:
     ]
 
 
+ModelDecisionKind = Literal["promoted", "refused"]
+
+# model_decisions: one row per (model_name, version), the champion gate's decision on it.
+MODEL_DECISION_COLUMNS: Final = (
+    "model_name", "version", "run_id", "decision", "reason", "metric", "candidate_value",
+    "champion_version", "champion_value", "baselines", "margin", "decided_at",
+)  # fmt: skip
+
+
+def model_decision_row(
+    model_name: str,
+    version: str,
+    run_id: str,
+    decision: ModelDecisionKind,
+    reason: str,
+    metric: str,
+    candidate_value: float | None,
+    baselines: Mapping[str, float],
+    margin: float,
+    champion_version: str | None = None,
+    champion_value: float | None = None,
+    decided_at: TimeLike | None = None,
+) -> tuple[Any, ...]:
+    """One decision → a row in :data:`MODEL_DECISION_COLUMNS` order (baselines as JSON text,
+    NaN values as NULL, ``decided_at`` now when not given)."""
+    if decision not in ("promoted", "refused"):
+        raise StoreError(f"decision must be 'promoted' or 'refused', got {decision!r}")
+
+    def num(v: float | None) -> float | None:
+        return None if v is None or np.isnan(v) else float(v)
+
+    when = dt.datetime.now(dt.UTC) if decided_at is None else to_utc(decided_at).to_pydatetime()
+    clean = {str(k): num(v) for k, v in baselines.items()}  # JSON has no NaN: null
+    return (
+        model_name, str(version), run_id, decision, reason, metric, num(candidate_value),
+        champion_version, num(champion_value), orjson.dumps(clean).decode(), float(margin), when,
+    )  # fmt: skip
+
+
+def model_decisions_from_frame(df: pd.DataFrame) -> pd.DataFrame:
+    """Rows read back (columns :data:`MODEL_DECISION_COLUMNS`, baselines as JSON text) → the
+    frame :meth:`Store.model_decisions` returns: baselines a dict, values float64 (NaN for
+    NULL), ``decided_at`` datetime64[ns, UTC]."""
+    if df.empty:
+        df = pd.DataFrame({c: pd.Series(dtype=object) for c in MODEL_DECISION_COLUMNS})
+    out = pd.DataFrame({c: df[c].astype(object) for c in MODEL_DECISION_COLUMNS})
+    for c in ("candidate_value", "champion_value", "margin"):
+        out[c] = pd.to_numeric(df[c], errors="coerce").astype("float64")
+    out["champion_version"] = [None if v is None or pd.isna(v) else str(v)
+                               for v in df["champion_version"]]  # fmt: skip
+    out["baselines"] = pd.Series(
+        [{k: (np.nan if v is None else float(v)) for k, v in orjson.loads(b or "{}").items()}
+         for b in df["baselines"]],
+        index=out.index,
+        dtype=object,
+    )  # fmt: skip
+    out["decided_at"] = pd.to_datetime(df["decided_at"], utc=True).astype("datetime64[ns, UTC]")
+    return out.reset_index(drop=True)
+
+
 def to_utc(value: TimeLike) -> pd.Timestamp:
     """Any time-like (datetime, Timestamp, ISO string, int ns) → tz-aware UTC Timestamp."""
     ts = pd.Timestamp(value)
@@ -398,6 +458,31 @@ class Store(ABC):
         self, model_name: str, version: str, alias: str, run_id: str, metrics: Mapping[str, float]
     ) -> None:
         """Mirror an MLflow model version in use (upsert on model_name, alias)."""
+
+    @abstractmethod
+    def record_decision(
+        self,
+        model_name: str,
+        version: str,
+        run_id: str,
+        decision: ModelDecisionKind,
+        reason: str,
+        metric: str,
+        candidate_value: float | None,
+        baselines: Mapping[str, float],
+        margin: float,
+        champion_version: str | None = None,
+        champion_value: float | None = None,
+        decided_at: TimeLike | None = None,
+    ) -> None:
+        """Record the champion gate's decision on one model version (``promoted`` or
+        ``refused``, its reason and figures) in ``model_decisions``; deciding on the same
+        (model_name, version) again replaces the row. ``decided_at`` defaults to now."""
+
+    @abstractmethod
+    def model_decisions(self, model_name: str | None = None) -> pd.DataFrame:
+        """The recorded decisions (all models, or one), columns :data:`MODEL_DECISION_COLUMNS`
+        (``baselines`` a dict), ordered by (model_name, decided_at, version)."""
 
     # ---- reads ---------------------------------------------------------------------------------
     @abstractmethod

@@ -25,10 +25,12 @@ from signalstack.store.base import (
     BACKFILL_RUN_UPDATES,
     DLQ_COLUMNS,
     FEATURE_COLUMNS,
+    MODEL_DECISION_COLUMNS,
     BackfillRange,
     BackfillRun,
     DlqRecord,
     GapKind,
+    ModelDecisionKind,
     Store,
     StoreError,
     TimeLike,
@@ -37,6 +39,8 @@ from signalstack.store.base import (
     backfill_run_from_row,
     backfill_run_row,
     dlq_columns,
+    model_decision_row,
+    model_decisions_from_frame,
     to_utc,
 )
 from signalstack.store.migrations import sql_dir
@@ -251,6 +255,42 @@ class DuckDBStore(Store):
             "run_id = excluded.run_id, metrics = excluded.metrics, updated_at = now()",
             [model_name, alias, version, run_id, orjson.dumps(dict(metrics)).decode()],
         )
+
+    def record_decision(
+        self,
+        model_name: str,
+        version: str,
+        run_id: str,
+        decision: ModelDecisionKind,
+        reason: str,
+        metric: str,
+        candidate_value: float | None,
+        baselines: Mapping[str, float],
+        margin: float,
+        champion_version: str | None = None,
+        champion_value: float | None = None,
+        decided_at: TimeLike | None = None,
+    ) -> None:
+        row = model_decision_row(
+            model_name, version, run_id, decision, reason, metric, candidate_value, baselines,
+            margin, champion_version, champion_value, decided_at,
+        )  # fmt: skip
+        self._sql(
+            f"INSERT INTO model_decisions ({', '.join(MODEL_DECISION_COLUMNS)}) "
+            f"VALUES ({', '.join('?' * len(MODEL_DECISION_COLUMNS))}) "
+            + self._upsert(("model_name", "version"), MODEL_DECISION_COLUMNS),
+            list(row),
+        )
+
+    def model_decisions(self, model_name: str | None = None) -> pd.DataFrame:
+        cols = [f"{c}::VARCHAR AS {c}" if c == "baselines" else c for c in MODEL_DECISION_COLUMNS]
+        df = self._df(
+            f"SELECT {', '.join(cols)} FROM model_decisions "
+            "WHERE ?::VARCHAR IS NULL OR model_name = ?::VARCHAR "
+            "ORDER BY model_name, decided_at, version",
+            [model_name, model_name],
+        )
+        return model_decisions_from_frame(df)
 
     # ---- reads ---------------------------------------------------------------------------------
     def trades(self, symbols: Sequence[str], start: TimeLike, end: TimeLike) -> pd.DataFrame:

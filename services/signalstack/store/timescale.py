@@ -38,10 +38,12 @@ from signalstack.store.base import (
     BACKFILL_RUN_UPDATES,
     DLQ_COLUMNS,
     FEATURE_COLUMNS,
+    MODEL_DECISION_COLUMNS,
     BackfillRange,
     BackfillRun,
     DlqRecord,
     GapKind,
+    ModelDecisionKind,
     Store,
     StoreError,
     TimeLike,
@@ -50,6 +52,8 @@ from signalstack.store.base import (
     backfill_run_from_row,
     backfill_run_row,
     dlq_columns,
+    model_decision_row,
+    model_decisions_from_frame,
     to_utc,
 )
 from signalstack.store.batch import TradeBatch, check_batch
@@ -546,6 +550,44 @@ class TimescaleStore(Store):
             run_id,
             orjson.dumps(dict(metrics)).decode(),
         )
+
+    def record_decision(
+        self,
+        model_name: str,
+        version: str,
+        run_id: str,
+        decision: ModelDecisionKind,
+        reason: str,
+        metric: str,
+        candidate_value: float | None,
+        baselines: Mapping[str, float],
+        margin: float,
+        champion_version: str | None = None,
+        champion_value: float | None = None,
+        decided_at: TimeLike | None = None,
+    ) -> None:
+        row = model_decision_row(
+            model_name, version, run_id, decision, reason, metric, candidate_value, baselines,
+            margin, champion_version, champion_value, decided_at,
+        )  # fmt: skip
+        cols = MODEL_DECISION_COLUMNS
+        marks = [f"${i}::jsonb" if c == "baselines" else f"${i}" for i, c in enumerate(cols, 1)]
+        sets = ", ".join(f"{c} = excluded.{c}" for c in cols[2:])
+        self._execute(
+            f"INSERT INTO model_decisions ({', '.join(cols)}) VALUES ({', '.join(marks)}) "
+            f"ON CONFLICT (model_name, version) DO UPDATE SET {sets}",
+            *row,
+        )
+
+    def model_decisions(self, model_name: str | None = None) -> pd.DataFrame:
+        cols = [f"{c}::text AS {c}" if c == "baselines" else c for c in MODEL_DECISION_COLUMNS]
+        df = self._fetch_df(
+            f"SELECT {', '.join(cols)} FROM model_decisions "
+            "WHERE $1::text IS NULL OR model_name = $1::text "
+            "ORDER BY model_name, decided_at, version",
+            model_name,
+        )
+        return model_decisions_from_frame(df)
 
     # ---- reads ---------------------------------------------------------------------------------
     def trades(self, symbols: Sequence[str], start: TimeLike, end: TimeLike) -> pd.DataFrame:

@@ -49,6 +49,7 @@ ALL_MIGRATIONS = [
     "002_edition_features",
     "003_dlq_dedup_key",
     "004_backfill_progress",
+    "005_model_decisions",
 ]
 
 
