@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -90,8 +91,7 @@ def test_deciding_again_on_a_version_replaces_its_row(store: Store) -> None:
 
 
 def test_a_decision_that_is_neither_promoted_nor_refused_is_refused(store: Store) -> None:
+    kept: Any = "kept"
     with pytest.raises(StoreError, match="promoted"):
-        store.record_decision(
-            "regime", "1", "r", "kept", "x", "m", 0.5, {}, 0.0  # type: ignore[arg-type]
-        )
+        store.record_decision("regime", "1", "r", kept, "x", "m", 0.5, {}, 0.0)
     assert store.model_decisions().empty
