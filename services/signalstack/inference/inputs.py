@@ -9,7 +9,7 @@ One definition serves training and serving, so a model is fed exactly what it wa
    values explicitly: a missing input (NaN early in a session: a 15-minute window has no
    15 minutes yet) becomes 0 — the training mean — and a 0/1 *missing* indicator column beside
    it says so. The output has ``2 × len(inputs)`` columns: the standardised values, then the
-   indicators. Never NaN.
+   indicators (or the values alone, ``indicators=False``: the Isolation Forest). Never NaN.
 3. :func:`sequences` stacks the last ``length`` scaled rows of the same (symbol, session) for the
    LSTM; steps before the session's first row are padding, encoded as "every input missing"
    (values 0, indicators 1) — the same encoding a missing value has, so no special token.
@@ -71,6 +71,23 @@ class InputSpec:
         return x
 
 
+def _ratio(a: F8, b: F8) -> F8:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out: F8 = a / b
+    return out
+
+
+def _scale_free(f: Mapping[str, F8]) -> dict[str, F8]:
+    """Moves in units of the symbol's own recent volatility (a 1-minute return of 3 sigmas means
+    the same for a quiet and a wild stock), and the short-to-long volatility ratio."""
+    rv15 = f["realized_vol_15m"]
+    return {
+        "return_z_1m": _ratio(f["price_momentum_1m"], rv15),
+        "return_z_5m": _ratio(f["price_momentum_5m"], rv15 * np.sqrt(5.0)),
+        "vol_ratio_5m_15m": _ratio(f["realized_vol_5m"], rv15),
+    }
+
+
 def _inputs_v1(f: Mapping[str, F8]) -> Mapping[str, F8]:
     return {
         "vwap_gap": _log_ratio(f["vwap_5m"], f["vwap_15m"]),
@@ -82,6 +99,7 @@ def _inputs_v1(f: Mapping[str, F8]) -> Mapping[str, F8]:
         "log_volume_ratio": _log1p(f["volume_ratio"]),
         "log_trade_count_1m": _log1p(f["trade_count_1m"]),
         "log_avg_trade_size_1m": _log1p(f["avg_trade_size_1m"]),
+        **_scale_free(f),
     }
 
 
@@ -95,6 +113,7 @@ def _inputs_v2(f: Mapping[str, F8]) -> Mapping[str, F8]:
         "log_volume_5m": _log1p(f["volume_5m"]),
         "log_volume_ratio": _log1p(f["volume_ratio"]),
         "range_1m": f["range_1m"],
+        **_scale_free(f),
     }
 
 
@@ -123,6 +142,9 @@ INPUT_SPECS: Final[dict[int, InputSpec]] = {
             "log_volume_ratio",
             "log_trade_count_1m",
             "log_avg_trade_size_1m",
+            "return_z_1m",
+            "return_z_5m",
+            "vol_ratio_5m_15m",
         ),
         _inputs_v1,
     ),
@@ -150,6 +172,9 @@ INPUT_SPECS: Final[dict[int, InputSpec]] = {
             "log_volume_5m",
             "log_volume_ratio",
             "range_1m",
+            "return_z_1m",
+            "return_z_5m",
+            "vol_ratio_5m_15m",
         ),
         _inputs_v2,
     ),
@@ -171,10 +196,14 @@ class Scaler:
 
     mean: tuple[float, ...]
     std: tuple[float, ...]
+    indicators: bool = True  # append a 0/1 missing indicator per input
 
     @classmethod
-    def fit(cls, x: F8) -> Scaler:
-        """Mean and std of each column over its finite values (a column with none: 0 and 1)."""
+    def fit(cls, x: F8, *, indicators: bool = True) -> Scaler:
+        """Mean and std of each column over its finite values (a column with none: 0 and 1).
+        ``indicators=False``: the output is the standardised values alone (missing → 0), for a
+        model that binary columns would mislead (an Isolation Forest isolates the rare rows with
+        a missing value — the first minutes of every session — as anomalies)."""
         x = np.asarray(x, dtype=np.float64)
         finite = np.isfinite(x)
         n = finite.sum(axis=0)
@@ -188,31 +217,33 @@ class Scaler:
         )
         std = np.sqrt(var)
         std = np.where(std > 1e-12, std, 1.0)
-        return cls(tuple(float(v) for v in mean), tuple(float(v) for v in std))
+        return cls(tuple(float(v) for v in mean), tuple(float(v) for v in std), indicators)
 
     @property
     def width(self) -> int:
-        """Columns of the output: the values and their missing indicators."""
-        return 2 * len(self.mean)
+        """Columns of the output: the values (and their missing indicators)."""
+        return (2 if self.indicators else 1) * len(self.mean)
 
     def transform(self, x: F8) -> F4:
         x = np.asarray(x, dtype=np.float64)
         if x.ndim != 2 or x.shape[1] != len(self.mean):
             raise ValueError(f"expected (n, {len(self.mean)}) model inputs; got {x.shape}")
         missing = ~np.isfinite(x)
-        z = (x - np.asarray(self.mean)) / np.asarray(self.std)
+        z: F8 = (x - np.asarray(self.mean)) / np.asarray(self.std)
         z[missing] = 0.0
+        if not self.indicators:
+            return z.astype(np.float32)
         return np.concatenate([z, missing.astype(np.float64)], axis=1).astype(np.float32)
 
-    def to_dict(self) -> dict[str, list[float]]:
-        return {"mean": list(self.mean), "std": list(self.std)}
+    def to_dict(self) -> dict[str, Any]:
+        return {"mean": list(self.mean), "std": list(self.std), "indicators": self.indicators}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Scaler:
         mean, std = tuple(map(float, d["mean"])), tuple(map(float, d["std"]))
         if len(mean) != len(std):
             raise ValueError("scaler mean and std differ in length")
-        return cls(mean, std)
+        return cls(mean, std, bool(d.get("indicators", True)))
 
 
 def pad_row(width: int) -> F4:
