@@ -108,10 +108,32 @@ def training_frame(
     # inclusive cut is as_of + 1 µs (1 ns would be dropped and lose a bar stamped as_of);
     # the exact cut is applied again here.
     bars = store.bars(symbols, lo, min(hi + horizon, cut + pd.Timedelta(microseconds=1)))
-    bars = bars[bars["ts"] <= cut].reset_index(drop=True)
+    return attach_labels(feats, bars, spec, sessions, cut)
+
+
+def attach_labels(
+    features: pd.DataFrame,
+    bars: pd.DataFrame,
+    spec: LabelSpec,
+    sessions: SessionIndex,
+    cut: TimeLike | None,
+) -> pd.DataFrame:
+    """``features`` (``symbol, ts, …`` ordered by (symbol, ts)) with ``session`` and
+    :data:`LABEL_COLUMNS` added: the labels computed AT the feature rows' own keys from
+    ``bars`` (1-minute bars, ``ts`` = bar end), an equality join by construction.
+
+    ``cut``: the newest bar stamp the labels may read (the training cut-off; bars stamped after
+    it are ignored and a window ending after it is missing); None = every bar given. Any feature
+    set's rows can be labelled this way: the labels read bars only, never a feature column.
+    """
+    known = to_utc(cut) if cut is not None else None
+    if known is not None:
+        bars = bars[bars["ts"] <= known]
+    bars = bars.reset_index(drop=True)
+    feats = features.reset_index(drop=True)
     keys = feats[["symbol", "ts"]]
-    d = direction_labels(bars, spec.direction, decisions=keys, sessions=sessions, known_until=cut)
-    r = regime_labels(bars, spec.regime, decisions=keys, sessions=sessions, known_until=cut)
+    d = direction_labels(bars, spec.direction, decisions=keys, sessions=sessions, known_until=known)
+    r = regime_labels(bars, spec.regime, decisions=keys, sessions=sessions, known_until=known)
     for lab in (d, r):  # row-aligned by construction; checked, never assumed
         if (
             not (lab["symbol"].to_numpy() == keys["symbol"].to_numpy()).all()
@@ -226,6 +248,7 @@ __all__ = [
     "LABEL_COLUMNS",
     "LabelSpec",
     "SimulatedData",
+    "attach_labels",
     "full_sessions",
     "session_of",
     "simulate_into_store",
