@@ -193,6 +193,9 @@ def test_yfinance_refuses_what_yahoo_would_refuse(yahoo: Yahoo) -> None:
         YFinanceTrainingSource(src.client, interval="5m")
     with pytest.raises(ValueError, match="needs symbols"):
         src.frame([], FIRST_OPEN, END)
+    # a cut-off before the range: nothing to read, an empty frame of the same shape
+    empty = src.frame(SYMBOLS, FIRST_OPEN, END, as_of=FIRST_OPEN - pd.Timedelta(days=1))
+    assert empty.empty and list(empty.columns) == list(src.frame(SYMBOLS, FIRST_OPEN, END).columns)
 
 
 # ---- simulator ---------------------------------------------------------------------------------
@@ -264,12 +267,16 @@ def test_make_source_builds_each_source_and_names_the_choices(yahoo: Yahoo) -> N
     store = DuckDBStore()
     made: list[TrainingSource] = [
         make_source("store", store=store),
-        make_source("simulator", days=1, symbols=("AAA",)),
+        make_source("simulator", days=1, symbols=("AAA",), trades_per_day=3_000),
         make_source("yfinance", client=yf_src.client, now=NOW),
     ]
     assert [s.name for s in made] == ["store", "simulator", "yfinance"]
     assert [s.feature_set_version for s in made] == [1, 1, 2]
     assert all(isinstance(s, TrainingSource) for s in made)
+    # the same frame contract: the columns besides the features have the same dtypes
+    shared = ["symbol", "ts", "feature_set_version", "session", *LABEL_COLUMNS]
+    sim_frame, yf_frame = made[1].frame(None, None, None), made[2].frame(SYMBOLS, FIRST_OPEN, END)
+    pd.testing.assert_series_equal(sim_frame[shared].dtypes, yf_frame[shared].dtypes)
     with pytest.raises(
         ValueError, match=r"unknown data source 'polygon'.*store, simulator, yfinance"
     ):
