@@ -7,10 +7,14 @@ bundle itself, so the pyfunc and the inference service compute the same thing.
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
+from mlflow.models import ModelSignature
 from mlflow.pyfunc.model import PythonModel, PythonModelContext
 
 if TYPE_CHECKING:
@@ -35,13 +39,45 @@ def group_keys(frame: pd.DataFrame) -> np.ndarray[Any, Any] | None:
     return keys.to_numpy()
 
 
-def prediction_frame(bundle: Bundle, out: np.ndarray[Any, Any], index: pd.Index) -> pd.DataFrame:
-    """Bundle output → one column per class (probabilities), or ``score`` for anomalies."""
-    classes = tuple(bundle.meta.classes)
+def prediction_frame(
+    classes: Sequence[str], out: npt.ArrayLike, index: pd.Index | None = None
+) -> pd.DataFrame:
+    """A bundle's output → one column per class (probabilities), or ``score`` for an anomaly
+    model (no classes): what :class:`BundleModel` returns."""
+    arr = np.asarray(out, dtype=np.float64)
     if not classes:
-        return pd.DataFrame({SCORE_COLUMN: np.asarray(out, dtype=np.float64).reshape(-1)}, index)
-    proba = np.asarray(out, dtype=np.float64).reshape(len(index), len(classes))
-    return pd.DataFrame(proba, index=index, columns=list(classes))
+        return pd.DataFrame({SCORE_COLUMN: arr.reshape(-1)}, index=index)
+    return pd.DataFrame(arr.reshape(-1, len(classes)), index=index, columns=list(classes))
+
+
+def model_examples(
+    meta: Mapping[str, Any], input_example: pd.DataFrame, output_example: Any
+) -> tuple[pd.DataFrame, ModelSignature]:
+    """The input example and signature a bundle's pyfunc is logged with.
+
+    MLflow hands the model only the columns of its signature, so whatever the bundle checks
+    must be in it: ``feature_set_version`` is added (a required column, with the bundle's
+    version in the example) so that the pyfunc refuses features of another version as the
+    bundle does; a sequence model also accepts ``symbol`` and ``session`` (optional columns)
+    to keep each window within one symbol's session. ``output_example`` may be
+    ``Bundle.predict``'s array: it becomes the frame :class:`BundleModel` returns."""
+    from mlflow.models import infer_signature
+    from mlflow.types import ColSpec, Schema
+
+    example = pd.DataFrame(input_example).copy()
+    if "feature_set_version" not in example.columns:
+        example["feature_set_version"] = np.int64(meta["feature_set_version"])
+    if isinstance(output_example, np.ndarray):
+        output_example = prediction_frame(tuple(meta.get("classes") or ()), output_example)
+    with warnings.catch_warnings():  # "integer columns cannot hold missing values": by design
+        warnings.filterwarnings("ignore", message=".*integer column", category=UserWarning)
+        signature = infer_signature(example, output_example)
+    if meta.get("sequence_length") is not None:
+        inputs = list(signature.inputs.inputs)
+        have = {c.name for c in inputs}
+        inputs += [ColSpec("string", c, required=False) for c in GROUP_COLUMNS if c not in have]
+        signature = ModelSignature(inputs=Schema(inputs), outputs=signature.outputs)
+    return example, signature
 
 
 class BundleModel(PythonModel):
@@ -65,7 +101,14 @@ class BundleModel(PythonModel):
             raise RuntimeError("BundleModel.predict before load_context")
         frame = pd.DataFrame(model_input)
         out = self.bundle.predict(frame, groups=group_keys(frame))
-        return prediction_frame(self.bundle, out, frame.index)
+        return prediction_frame(self.bundle.meta.classes, out, frame.index)
 
 
-__all__ = ["GROUP_COLUMNS", "SCORE_COLUMN", "BundleModel", "group_keys", "prediction_frame"]
+__all__ = [
+    "GROUP_COLUMNS",
+    "SCORE_COLUMN",
+    "BundleModel",
+    "group_keys",
+    "model_examples",
+    "prediction_frame",
+]

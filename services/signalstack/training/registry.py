@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import importlib.metadata
+import json
 import math
 import shutil
 import tempfile
@@ -257,18 +258,25 @@ class ModelRegistry:
         await_registration_for: int = 10,
     ) -> str:
         """Log the bundle as an MLflow pyfunc model (signature and input example) in the
-        ACTIVE run, registered as a new version of ``name``; returns the version."""
+        ACTIVE run, registered as a new version of ``name``; returns the version.
+
+        ``output_example``: what the pyfunc returns (a frame, one column per class or
+        ``score``), or ``Bundle.predict``'s array, turned into that frame. The signature also
+        holds ``feature_set_version`` (see :func:`~signalstack.training.mlflow_model.
+        model_examples`). The loaded pyfunc needs signalstack installed (it reads the bundle
+        with ``load_bundle``)."""
         import mlflow
         import mlflow.pyfunc
-        from mlflow.models import infer_signature
 
-        from signalstack.training.mlflow_model import BundleModel
+        from signalstack.training.mlflow_model import BundleModel, model_examples
 
         if mlflow.active_run() is None:
             raise RuntimeError("log_candidate logs into the active run: call mlflow.start_run()")
         bundle_dir = Path(bundle_dir)
         if not (bundle_dir / "bundle.json").is_file():
             raise FileNotFoundError(f"{bundle_dir} is not a bundle (no bundle.json)")
+        meta = json.loads((bundle_dir / "bundle.json").read_text())
+        example, signature = model_examples(meta, input_example, output_example)
         with tempfile.TemporaryDirectory(prefix="bundle-") as tmp:
             # MLflow names the artifact after its directory: always "bundle", whatever the
             # caller's directory is called, so a download finds it in the same place.
@@ -278,8 +286,8 @@ class ModelRegistry:
                 name=name,
                 python_model=BundleModel(),
                 artifacts={"bundle": str(staged)},
-                signature=infer_signature(input_example, output_example),
-                input_example=input_example,
+                signature=signature,
+                input_example=example,
                 registered_model_name=name,
                 await_registration_for=await_registration_for,
                 pip_requirements=list(pip_requirements or runtime_requirements()),

@@ -53,7 +53,9 @@ def fake_bundle(root: Path, tag: str) -> Path:
     moves around, without a model behind it."""
     d = root / f"bundle-{tag}"
     d.mkdir()
-    (d / "bundle.json").write_text(json.dumps({"name": "direction", "tag": tag}))
+    (d / "bundle.json").write_text(
+        json.dumps({"name": "direction", "feature_set_version": 1, "tag": tag})
+    )
     (d / "model.onnx").write_bytes(b"\x00not-a-model" + tag.encode())
     return d
 
@@ -211,17 +213,23 @@ def test_the_champion_loads_as_a_pyfunc_and_as_a_bundle(
     bundle_dir, feats = xgboost_bundle(tmp_path, seed=3)
     want = load_bundle(bundle_dir).predict(feats)
     x = feats.head(8)
-    y = pd.DataFrame(want[:8], columns=["calm", "trending", "volatile"])
-    with ml.start_run() as run:
-        version = registry.log_candidate(name, bundle_dir, x, y)
+    with ml.start_run() as run:  # the output example as Bundle.predict gives it
+        version = registry.log_candidate(name, bundle_dir, x, want[:8])
         d = decide(name, "balanced_accuracy", 0.6, BASELINES, None, MARGIN)
         registry.apply(name, version, run.info.run_id, d, {"balanced_accuracy": 0.6})
 
     model = ml.pyfunc.load_model(f"models:/{name}@champion")
-    got = model.predict(feats)
+    schema = model.metadata.get_input_schema()
+    assert schema.input_names() == [*feats.columns, "feature_set_version"]
+    assert model.metadata.get_output_schema().input_names() == ["calm", "trending", "volatile"]
+    got = model.predict(feats.assign(feature_set_version=1))
     assert list(got.columns) == ["calm", "trending", "volatile"]
     np.testing.assert_allclose(got.to_numpy(), want, rtol=0, atol=1e-12)
-    assert model.metadata.get_input_schema().input_names() == list(feats.columns)
+    # the pyfunc, like the bundle, is never fed features of another feature set
+    with pytest.raises(Exception, match="feature_set_version 2"):
+        model.predict(feats.assign(feature_set_version=2))
+    with pytest.raises(Exception, match="feature_set_version"):
+        model.predict(feats)
 
     downloaded = registry.champion_bundle(name, tmp_path / "dl")
     assert downloaded is not None
