@@ -181,8 +181,12 @@ def runtime_requirements(packages: Sequence[str] = RUNTIME_PACKAGES) -> list[str
 
 
 def _not_found(err: Exception) -> bool:
+    """A missing registered model (RESOURCE_DOES_NOT_EXIST) or alias (MLflow's SQL registry
+    answers INVALID_PARAMETER_VALUE "Registered model alias … not found.")."""
     code = getattr(err, "error_code", "")
-    return code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE")
+    if code == "RESOURCE_DOES_NOT_EXIST":
+        return True
+    return code == "INVALID_PARAMETER_VALUE" and "not found" in str(err)
 
 
 class ModelRegistry:
