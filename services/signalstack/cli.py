@@ -142,11 +142,46 @@ def backfill(
 
 @app.command()
 def train(
-    model: Annotated[str, typer.Option(help="regime, direction, anomaly or all.")] = "all",
+    symbols: Annotated[
+        str | None, typer.Option(help="Comma-separated symbols (default: MARKET_SYMBOLS).")
+    ] = None,
+    start: Annotated[
+        str | None, typer.Option(help="First decision time: a date (New York) or ISO time.")
+    ] = None,
+    end: Annotated[str | None, typer.Option(help="End (exclusive), same forms as --start.")] = None,
+    model: Annotated[
+        str, typer.Option(help="all, or xgboost|regime, lstm|direction, iforest|anomaly.")
+    ] = "all",
+    data_source: Annotated[
+        Literal["store", "simulator", "yfinance"],
+        typer.Option(help="Feature rows from the store, seeded simulated sessions, or yfinance."),
+    ] = "store",
+    experiment: Annotated[
+        str | None, typer.Option(help="MLflow experiment (default: TRAIN_EXPERIMENT).")
+    ] = None,
+    days: Annotated[int, typer.Option(min=2, help="Simulator: full sessions to simulate.")] = 5,
+    trades_per_day: Annotated[
+        int, typer.Option(min=1000, help="Simulator: trades per symbol and session.")
+    ] = 20_000,
+    random_walk: Annotated[
+        bool, typer.Option("--random-walk", help="Simulator: a driftless, regime-free market.")
+    ] = False,
+    summary_json: Annotated[
+        Path | None, typer.Option(help="Also write the run's summary as JSON here.")
+    ] = None,
 ) -> None:
-    """Train the regime (XGBoost), direction (LSTM) and anomaly (Isolation Forest) models."""
-    _settings()
-    _pending("train", "Training")
+    """Train, evaluate (purged walk-forward, beside baselines), log to MLflow and gate the
+    regime (XGBoost), direction (LSTM) and anomaly (Isolation Forest) models.
+
+    Exit 0: a champion moved; 6: every champion stayed (no candidate beat it)."""
+    from signalstack.training.cli import run
+
+    code = run(
+        _settings(), symbols=symbols, start=start, end=end, model=model,
+        data_source=data_source, experiment=experiment, days=days,
+        trades_per_day=trades_per_day, random_walk=random_walk, summary_json=summary_json,
+    )  # fmt: skip
+    raise typer.Exit(code)
 
 
 @app.command()
@@ -181,11 +216,18 @@ def demo(
         "demo-output"
     ),
     trades_per_day: Annotated[int, typer.Option(help="Trades per symbol per session.")] = 60_000,
+    train: Annotated[
+        bool, typer.Option(help="Train the three models on simulated history (local MLflow).")
+    ] = True,
+    train_days: Annotated[
+        int, typer.Option(min=2, help="Sessions of simulated history to train on.")
+    ] = 5,
 ) -> None:
     """Run the pipeline that exists on the embedded default (no cluster) and write a report."""
     from signalstack.demo import run
 
-    run(_settings(), seed=seed, out=out, trades_per_day=trades_per_day)
+    run(_settings(), seed=seed, out=out, trades_per_day=trades_per_day, train=train,
+        train_days=train_days)  # fmt: skip
 
 
 @app.command("fake-polygon")

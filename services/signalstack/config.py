@@ -113,8 +113,12 @@ class ServingSettings(BaseSettings):
 
 class MlflowSettings(BaseSettings):
     model_config = _cfg("MLFLOW_")
-    tracking_uri: str = "file:./.cache/mlruns"
+    # a local SQLite store by default (no server); a cluster points it at the MLflow server
+    tracking_uri: str = "sqlite:///.cache/mlflow/local.db"
     model_alias: str = "champion"
+    # registered models are <prefix>regime, <prefix>direction, <prefix>anomaly (several
+    # deployments, or test sessions, sharing one MLflow server keep apart)
+    model_prefix: str = Field(default="", pattern=r"^[A-Za-z0-9_.-]*$")
 
 
 class IngestSettings(BaseSettings):
@@ -225,6 +229,19 @@ class TrainingSettings(BaseSettings):
     n_splits: int = Field(default=4, ge=1)  # walk-forward test folds
     rolling_train_blocks: int = Field(default=2, ge=1)  # blocks a rolling fold trains on
     embargo_horizons: float = Field(default=1.0, ge=0)  # gap before a test fold, × max horizon
+    seed: int = 0  # every model's and baseline's randomness
+    experiment: str = "signalstack"  # MLflow experiment
+    gate_margin: float = Field(default=0.02, ge=0)  # a champion must be beaten by at least this
+    sequence_length: int = Field(default=30, ge=1)  # LSTM: feature rows of one session per input
+    lstm_hidden_size: int = Field(default=32, ge=1)
+    lstm_epochs: int = Field(default=6, ge=1)
+    lstm_batch_size: int = Field(default=256, ge=1)
+    lstm_learning_rate: float = Field(default=2e-3, gt=0)
+    xgb_n_estimators: int = Field(default=100, ge=1)
+    xgb_max_depth: int = Field(default=3, ge=1)
+    xgb_learning_rate: float = Field(default=0.05, gt=0)
+    iforest_n_estimators: int = Field(default=200, ge=1)
+    threads: int = Field(default=2, ge=1)  # CPU threads for XGBoost and torch
 
 
 class Settings(BaseSettings):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -83,9 +84,28 @@ def test_config_never_prints_secrets() -> None:
     assert "**********" in res.stdout
 
 
-@pytest.mark.parametrize("cmd", ["train", "serve", "drift"])
+@pytest.mark.parametrize("cmd", ["serve", "drift"])
 def test_unbuilt_commands_say_so_and_fail(cmd: str) -> None:
     res = run_cli(cmd)
     assert res.returncode == 3
     assert "not implemented yet" in res.stderr
+    assert "Traceback" not in res.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--model", "forest"], "--model 'forest'"),
+        (["--data-source", "store"], "needs --start and --end"),
+        (["--data-source", "store", "--start", "2025-11-20", "--end", "2025-11-19"], "not after"),
+        (["--data-source", "store", "--start", "yesterday-ish", "--end", "2025-11-19"], "--start"),
+    ],
+)
+def test_train_refuses_bad_arguments_in_one_line(
+    args: list[str], says: str, tmp_path: Path
+) -> None:
+    env = {"STORE_DUCKDB_PATH": str(tmp_path / "s.duckdb")}
+    res = run_cli("train", *args, env=env)
+    assert res.returncode == 2, res.stderr
+    assert says in res.stderr
     assert "Traceback" not in res.stderr
