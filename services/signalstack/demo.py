@@ -2,14 +2,16 @@
 
 Today it runs every stage that has landed: a seeded simulated session for several symbols →
 the local stream engine (the same feature library the Spark job runs) → the embedded DuckDB store
-→ point-in-time reads back from the store → a report (markdown + JSON + a plot) in ``--out``.
-Later stages (training, serving, drift) join as their issues land.
+→ point-in-time reads back from the store → training of the three models on simulated history
+(purged walk-forward beside baselines, a local MLflow store, the champion gate) → a report
+(markdown + JSON + plots) in ``--out``. Serving and drift join as their issues land.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -40,6 +42,7 @@ class DemoReport:
     point_in_time_check: str = ""
     labelled_late: int = 0
     labelled_duplicates: int = 0
+    training: dict[str, Any] = field(default_factory=dict)
 
 
 def _chunks(frame: pd.DataFrame, size: int) -> Iterator[pd.DataFrame]:
@@ -76,7 +79,8 @@ def _plot(bars: pd.DataFrame, features: pd.DataFrame, path: Path) -> bool:
 
 
 def run(settings: Settings, *, seed: int = 7, out: Path = Path("demo-output"),
-        trades_per_day: int = 60_000) -> DemoReport:  # fmt: skip
+        trades_per_day: int = 60_000, train: bool = True,
+        train_days: int = 5) -> DemoReport:  # fmt: skip
     from signalstack.engines.run import run as run_stream
     from signalstack.marketdata.simulator import SimConfig, simulate
     from signalstack.store import open_store
@@ -135,9 +139,15 @@ def run(settings: Settings, *, seed: int = 7, out: Path = Path("demo-output"),
         c: round(float(np.isfinite(features[c].to_numpy(dtype=float)).mean()), 4)
         for c in FEATURE_COLUMNS
     }
+    if train:
+        t = time.perf_counter()
+        report.training = _train(local, out, symbols, seed, market.session_open_ns, train_days)
+        stages["train_s"] = time.perf_counter() - t
     report.stages = {k: round(v, 3) for k, v in stages.items()}
 
     plotted = _plot(bars, features, out / "features.png")
+    if report.training:
+        _plot_training(report.training, out / "training.png")
     (out / "report.json").write_text(json.dumps(asdict(report), indent=2))
     (out / "report.md").write_text(_markdown(report, plotted))
     _print(report)
@@ -145,6 +155,74 @@ def run(settings: Settings, *, seed: int = 7, out: Path = Path("demo-output"),
         f"report: {out / 'report.md'}" + (f", plot: {out / 'features.png'}" if plotted else "")
     )
     return report
+
+
+def _train(
+    settings: Settings, out: Path, symbols: tuple[str, ...], seed: int, session_open_ns: int,
+    days: int,
+) -> dict[str, Any]:  # fmt: skip
+    """Simulated history (the ``days`` full sessions before the demo's) into the demo store →
+    the three models, evaluated, logged to a local MLflow store in ``out`` and gated."""
+    from signalstack.store import open_store
+    from signalstack.training.cli import progress_display
+    from signalstack.training.run import train
+    from signalstack.training.sources import SimulatorSource
+
+    mlflow_db = out / "mlflow.db"
+    mlflow_db.unlink(missing_ok=True)  # each demo starts with no champion
+    shutil.rmtree(out / "artifacts", ignore_errors=True)
+    session_day = dt.datetime.fromtimestamp(session_open_ns / 1e9, dt.UTC).date()
+    store = open_store(settings)
+    try:
+        source = SimulatorSource(
+            days=days, symbols=symbols, seed=seed, trades_per_day=20_000, store=store,
+            last_day=session_day - dt.timedelta(days=1),
+        )  # fmt: skip
+        with console.status(f"simulating {days} sessions of history for training"):
+            data = source.data()
+        first, last = data.days[0], data.days[-1]
+        console.log(f"training history: {len(data.days)} sessions {first} … {last}, "
+                    f"{data.trades:,} trades")  # fmt: skip
+        with progress_display() as progress:
+            result = train(
+                settings, source, symbols, None, None, tracking_uri=f"sqlite:///{mlflow_db}",
+                experiment="signalstack-demo", store=store, progress=progress,
+            )  # fmt: skip
+    finally:
+        store.close()
+    summary = result.summary()
+    summary["tracking_uri"] = f"sqlite:///{mlflow_db}"
+    summary["history_days"] = [d.isoformat() for d in data.days]
+    return summary
+
+
+def _plot_training(t: dict[str, Any], path: Path) -> bool:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    models = t["models"]
+    fig, axes = plt.subplots(1, len(models), figsize=(4.2 * len(models), 3.4), squeeze=False)
+    for ax, (name, m) in zip(axes[0], models.items(), strict=False):
+        metric = m["metric"]
+        labels = ["model", *sorted(m["baselines_holdout"])]
+        values = [m["holdout"].get(metric, np.nan)] + [
+            m["baselines_holdout"][b].get(metric, np.nan) for b in labels[1:]
+        ]
+        colors = ["tab:blue"] + ["tab:gray"] * (len(labels) - 1)
+        ax.bar(labels, values, color=colors)
+        decision = m["decision"] or {}
+        verdict = "promoted" if decision.get("promote") else "refused"
+        ax.set_title(f"{name} ({m['kind']}): {verdict}", fontsize=9)
+        ax.set_ylabel(f"holdout {metric}", fontsize=8)
+        ax.tick_params(labelsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return True
 
 
 def _markdown(r: DemoReport, plotted: bool) -> str:
@@ -169,7 +247,42 @@ def _markdown(r: DemoReport, plotted: bool) -> str:
     ]
     if plotted:
         lines += ["", "![features](features.png)"]
+    if r.training:
+        lines += ["", *_training_markdown(r.training)]
     return "\n".join(lines) + "\n"
+
+
+def _training_markdown(t: dict[str, Any]) -> list[str]:
+    lines = [
+        "## Training",
+        "",
+        f"{t['rows']:,} feature rows of {len(t['history_days'])} simulated sessions "
+        f"({t['history_days'][0]} … {t['history_days'][-1]}), feature set "
+        f"{t['feature_set_version']}, dataset digest `{t['dataset_digest']}`; purged "
+        f"walk-forward folds, the last one the holdout. MLflow: `{t['tracking_uri']}` "
+        f"(`mlflow ui --backend-store-uri {t['tracking_uri']}`).",
+        "",
+        "| model | metric | cv | holdout | baselines (holdout) | decision |",
+        "|---|---|---:|---:|---|---|",
+    ]
+    for name, m in t["models"].items():
+        metric = m["metric"]
+        bases = ", ".join(
+            f"{b} {v.get(metric, float('nan')):.3f}"
+            for b, v in sorted(m["baselines_holdout"].items())
+        )
+        d = m["decision"] or {}
+        verdict = f"{'promoted' if d.get('promote') else 'refused'} v{m['version']}"
+        lines.append(
+            f"| {name} ({m['kind']}) | {metric} | {m['cv'].get(metric, float('nan')):.3f} | "
+            f"{m['holdout'].get(metric, float('nan')):.3f} | {bases} | {verdict} |"
+        )
+    lines += ["", "Decisions:", ""]
+    lines += [
+        f"- **{n}**: {(m['decision'] or {}).get('reason', '')}" for n, m in t["models"].items()
+    ]
+    lines += ["", "![training](training.png)"]
+    return lines
 
 
 def _print(r: DemoReport) -> None:
@@ -181,6 +294,14 @@ def _print(r: DemoReport) -> None:
         table.add_row(f"engine {k}", f"{r.engine.get(k, 0):,}")
     for k, v in r.store_rows.items():
         table.add_row(f"store {k} rows", f"{v:,}")
+    for name, m in r.training.get("models", {}).items():
+        d = m["decision"] or {}
+        metric = m["metric"]
+        table.add_row(
+            f"{name} holdout {metric}",
+            f"{m['holdout'].get(metric, float('nan')):.3f} "
+            f"({'promoted' if d.get('promote') else 'refused'})",
+        )
     table.add_row("total seconds", f"{sum(r.stages.values()):.1f}")
     console.print(table)
 
