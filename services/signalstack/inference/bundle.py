@@ -29,7 +29,7 @@ import numpy.typing as npt
 import onnxruntime as ort
 
 from signalstack.errors import SignalStackError
-from signalstack.inference.inputs import Scaler, input_spec, sequences
+from signalstack.inference.inputs import Scaler, input_spec, pad_row, sequences
 
 F8 = npt.NDArray[np.float64]
 F4 = npt.NDArray[np.float32]
@@ -292,6 +292,23 @@ class Bundle:
         ``(n,)`` (higher = more anomalous), of stored feature rows: a DataFrame with the meta's
         feature columns, or an array with those columns in that order."""
         return self.predict_prepared(self.prepare(features, groups))
+
+    def predict_last(self, features: Any) -> F8:
+        """The prediction for the last row only, ``(1, len(classes))`` or ``(1,)``: what the API
+        answers for one symbol. ``features``: that symbol's rows of the current session, oldest
+        first (the LSTM reads the last ``sequence_length`` of them; other models the last row).
+        Equal to ``predict(features)[-1:]`` without building every row's sequence."""
+        self._check_feature_set(features)
+        x = self._scaler.transform(self._spec.transform(features))
+        if len(x) == 0:
+            raise ValueError("no feature rows to predict from")
+        length = self.meta.sequence_length
+        if length is None:
+            return self.predict_prepared(x[-1:])
+        tail = x[-length:]
+        seq = np.broadcast_to(pad_row(self.width), (1, length, self.width)).copy()
+        seq[0, length - len(tail) :] = tail
+        return self.predict_prepared(seq)
 
     def predict_prepared(self, x: npt.ArrayLike) -> F8:
         """The model on an already prepared input (see :meth:`prepare`)."""

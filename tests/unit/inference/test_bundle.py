@@ -161,6 +161,19 @@ def test_lstm_predict_builds_sequences_within_groups(
     assert not np.allclose(b.predict(rows)[20], p[20], atol=1e-7)
 
 
+@pytest.mark.parametrize("which", ["regime_dir", "anomaly_dir", "direction_dir"])
+def test_predict_last_is_the_last_row_of_predict(
+    which: str, frame: pd.DataFrame, request: pytest.FixtureRequest
+) -> None:
+    b = load_bundle(request.getfixturevalue(which))
+    for rows in (frame.iloc[:3], frame.iloc[:40]):  # fewer rows than the LSTM's length, more
+        np.testing.assert_array_equal(b.predict_last(rows), b.predict(rows)[-1:])
+    with pytest.raises(ValueError, match="feature_set_version 2"):
+        b.predict_last(frame.assign(feature_set_version=2))
+    with pytest.raises(ValueError, match="no feature rows"):
+        b.predict_last(frame.iloc[:0])
+
+
 def test_refuses_features_of_another_feature_set_version(
     regime_dir: Path, frame: pd.DataFrame
 ) -> None:
