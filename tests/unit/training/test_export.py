@@ -62,7 +62,15 @@ def meta(
 
 
 def xgb_model(x: Any, y: Any, trees: int = 30) -> xgb.XGBClassifier:
-    return xgb.XGBClassifier(n_estimators=trees, max_depth=4, n_jobs=1, random_state=0).fit(x, y)
+    """As training fits it: multi:softprob, class-balanced weights (so XGBoost 3's intercept
+    differs per class, which the ONNX graph must carry)."""
+    counts = np.bincount(y, minlength=3)
+    w = len(y) / (3 * counts[y])
+    model = xgb.XGBClassifier(
+        n_estimators=trees, max_depth=4, objective="multi:softprob", num_class=3,
+        tree_method="hist", n_jobs=1, random_state=0,
+    )  # fmt: skip
+    return model.fit(x, y, sample_weight=w)
 
 
 # --- XGBoost -----------------------------------------------------------------------------------
@@ -106,9 +114,14 @@ def test_xgboost_mismatch_raises_and_keeps_the_previous_bundle(tmp_path: Path, f
 # --- Isolation Forest -------------------------------------------------------------------------
 
 
-def test_iforest_bundle_matches_minus_score_samples(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "params",
+    [{}, {"max_features": 0.5}, {"bootstrap": True, "max_samples": 100}],
+    ids=["default", "feature-subsets", "bootstrap"],
+)
+def test_iforest_bundle_matches_minus_score_samples(tmp_path: Path, params: dict[str, Any]) -> None:
     scaler, x, _ = scaled(indicators=False)
-    model = IsolationForest(n_estimators=40, random_state=0).fit(x)
+    model = IsolationForest(n_estimators=40, random_state=0, **params).fit(x)
     bundle = export_iforest(model, tmp_path, meta("iforest", scaler), x)
     _, fresh, _ = scaled(seed=4, indicators=False)
     outliers = (fresh * 6.0).astype(np.float32)
@@ -184,11 +197,12 @@ def test_onnx_lstm_matches_torch_including_padded_sequences(tmp_path: Path) -> N
         assert np.max(np.abs(got - ref)) <= 1e-5
 
 
-def test_lstm_onnx_has_dynamic_batch_and_steps_and_is_reproducible() -> None:
+@pytest.mark.parametrize("layers", [1, 2])
+def test_lstm_onnx_has_dynamic_batch_and_steps_and_is_reproducible(layers: int) -> None:
     import onnxruntime as ort
 
     torch.manual_seed(0)
-    model = DirectionLstm(width=2 * N_INPUTS, hidden_size=6).eval()
+    model = DirectionLstm(width=2 * N_INPUTS, hidden_size=6, num_layers=layers, dropout=0.2).eval()
     data = lstm_to_onnx(model, 8)
     assert lstm_to_onnx(model, 8) == data  # the same bytes run to run
     sess = ort.InferenceSession(data, providers=["CPUExecutionProvider"])

@@ -76,6 +76,18 @@ def test_same_seed_same_data_bit_identical_and_another_seed_differs() -> None:
     assert not np.array_equal(predict_proba(a, x), predict_proba(c, x))
 
 
+def test_fit_does_not_depend_on_the_callers_threads_or_rng() -> None:
+    x, y = signal_data(n=200)
+    torch.set_num_threads(1)
+    torch.manual_seed(1)
+    a = fit_lstm(x, y, SMALL)
+    torch.set_num_threads(2)
+    torch.manual_seed(2)
+    b = fit_lstm(x, y, SMALL)
+    for va, vb in zip(a.state_dict().values(), b.state_dict().values(), strict=True):
+        assert torch.equal(va, vb)
+
+
 def test_fit_leaves_global_torch_state_as_it_was() -> None:
     x, y = signal_data(n=64)
     torch.manual_seed(123)
