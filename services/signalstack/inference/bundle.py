@@ -115,10 +115,10 @@ class BundleMeta:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        for k in ("feature_columns", "input_names", "classes"):
-            d[k] = list(d[k])
-        return d
+        """JSON-safe: numpy scalars and arrays become numbers and lists, tuples lists, and a
+        non-finite number (a metric undefined on the holdout) ``None``."""
+        out: dict[str, Any] = _json_safe(asdict(self))
+        return out
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True, allow_nan=False) + "\n"
@@ -191,6 +191,20 @@ class BundleMeta:
         if self.kind == "lstm" and not scaler.indicators:
             # inputs.sequences pads with "every input missing": values 0, indicators 1
             raise BundleError("an lstm model's scaler must add missing indicators (padding)")
+
+
+def _json_safe(v: Any) -> Any:
+    if isinstance(v, Mapping):
+        return {str(k): _json_safe(x) for k, x in v.items()}
+    if isinstance(v, np.ndarray):
+        return _json_safe(v.tolist())
+    if isinstance(v, list | tuple):
+        return [_json_safe(x) for x in v]
+    if isinstance(v, np.generic):
+        v = v.item()
+    if isinstance(v, float) and not np.isfinite(v):
+        return None
+    return v
 
 
 def _write_atomic(path: Path, data: bytes) -> None:

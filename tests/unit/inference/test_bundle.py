@@ -117,6 +117,28 @@ def test_meta_json_round_trip(regime_dir: Path) -> None:
     assert d["created_at"].endswith("+00:00")
 
 
+def test_meta_json_carries_numpy_values_and_undefined_metrics_as_null() -> None:
+    scaler = Scaler.fit(np.random.default_rng(0).normal(size=(20, len(SPEC.input_names))))
+    training = {
+        "rows": np.int64(7),
+        "holdout": {"roc_auc": float("nan"), "log_loss": np.float32(0.5)},
+        "range": ("2024-03-05", "2024-03-06"),
+        "edges": np.array([0.0, 1.0]),
+    }
+    meta = BundleMeta.for_model(
+        name="regime", kind="xgboost", feature_set_version=1, scaler=scaler,
+        classes=("calm", "trending", "volatile"), psi_reference=PSI, training=training,
+    )  # fmt: skip
+    d = json.loads(meta.to_json())
+    assert d["training"] == {
+        "rows": 7,
+        "holdout": {"roc_auc": None, "log_loss": 0.5},
+        "range": ["2024-03-05", "2024-03-06"],
+        "edges": [0.0, 1.0],
+    }
+    assert BundleMeta.from_json(meta.to_json()).training == d["training"]
+
+
 def test_classifier_predict_frame_array_and_prepared_agree(
     regime_dir: Path, frame: pd.DataFrame
 ) -> None:
