@@ -32,16 +32,44 @@ def test_demo_end_to_end(tmp_path: Path) -> None:
     assert (out / "report.md").read_text().startswith("# SignalStack demo report")
     assert (out / "features.png").stat().st_size > 10_000
 
-    # The report's figures are what the embedded store holds.
+    # The report's figures are what the embedded store holds for the demo's session (the
+    # training history, earlier sessions, joins the store after them).
+    lo = f"{report['session']} 00:00:00+00"
+    hi = f"{report['session']} 23:59:59+00"
+    window = "WHERE ts BETWEEN CAST(? AS TIMESTAMPTZ) AND CAST(? AS TIMESTAMPTZ)"
     con = duckdb.connect(str(out / "signalstack.duckdb"), read_only=True)
     try:
-        bars = con.execute("SELECT count(*), count(DISTINCT symbol) FROM ohlcv_1m").fetchone()
-        feats = con.execute("SELECT count(*) FROM features").fetchone()
-        dlq = con.execute("SELECT count(*) FROM dlq").fetchone()
+        bars = con.execute(
+            f"SELECT count(*), count(DISTINCT symbol) FROM ohlcv_1m {window}", [lo, hi]
+        ).fetchone()
+        feats = con.execute(f"SELECT count(*) FROM features {window}", [lo, hi]).fetchone()
+        before = con.execute("SELECT count(*) FROM ohlcv_1m WHERE ts < CAST(? AS TIMESTAMPTZ)",
+                             [lo]).fetchone()  # fmt: skip
     finally:
         con.close()
     assert bars == (report["engine"]["bars_out"], 3)
     assert feats == (report["engine"]["features_out"],)
-    assert report["store_rows"] == {"ohlcv_1m": bars[0], "features": feats[0], "dlq": dlq[0]}
+    assert report["store_rows"]["ohlcv_1m"] == bars[0]
+    assert report["store_rows"]["features"] == feats[0]
+    assert report["store_rows"]["dlq"] == report["engine"]["late"]
+    assert before is not None and before[0] >= 3 * 370 * len(report["training"]["history_days"])
     # A regular session has 390 minutes; every symbol trades in nearly all of them.
     assert 3 * 370 <= bars[0] <= 3 * 390
+
+    # Training: three models beside their baselines, each with the gate's decision, in a local
+    # MLflow store the report names (a registered version per model; the alias on a promotion).
+    training = report["training"]
+    assert set(training["models"]) == {"regime", "direction", "anomaly"}
+    for name, m in training["models"].items():
+        assert m["metric"] in m["holdout"], name
+        assert m["baselines_holdout"], name
+        assert m["decision"]["reason"], name
+    assert (out / "training.png").stat().st_size > 10_000
+    assert "## Training" in (out / "report.md").read_text()
+    from mlflow import MlflowClient
+
+    client = MlflowClient(training["tracking_uri"], training["tracking_uri"])
+    for name, m in training["models"].items():
+        rm = client.get_registered_model(name)
+        promoted = m["decision"]["promote"]
+        assert (str(rm.aliases.get("champion")) == m["version"]) == promoted, (name, rm.aliases)
