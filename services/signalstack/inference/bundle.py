@@ -228,6 +228,8 @@ def save_bundle(directory: str | os.PathLike[str], meta: BundleMeta, model_bytes
     d.mkdir(parents=True, exist_ok=True)
     _write_atomic(d / meta.model_file, model_bytes)
     _write_atomic(d / META_FILE, meta.to_json().encode())
+    for stale in set(MODEL_FILES.values()) - {meta.model_file}:  # a previous bundle's format
+        (d / stale).unlink(missing_ok=True)
     return d
 
 

@@ -294,6 +294,11 @@ def test_save_bundle_writes_meta_and_model_and_validates(tmp_path: Path) -> None
     assert sorted(p.name for p in d.iterdir()) == ["bundle.json", "model.json"]  # no temp files
     b = load_bundle(d)
     assert isinstance(b, Bundle)
+    # a bundle of another format written over it leaves no stale model file behind
+    onnx_meta = make_meta("xgboost", scaler, format="onnx")
+    save_bundle(d, onnx_meta, b"onnx bytes")
+    assert sorted(p.name for p in d.iterdir()) == ["bundle.json", "model.onnx"]
+    d = save_bundle(tmp_path / "new", meta, raw)
     np.testing.assert_allclose(b.predict_prepared(x), model.predict_proba(x), atol=1e-6)
     bad = make_meta("lstm", Scaler.fit(np.zeros((3, 12))), sequence_length=None)
     with pytest.raises(BundleError, match="sequence_length"):
