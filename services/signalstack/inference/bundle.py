@@ -301,7 +301,7 @@ class Bundle:
         if self.meta.sequence_length is None:
             return x
         g = np.zeros(len(x), dtype=np.int8) if groups is None else np.asarray(groups)
-        return sequences(x, g, self.meta.sequence_length)
+        return sequences(x, g, self.meta.sequence_length, pad=self._scaler.missing_row())
 
     def predict(self, features: Any, groups: npt.ArrayLike | None = None) -> F8:
         """Class probabilities ``(n, len(classes))`` (rows sum to 1), or the anomaly score

@@ -235,6 +235,11 @@ class Scaler:
             return z.astype(np.float32)
         return np.concatenate([z, missing.astype(np.float64)], axis=1).astype(np.float32)
 
+    def missing_row(self) -> F4:
+        """The output for a row with every input missing: the padding of a sequence."""
+        row: F4 = self.transform(np.full((1, len(self.mean)), np.nan))[0]
+        return row
+
     def to_dict(self) -> dict[str, Any]:
         return {"mean": list(self.mean), "std": list(self.std), "indicators": self.indicators}
 
@@ -252,11 +257,12 @@ def pad_row(width: int) -> F4:
     return np.concatenate([np.zeros(half), np.ones(width - half)]).astype(np.float32)
 
 
-def sequences(scaled: F4, groups: npt.ArrayLike, length: int) -> F4:
+def sequences(scaled: F4, groups: npt.ArrayLike, length: int, *, pad: F4 | None = None) -> F4:
     """For each row ``i``, the ``length`` scaled rows of its group ending at ``i`` (oldest
-    first), left-padded with :func:`pad_row`. ``scaled``: ``(n, width)``; ``groups``: one key per
-    row — rows of a group must be contiguous and in time order (a frame ordered by symbol, ts
-    with the session as the group). Returns ``(n, length, width)`` float32."""
+    first), left-padded with ``pad`` (default :func:`pad_row`, for rows with missing
+    indicators; pass :meth:`Scaler.missing_row` for any scaler). ``scaled``: ``(n, width)``;
+    ``groups``: one key per row — rows of a group must be contiguous and in time order (a frame
+    ordered by symbol, ts with the session as the group). Returns ``(n, length, width)`` float32."""
     if length < 1:
         raise ValueError("sequence length must be at least 1")
     scaled = np.asarray(scaled, dtype=np.float32)
@@ -270,7 +276,10 @@ def sequences(scaled: F4, groups: npt.ArrayLike, length: int) -> F4:
         new[1:] = g[1:] != g[:-1]
     run_start = np.maximum.accumulate(np.where(new, np.arange(n), 0))
     pos = np.arange(n) - run_start
-    out = np.broadcast_to(pad_row(width), (n, length, width)).copy()
+    fill = pad_row(width) if pad is None else np.asarray(pad, dtype=np.float32)
+    if fill.shape != (width,):
+        raise ValueError(f"the padding row has shape {fill.shape}, the rows ({width},)")
+    out = np.broadcast_to(fill, (n, length, width)).copy()
     for k in range(length):  # step k holds row i - (length - 1 - k) when inside the group
         back = length - 1 - k
         ok = pos >= back

@@ -208,7 +208,7 @@ def _fold(
 
         assert groups is not None and configs.lstm is not None
         scaled = scaler.transform(x_in)  # transform only: the scaler saw training rows alone
-        seq = sequences(scaled, groups, configs.lstm.sequence_length)
+        seq = sequences(scaled, groups, configs.lstm.sequence_length, pad=scaler.missing_row())
 
         def on_epoch(epoch: int, _loss: float) -> None:
             if progress:

@@ -333,7 +333,9 @@ def _train_one(
     scaled = hold.scaler.transform(x_in)
     check = hold.test[: min(len(hold.test), 512)]
     if ev.kind == "lstm":
-        seq = sequences(scaled, group_keys(frame), meta.sequence_length or 1)
+        seq = sequences(
+            scaled, group_keys(frame), meta.sequence_length or 1, pad=hold.scaler.missing_row()
+        )
         export.export_lstm(hold.model, bundle_dir, meta, seq[check])
     elif ev.kind == "xgboost":
         export.export_xgboost(hold.model, bundle_dir, meta, scaled[check])

@@ -132,15 +132,10 @@ def test_padding_is_what_an_all_missing_row_scales_to() -> None:
     np.testing.assert_array_equal(pad_row(s.width), s.transform(np.full((1, 3), np.nan))[0])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="inputs.py: sequences() pads with pad_row(width), which assumes missing indicators "
-    "(second half of the columns 1). Rows of a Scaler(indicators=False) have no indicators, so "
-    "half of the padding's standardised values become 1.0 (+1 std) instead of the missing "
-    "encoding 0. bundle.py refuses an lstm bundle whose scaler has no indicators meanwhile.",
-)
 def test_padding_of_rows_scaled_without_indicators_is_the_missing_encoding() -> None:
     s = Scaler.fit(np.random.default_rng(1).normal(size=(10, 4)), indicators=False)
     scaled = s.transform(np.random.default_rng(2).normal(size=(2, 4)))
-    seq = sequences(scaled, [0, 0], 3)
+    seq = sequences(scaled, [0, 0], 3, pad=s.missing_row())
     np.testing.assert_array_equal(seq[0, 0], s.transform(np.full((1, 4), np.nan))[0])
+    with pytest.raises(ValueError, match="padding row"):
+        sequences(scaled, [0, 0], 3, pad=np.zeros(5, dtype=np.float32))
