@@ -21,6 +21,10 @@ import mlflow as ml
 import numpy as np
 import pandas as pd
 import pytest
+from tests.unit.training.test_sources import END as Y_END
+from tests.unit.training.test_sources import FIRST_OPEN as Y_FIRST_OPEN
+from tests.unit.training.test_sources import SYMBOLS as Y_SYMBOLS
+from tests.unit.training.test_sources import Yahoo, yahoo  # noqa: F401 - the replay fixture
 
 from signalstack.config import MlflowSettings, Settings, TrainingSettings
 from signalstack.devstack import MlflowServer
@@ -222,3 +226,29 @@ def test_the_cli_exit_status_says_whether_a_champion_moved(
     assert "refused" in again.stdout
     summary = (tmp_path / "summary.json").read_text()
     assert '"promote": false' in summary
+
+
+def test_yfinance_bars_train_feature_set_2_models_that_refuse_feature_set_1(
+    mlflow: MlflowServer,
+    prefix: str,
+    store: DuckDBStore,
+    yahoo: Yahoo,  # noqa: F811 - the fixture imported above
+) -> None:
+    source, _ = yahoo
+    s = settings(prefix, n_splits=3)
+    res = train(s, source, Y_SYMBOLS, Y_FIRST_OPEN, Y_END, store=store,
+                tracking_uri=mlflow.tracking_uri, experiment=f"{prefix}yf")  # fmt: skip
+    assert res.source == "yfinance" and res.feature_set_version == 2
+    client = ml.MlflowClient(mlflow.tracking_uri, mlflow.tracking_uri)
+    assert client.get_run(res.run_id).data.params["feature_set_version"] == "2"
+    # no labelled anomalies in market history: the anomaly model cannot be scored, so it is
+    # registered (for the record) but never made champion
+    anomaly = res.models["anomaly"].decision
+    assert anomaly is not None and not anomaly.promote
+    assert "no labelled anomalies" in anomaly.reason
+    bundle = load_bundle(_download(client, f"{prefix}regime", "1", Path(store.path).parent))
+    assert bundle.meta.feature_set_version == 2 and "range_1m" in bundle.meta.feature_columns
+    cols = list(bundle.meta.feature_columns)
+    v1 = pd.DataFrame(np.ones((2, len(cols))), columns=cols).assign(feature_set_version=1)
+    with pytest.raises(ValueError, match=r"feature_set_version|feature set"):
+        bundle.predict(v1)
