@@ -258,7 +258,13 @@ def _onnx_runner(path: Path, output: str) -> Runner:
 
 
 def _xgboost_runner(path: Path) -> Runner:
-    import xgboost as xgb  # only for this format: its import pulls in scikit-learn and pandas
+    try:  # only for this format: its import pulls in scikit-learn and pandas
+        import xgboost as xgb
+    except ImportError:
+        raise BundleError(
+            f"{path.name} is an xgboost-json bundle and xgboost is not installed (the inference "
+            "image serves ONNX bundles; export with the default format)"
+        ) from None
 
     booster = xgb.Booster(params={"nthread": 1})
     try:
