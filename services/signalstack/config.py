@@ -241,6 +241,8 @@ class TrainingSettings(BaseSettings):
     xgb_max_depth: int = Field(default=3, ge=1)
     xgb_learning_rate: float = Field(default=0.05, gt=0)
     iforest_n_estimators: int = Field(default=200, ge=1)
+    # the anomaly alert threshold: this quantile of the model's scores on its training rows
+    anomaly_quantile: float = Field(default=0.99, gt=0, lt=1)
     threads: int = Field(default=2, ge=1)  # CPU threads for XGBoost and torch
 
 

@@ -225,7 +225,7 @@ def train(
                     outcomes[name] = _train_one(
                         name, frame, spec, split, configs, truth, progress, registry, work,
                         common, digest, fsv, source.name, s.gate_margin, run.info.run_id,
-                        settings.mlflow.model_prefix + name,
+                        settings.mlflow.model_prefix + name, s.anomaly_quantile,
                     )  # fmt: skip
             parent_id = parent.info.run_id
             promoted = [n for n, o in outcomes.items() if o.decision and o.decision.promote]
@@ -275,6 +275,7 @@ def _train_one(
     margin: float,
     run_id: str,
     registered: str,
+    anomaly_quantile: float,
 ) -> ModelOutcome:
     import mlflow
 
@@ -327,6 +328,7 @@ def _train_one(
             "metric": ev.primary,
             "holdout": hold.metrics,
             "trained_at": dt.datetime.now(dt.UTC).isoformat(),
+            **_threshold(ev, x_in, train_rows, anomaly_quantile),
         },
     )
     bundle_dir = work / name
@@ -388,6 +390,20 @@ def _train_one(
     registry.apply(registered, version, run_id, decision, _clean(hold.metrics, ""))
     out.version, out.decision = version, decision
     return out
+
+
+def _threshold(
+    ev: Evaluation, x_in: np.ndarray, train_rows: np.ndarray, quantile: float
+) -> dict[str, float]:
+    """The anomaly model's alert threshold: the ``quantile`` of its scores on its own training
+    rows (what serving flags and writes to the ``anomalies`` table)."""
+    if ev.kind != "iforest":
+        return {}
+    from signalstack.training.models import iforest_score
+
+    hold = ev.holdout
+    scores = iforest_score(hold.model, hold.scaler.transform(x_in[train_rows]))
+    return {"score_threshold": float(np.quantile(scores, quantile)), "score_quantile": quantile}
 
 
 def _load(path: Path) -> Any:

@@ -252,3 +252,13 @@ def test_yfinance_bars_train_feature_set_2_models_that_refuse_feature_set_1(
     v1 = pd.DataFrame(np.ones((2, len(cols))), columns=cols).assign(feature_set_version=1)
     with pytest.raises(ValueError, match=r"feature_set_version|feature set"):
         bundle.predict(v1)
+    # the anomaly bundle carries its alert threshold: the 99th percentile of its training scores
+    dl = Path(store.path).parent / "dl-anomaly"
+    anomaly_bundle = load_bundle(_download(client, f"{prefix}anomaly", "1", dl))
+    threshold = anomaly_bundle.meta.training["score_threshold"]
+    frame = source.frame(
+        Y_SYMBOLS, Y_FIRST_OPEN, Y_END, labels=LabelSpec.from_settings(s.training),
+        sessions=session_index(),
+    )  # fmt: skip
+    scores = anomaly_bundle.predict(frame[list(anomaly_bundle.meta.feature_columns)])
+    assert 0.001 < float(np.mean(scores > threshold)) < 0.05
