@@ -104,11 +104,39 @@ class MarketSettings(BaseSettings):
 
 
 class ServingSettings(BaseSettings):
+    """Knobs of the inference API (see docs/components/serving.md)."""
+
     model_config = _cfg("SERVING_")
     host: str = "127.0.0.1"
     port: int = Field(default=8000, gt=0, lt=65536)
-    api_token: SecretStr | None = None
+    api_token: SecretStr | None = None  # unset or empty: no auth
+    # a directory with one bundle directory per model (regime/, direction/, anomaly/); unset:
+    # the MLflow registry alias MLFLOW_MODEL_ALIAS of <MLFLOW_MODEL_PREFIX><model>
     model_dir: Path | None = None
+    models: Annotated[tuple[str, ...], NoDecode] = ("regime", "direction", "anomaly")
+    reload_interval_s: float = Field(default=30.0, gt=0)  # poll the alias / directory this often
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)  # larger request bodies: 413
+    cors_origins: Annotated[tuple[str, ...], NoDecode] = ()  # empty: CORS off
+
+    @field_validator("models", "cors_origins", mode="before")
+    @classmethod
+    def _split_list(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            return tuple(s.strip() for s in v.split(",") if s.strip())
+        return v
+
+    @field_validator("models")
+    @classmethod
+    def _known_models(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = sorted(set(v) - {"regime", "direction", "anomaly"})
+        if unknown or not v:
+            raise ValueError(f"expected some of regime,direction,anomaly; got {','.join(v)!r}")
+        return v
+
+    @field_validator("model_dir", "api_token", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, v: Any) -> Any:
+        return None if isinstance(v, str) and not v.strip() else v
 
 
 class MlflowSettings(BaseSettings):
