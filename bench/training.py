@@ -67,10 +67,12 @@ def main() -> None:
         simulate_s = time.perf_counter() - t
         settings = Settings(mlflow=MlflowSettings(model_prefix="bench-"))
         uri = f"sqlite:///{Path(tmp) / 'mlflow.db'}"
-        t = time.perf_counter()
-        result = train(settings, source, symbols, None, None, tracking_uri=uri, store=store)
-        total = time.perf_counter() - t
-        store.close()
+        try:
+            t = time.perf_counter()
+            result = train(settings, source, symbols, None, None, tracking_uri=uri, store=store)
+            total = time.perf_counter() - t
+        finally:
+            store.close()
     out: dict[str, Any] = {
         "seconds_total": round(total, 2),
         "budget_seconds": BUDGET_S,

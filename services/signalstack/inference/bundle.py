@@ -29,7 +29,7 @@ import numpy.typing as npt
 import onnxruntime as ort
 
 from signalstack.errors import SignalStackError
-from signalstack.inference.inputs import Scaler, input_spec, pad_row, sequences
+from signalstack.inference.inputs import Scaler, input_spec, sequences
 
 F8 = npt.NDArray[np.float64]
 F4 = npt.NDArray[np.float32]
@@ -328,7 +328,7 @@ class Bundle:
         if length is None:
             return self.predict_prepared(x[-1:])
         tail = x[-length:]
-        seq = np.broadcast_to(pad_row(self.width), (1, length, self.width)).copy()
+        seq = np.broadcast_to(self._scaler.missing_row(), (1, length, self.width)).copy()
         seq[0, length - len(tail) :] = tail
         return self.predict_prepared(seq)
 

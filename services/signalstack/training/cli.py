@@ -166,10 +166,13 @@ def run(
         else:
             raise TrainingError(f"--data-source {data_source!r}: store, simulator or yfinance")
         with progress_display(show_progress) as progress:
-            result = train(
-                settings, src, syms, lo, hi, models=names, experiment=experiment,
-                store=store, progress=progress,
-            )  # fmt: skip
+            try:
+                result = train(
+                    settings, src, syms, lo, hi, models=names, experiment=experiment,
+                    store=store, progress=progress,
+                )  # fmt: skip
+            except (ValueError, RuntimeError) as err:  # no data, too few rows for the folds…
+                raise TrainingError(str(err)) from err
     finally:
         if src is not None:
             src.close()

@@ -53,8 +53,9 @@ Progress = Callable[[str, str, int, int], None]
 @dataclass
 class FoldResult:
     index: int
-    train: Idx  # frame positions
+    train: Idx  # frame positions of the labelled rows the model is fitted on
     test: Idx
+    fit_rows: Idx  # every feature row up to the last training decision time: the scaler's rows
     purged: int
     metrics: dict[str, float]
     baselines: dict[str, dict[str, float]]
@@ -90,7 +91,9 @@ class ModelConfigs:
 
 def group_keys(frame: pd.DataFrame) -> npt.NDArray[np.int64]:
     """One integer per (symbol, session) run of a frame ordered by (symbol, ts)."""
-    sess = utc_ns(frame["session"].fillna(pd.Timestamp(0, tz="UTC")))
+    if frame["session"].isna().any():
+        raise ValueError("feature rows outside every session: cannot group them for sequences")
+    sess = utc_ns(frame["session"])
     codes, _ = pd.factorize(pd.MultiIndex.from_arrays([frame["symbol"].to_numpy(), sess]))
     return np.asarray(codes, dtype=np.int64)
 
@@ -193,13 +196,20 @@ def _fold(
 ) -> FoldResult:
     tr, te = rows[fold.train], rows[fold.test]
     y_tr, y_te = y_all[fold.train], y_all[fold.test]
-    scaler = Scaler.fit(x_in[tr], indicators=kind != "iforest")
+    # the scaler (and the PSI reference) see every feature row known by the last training
+    # decision, labelled or not: the last minutes of each session have no forward label but
+    # serving sees them. All of them precede the test block (purging and the embargo).
+    ts = utc_ns(frame["ts"])
+    fit_rows = np.flatnonzero(ts <= ts[tr].max())
+    scaler = Scaler.fit(x_in[fit_rows], indicators=kind != "iforest")
     seed = configs.seed + fold.index
     if kind == "iforest":
         model = fit_iforest(scaler.transform(x_in[tr]), configs.iforest)
         score = iforest_score(model, scaler.transform(x_in[te]))
         metrics, baselines = _score_anomaly(frame, x_in, spec, tr, te, score, truth)
-        return FoldResult(fold.index, tr, te, fold.purged, metrics, baselines, score, model, scaler)
+        return FoldResult(
+            fold.index, tr, te, fit_rows, fold.purged, metrics, baselines, score, model, scaler
+        )
     if kind == "xgboost":
         model = fit_xgboost(scaler.transform(x_in[tr]), y_tr, configs.xgb, n_classes)
         proba = np.asarray(model.predict_proba(scaler.transform(x_in[te])), dtype=np.float64)
@@ -231,7 +241,9 @@ def _fold(
             n_classes,
         ),
     }
-    return FoldResult(fold.index, tr, te, fold.purged, metrics, baselines, proba, model, scaler)
+    return FoldResult(
+        fold.index, tr, te, fit_rows, fold.purged, metrics, baselines, proba, model, scaler
+    )
 
 
 def _score_anomaly(

@@ -317,8 +317,7 @@ class ModelRegistry:
             raise ValueError(f"decision is about {decision.model!r}, not {name!r}")
         version = str(version)
         decided_at = dt.datetime.now(dt.UTC)
-        if decision.promote:
-            self.client.set_registered_model_alias(name, self.alias, version)
+        previous = self.champion(name) if decision.promote else None
         tags: dict[str, str] = {
             "decision": decision.outcome,
             "decision_reason": decision.reason,
@@ -360,6 +359,15 @@ class ModelRegistry:
             )
             if decision.promote:
                 self.store.record_model(name, version, self.alias, run_id, metrics)
+        if decision.promote:
+            # last: the alias is what serving follows, so it moves only once the decision is
+            # recorded everywhere; if moving it fails, the store mirror is put back
+            try:
+                self.client.set_registered_model_alias(name, self.alias, version)
+            except Exception:
+                if self.store is not None and previous is not None:
+                    self.store.record_model(name, previous.version, self.alias, previous.run_id, {})
+                raise
 
 
 __all__ = ["DEFAULT_ALIAS", "ChampionRef", "Decision", "ModelRegistry", "decide"]

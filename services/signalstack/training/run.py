@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from signalstack.features.columns import FEATURE_SET_VERSION
 from signalstack.inference.inputs import input_spec, sequences
 from signalstack.training.evaluate import (
     CLASSES,
@@ -34,7 +35,7 @@ from signalstack.training.evaluate import (
     group_keys,
 )
 from signalstack.training.frames import LabelSpec
-from signalstack.training.labels import anomaly_truth
+from signalstack.training.labels import anomaly_truth, utc_ns
 from signalstack.training.models import KIND, MODELS, IForestConfig, XgbConfig
 from signalstack.training.splits import SplitConfig
 
@@ -128,6 +129,15 @@ def _experiment(client: Any, name: str, uri: str) -> str:
     return str(client.create_experiment(name, artifact_location=location))
 
 
+def registered_name(prefix: str, name: str, feature_set_version: int) -> str:
+    """The registered model of ``name`` trained on a feature set: ``<prefix><name>`` for the
+    feature set the stream engines write (the one serving reads), ``<prefix><name>-fs<N>``
+    for another (yfinance's bars-only set 2). Each feature set has its own champion, so a model
+    of one set never competes with, replaces or blocks a model of the other."""
+    base = f"{prefix}{name}"
+    return base if feature_set_version == FEATURE_SET_VERSION else f"{base}-fs{feature_set_version}"
+
+
 def model_configs(settings: Settings) -> ModelConfigs:
     s = settings.training
     lstm = None
@@ -214,18 +224,19 @@ def train(
         "regime_trend_z": labels.regime.trend_z,
         "gate_margin": s.gate_margin,
     }
+    if any(KIND[n] == "lstm" for n in models) and configs.lstm is None:
+        raise RuntimeError("training the LSTM needs torch: install the train extra")
     try:
         with mlflow.start_run(experiment_id=exp_id, run_name=f"train-{source.name}") as parent:
             mlflow.log_params(common)
             mlflow.set_tags({"feature_set_version": str(fsv), "dataset_digest": digest})
             for name in models:
-                if KIND[name] == "lstm" and configs.lstm is None:
-                    raise RuntimeError("training the LSTM needs torch: install the train extra")
                 with mlflow.start_run(experiment_id=exp_id, run_name=name, nested=True) as run:
                     outcomes[name] = _train_one(
                         name, frame, spec, split, configs, truth, progress, registry, work,
                         common, digest, fsv, source.name, s.gate_margin, run.info.run_id,
-                        settings.mlflow.model_prefix + name, s.anomaly_quantile,
+                        registered_name(settings.mlflow.model_prefix, name, fsv),
+                        s.anomaly_quantile,
                     )  # fmt: skip
             parent_id = parent.info.run_id
             promoted = [n for n, o in outcomes.items() if o.decision and o.decision.promote]
@@ -309,6 +320,9 @@ def _train_one(
     # the candidate: the holdout fold's model, exported for serving
     x_in = spec.transform(frame)
     train_rows = hold.train
+    end_col = "ts" if name == "anomaly" else f"{name}_end"
+    train_end = pd.Timestamp(int(utc_ns(frame[end_col])[train_rows].max()))  # naive UTC
+    holdout_start = pd.Timestamp(int(utc_ns(frame["ts"])[hold.test].min()))
     meta = BundleMeta.for_model(
         name=name,
         kind=ev.kind,
@@ -316,19 +330,23 @@ def _train_one(
         scaler=hold.scaler,
         classes=CLASSES[name],
         sequence_length=configs.lstm.sequence_length if ev.kind == "lstm" else None,
-        psi_reference=reference_distribution(x_in[train_rows], list(spec.input_names)).to_dict(),
+        psi_reference=reference_distribution(x_in[hold.fit_rows], list(spec.input_names)).to_dict(),
         training={
             "run_id": run_id,
             "data_source": source_name,
             "range": [common["start"], common["end"]],
             "dataset_digest": digest,
             "train_rows": len(train_rows),
+            # the newest instant the model's training labels read (UTC): a later holdout is
+            # out of sample for it
+            "train_end": train_end.isoformat() + "Z",
+            "holdout_start": holdout_start.isoformat() + "Z",
             "holdout_rows": len(hold.test),
             "seed": common["seed"],
             "metric": ev.primary,
             "holdout": hold.metrics,
             "trained_at": dt.datetime.now(dt.UTC).isoformat(),
-            **_threshold(ev, x_in, train_rows, anomaly_quantile),
+            **_threshold(ev, anomaly_quantile),
         },
     )
     bundle_dir = work / name
@@ -346,8 +364,12 @@ def _train_one(
 
     # the champion, scored on the same holdout rows
     decision: Decision
-    champ_dir = registry.champion_bundle(registered, work / f"{name}-champion")
-    champ_ref = registry.champion(registered)
+    champ_ref = registry.champion(registered)  # resolved once: the version scored is the one named
+    champ_dir = (
+        registry.download_bundle(registered, champ_ref.version, work / f"{name}-champion")
+        if champ_ref is not None
+        else None
+    )
     champion_value: float | None = None
     champion_version = champ_ref.version if champ_ref else None
     candidate = float(hold.metrics.get(ev.primary, float("nan")))
@@ -360,10 +382,17 @@ def _train_one(
         )
     elif champ_dir is not None:
         champ = _load(champ_dir)
+        champ_end = champ.meta.training.get("train_end")
         if champ.meta.feature_set_version != fsv:
             refusal = (
                 f"champion v{champion_version} reads feature set {champ.meta.feature_set_version}"
                 f", the candidate {fsv}: they cannot be compared on the same holdout"
+            )
+        elif champ_end and pd.Timestamp(champ_end).tz_convert(None) >= holdout_start:
+            refusal = (
+                f"champion v{champion_version} was trained on labels up to {champ_end}, inside "
+                f"this holdout (from {holdout_start.isoformat()}Z): it cannot be scored out of "
+                "sample; train on a window that ends later"
             )
         else:
             out.champion_metrics = _score_champion(name, champ, frame, hold.test, truth)
@@ -392,17 +421,12 @@ def _train_one(
     return out
 
 
-def _threshold(
-    ev: Evaluation, x_in: np.ndarray, train_rows: np.ndarray, quantile: float
-) -> dict[str, float]:
-    """The anomaly model's alert threshold: the ``quantile`` of its scores on its own training
-    rows (what serving flags and writes to the ``anomalies`` table)."""
+def _threshold(ev: Evaluation, quantile: float) -> dict[str, float]:
+    """The anomaly model's alert threshold: the ``quantile`` of its scores on the holdout rows
+    (out of sample, like the live rows serving will flag and write to ``anomalies``)."""
     if ev.kind != "iforest":
         return {}
-    from signalstack.training.models import iforest_score
-
-    hold = ev.holdout
-    scores = iforest_score(hold.model, hold.scaler.transform(x_in[train_rows]))
+    scores = ev.holdout.prediction
     return {"score_threshold": float(np.quantile(scores, quantile)), "score_quantile": quantile}
 
 

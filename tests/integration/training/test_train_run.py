@@ -10,6 +10,7 @@ models → walk-forward metrics beside baselines → bundles → registered vers
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -220,12 +221,20 @@ def test_the_cli_exit_status_says_whether_a_champion_moved(
     first = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300, check=False)
     assert first.returncode == 0, first.stderr[-3000:]
     assert "promoted" in first.stdout
+    before = json.loads((tmp_path / "summary.json").read_text())
     # the same data and seed again: the same model, which cannot beat itself by the margin
     again = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300, check=False)
     assert again.returncode == 6, again.stderr[-3000:]
     assert "refused" in again.stdout
-    summary = (tmp_path / "summary.json").read_text()
-    assert '"promote": false' in summary
+    after = json.loads((tmp_path / "summary.json").read_text())
+    assert after["models"]["regime"]["decision"]["promote"] is False
+    # same seed, same data: the same dataset digest and the same metrics, through MLflow and all
+    assert after["dataset_digest"] == before["dataset_digest"]
+    for key in ("cv", "holdout", "baselines_cv", "baselines_holdout"):
+        assert after["models"]["regime"][key] == before["models"]["regime"][key], key
+    # the champion (v1, through its ONNX bundle) scores the holdout as v1 did when trained
+    champion = after["models"]["regime"]["champion_holdout"]
+    assert champion == pytest.approx(before["models"]["regime"]["holdout"], rel=1e-6)
 
 
 def test_yfinance_bars_train_feature_set_2_models_that_refuse_feature_set_1(
@@ -246,7 +255,10 @@ def test_yfinance_bars_train_feature_set_2_models_that_refuse_feature_set_1(
     anomaly = res.models["anomaly"].decision
     assert anomaly is not None and not anomaly.promote
     assert "no labelled anomalies" in anomaly.reason
-    bundle = load_bundle(_download(client, f"{prefix}regime", "1", Path(store.path).parent))
+    # feature set 2 has its own registered models (and champions): never in feature set 1's way
+    assert {m.version and n for n, m in res.models.items()} == {"regime", "direction", "anomaly"}
+    assert not client.search_model_versions(f"name='{prefix}regime'")
+    bundle = load_bundle(_download(client, f"{prefix}regime-fs2", "1", Path(store.path).parent))
     assert bundle.meta.feature_set_version == 2 and "range_1m" in bundle.meta.feature_columns
     cols = list(bundle.meta.feature_columns)
     v1 = pd.DataFrame(np.ones((2, len(cols))), columns=cols).assign(feature_set_version=1)
@@ -254,7 +266,7 @@ def test_yfinance_bars_train_feature_set_2_models_that_refuse_feature_set_1(
         bundle.predict(v1)
     # the anomaly bundle carries its alert threshold: the 99th percentile of its training scores
     dl = Path(store.path).parent / "dl-anomaly"
-    anomaly_bundle = load_bundle(_download(client, f"{prefix}anomaly", "1", dl))
+    anomaly_bundle = load_bundle(_download(client, f"{prefix}anomaly-fs2", "1", dl))
     threshold = anomaly_bundle.meta.training["score_threshold"]
     frame = source.frame(
         Y_SYMBOLS, Y_FIRST_OPEN, Y_END, labels=LabelSpec.from_settings(s.training),
@@ -262,3 +274,21 @@ def test_yfinance_bars_train_feature_set_2_models_that_refuse_feature_set_1(
     )  # fmt: skip
     scores = anomaly_bundle.predict(frame[list(anomaly_bundle.meta.feature_columns)])
     assert 0.001 < float(np.mean(scores > threshold)) < 0.05
+
+
+def test_a_champion_trained_inside_the_candidates_holdout_is_not_compared_in_sample(
+    mlflow: MlflowServer, prefix: str, store: DuckDBStore
+) -> None:
+    s = settings(prefix)
+    sim = simulate_into_store(store, days=4, symbols=SYMBOLS, seed=5, trades_per_day=8_000)
+    later = train(s, StoreSource(store), SYMBOLS, sim.start, sim.end, models=("regime",),
+                  tracking_uri=mlflow.tracking_uri, experiment=f"{prefix}overlap")  # fmt: skip
+    assert later.models["regime"].decision is not None
+    assert later.models["regime"].decision.promote
+    # a window ending a session earlier: its holdout lies inside what the champion trained on
+    earlier_end = sim.end - pd.Timedelta(days=1)
+    res = train(s, StoreSource(store), SYMBOLS, sim.start, earlier_end, models=("regime",),
+                tracking_uri=mlflow.tracking_uri, experiment=f"{prefix}overlap")  # fmt: skip
+    d = res.models["regime"].decision
+    assert d is not None and not d.promote
+    assert "inside this holdout" in d.reason and "champion stays v1" in d.reason

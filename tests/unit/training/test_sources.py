@@ -113,12 +113,22 @@ def yahoo(tmp_path: Path) -> Iterator[Yahoo]:
     import yfinance as yf
 
     yf.set_tz_cache_location(str(tmp_path / "yf-cache"))
+    _forget_yfinance_state()
     adapter = YahooDaysReplay()
     s = requests.Session()
     s.mount("https://", adapter)
     s.mount("http://", adapter)
     yield YFinanceTrainingSource(YFinanceSource(session=s), now=NOW), adapter
     s.close()
+    _forget_yfinance_state()
+
+
+def _forget_yfinance_state() -> None:
+    """yfinance keeps one process-wide data singleton (session, cookie, crumb) across calls: an
+    earlier test's replay session would answer this test's requests. Start each test afresh."""
+    from yfinance.data import YfData
+
+    type(YfData)._instances.pop(YfData, None)  # type: ignore[attr-defined]
 
 
 def _session_close(ts: pd.Series) -> npt.NDArray[np.int64]:
