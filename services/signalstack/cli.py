@@ -192,10 +192,29 @@ def serve() -> None:
 
 
 @app.command()
-def drift() -> None:
-    """Compute PSI per feature between the training window and recent data."""
-    _settings()
-    _pending("drift", "Monitoring")
+def drift(
+    as_of: Annotated[
+        str | None,
+        typer.Option(
+            "--as-of",
+            help="The time (ISO 8601, UTC if no zone) the window ends at (default: now).",
+        ),
+    ] = None,
+    retrain: Annotated[
+        Literal["auto", "kubernetes", "local", "off"] | None,
+        typer.Option(help="What to do about drift (default: DRIFT_RETRAIN)."),
+    ] = None,
+    metrics: Annotated[
+        bool, typer.Option("--metrics", help="Also print the pass's Prometheus metrics.")
+    ] = False,
+) -> None:
+    """PSI of each model's inputs over a recent window against its training reference; the
+    drift table, gauges, and one retraining when a model drifted.
+
+    Exit 0: no model drifted; 7: a model drifted (any input's PSI ≥ DRIFT_ALERT_PSI)."""
+    from signalstack.drift.cli import run
+
+    raise typer.Exit(run(_settings(), as_of=as_of, retrain=retrain, show_metrics=metrics))
 
 
 @app.command()

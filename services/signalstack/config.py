@@ -274,6 +274,55 @@ class TrainingSettings(BaseSettings):
     threads: int = Field(default=2, ge=1)  # CPU threads for XGBoost and torch
 
 
+class DriftSettings(BaseSettings):
+    """Knobs of ``signalstack drift`` (see docs/components/drift.md)."""
+
+    model_config = SettingsConfigDict(**_cfg("DRIFT_"), env_parse_none_str="")  # "" = unset
+    window_minutes: int = Field(default=1440, ge=1)  # the recent window: feature rows this old
+    min_rows: int = Field(default=200, ge=1)  # fewer rows in the window: the model is skipped
+    warn_psi: float = Field(default=0.1, gt=0)  # PSI from here: warn (reported only)
+    alert_psi: float = Field(default=0.25, gt=0)  # any input from here: drift, retrain
+    models: Annotated[tuple[str, ...], NoDecode] = ("regime", "direction", "anomaly")
+    model_dir: Path | None = None  # bundles <dir>/<model>/bundle.json; unset: the MLflow alias
+    # auto: kubernetes inside a pod (KUBERNETES_SERVICE_HOST set), else local
+    retrain: Literal["auto", "kubernetes", "local", "off"] = "auto"
+    retrain_lookback_days: int = Field(default=20, ge=1)  # the retraining's --start: this far back
+    retrain_command: str = "signalstack train --data-source store"  # local mode (shell words)
+    retrain_timeout_s: float | None = Field(default=None, gt=0)  # local mode; unset: no limit
+    namespace: str = ""  # retraining Jobs' namespace; "": the pod's own, else "default"
+    job_template: Path | None = None  # a batch/v1 Job YAML; unset: the one shipped in the package
+    job_image: str = ""  # overrides the template's container image when set
+    kubeconfig: Path | None = None  # unset: in-cluster config (the pod's service account)
+    api_attempts: int = Field(default=5, ge=1)  # Kubernetes API / store calls, with backoff
+    backoff_base_s: float = Field(default=0.5, gt=0)
+    backoff_cap_s: float = Field(default=15.0, gt=0)
+    pushgateway_url: str = ""  # push the run's gauges here (job signalstack-drift)
+
+    @field_validator("models", mode="before")
+    @classmethod
+    def _split_models(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            return tuple(s.strip().lower() for s in v.split(",") if s.strip())
+        return v
+
+    @field_validator("models")
+    @classmethod
+    def _known_models(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [m for m in v if m not in ("regime", "direction", "anomaly")]
+        if unknown or not v:
+            raise ValueError(f"expected a comma list of regime, direction, anomaly; got {v!r}")
+        return v
+
+    @model_validator(mode="after")
+    def _warn_below_alert(self) -> DriftSettings:
+        if self.warn_psi > self.alert_psi:
+            raise ValueError(
+                f"DRIFT_WARN_PSI ({self.warn_psi:g}) must not exceed DRIFT_ALERT_PSI "
+                f"({self.alert_psi:g})"
+            )
+        return self
+
+
 class Settings(BaseSettings):
     """All configuration; each group reads its own prefixed variables."""
 
@@ -291,6 +340,7 @@ class Settings(BaseSettings):
     stream: StreamSettings = Field(default_factory=StreamSettings)
     backfill: BackfillSettings = Field(default_factory=BackfillSettings)
     training: TrainingSettings = Field(default_factory=TrainingSettings)
+    drift: DriftSettings = Field(default_factory=DriftSettings)
 
     def secrets(self) -> list[str]:
         """Every configured secret value, for the log redactor."""
@@ -316,6 +366,7 @@ GROUPS: dict[str, type[BaseSettings]] = {
     "stream": StreamSettings,
     "backfill": BackfillSettings,
     "training": TrainingSettings,
+    "drift": DriftSettings,
 }
 
 

@@ -312,6 +312,24 @@ def model_decisions_from_frame(df: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
+def drift_from_frame(df: pd.DataFrame) -> pd.DataFrame:
+    """Drift rows read back → :data:`DRIFT_COLUMNS`: windows datetime64[ns, UTC], ``psi``
+    float64, ``feature_set_version`` int64 (an empty frame keeps these dtypes)."""
+    out = pd.DataFrame(
+        {
+            "feature": df["feature"].astype(object) if len(df) else pd.Series(dtype=object),
+            "window_start": pd.to_datetime(df["window_start"], utc=True),
+            "window_end": pd.to_datetime(df["window_end"], utc=True),
+            "psi": pd.to_numeric(df["psi"]).astype("float64"),
+            "reference": df["reference"].astype(object),
+            "feature_set_version": pd.to_numeric(df["feature_set_version"]).astype("int64"),
+        }
+    )
+    for c in ("window_start", "window_end"):
+        out[c] = out[c].astype("datetime64[ns, UTC]")
+    return out.reset_index(drop=True)
+
+
 def to_utc(value: TimeLike) -> pd.Timestamp:
     """Any time-like (datetime, Timestamp, ISO string, int ns) → tz-aware UTC Timestamp."""
     ts = pd.Timestamp(value)
@@ -517,6 +535,11 @@ class Store(ABC):
     @abstractmethod
     def predictions(self, symbols: Sequence[str], start: TimeLike, end: TimeLike) -> pd.DataFrame:
         """Predictions with start <= ts < end."""
+
+    @abstractmethod
+    def drift_results(self, start: TimeLike, end: TimeLike) -> pd.DataFrame:
+        """PSI rows whose window ends in ``start <= window_end < end``, columns
+        :data:`DRIFT_COLUMNS`, ordered by (window_end, feature, feature_set_version)."""
 
     @abstractmethod
     def dlq(self, limit: int = 1000) -> pd.DataFrame:

@@ -24,6 +24,7 @@ from signalstack.store.base import (
     BACKFILL_RUN_COLUMNS,
     BACKFILL_RUN_UPDATES,
     DLQ_COLUMNS,
+    DRIFT_COLUMNS,
     FEATURE_COLUMNS,
     MODEL_DECISION_COLUMNS,
     BackfillRange,
@@ -39,6 +40,7 @@ from signalstack.store.base import (
     backfill_run_from_row,
     backfill_run_row,
     dlq_columns,
+    drift_from_frame,
     model_decision_row,
     model_decisions_from_frame,
     to_utc,
@@ -360,6 +362,14 @@ class DuckDBStore(Store):
             [list(symbols), _py(to_utc(start)), _py(to_utc(end))],
         )
         return frames.finish_predictions(df)
+
+    def drift_results(self, start: TimeLike, end: TimeLike) -> pd.DataFrame:
+        df = self._df(
+            f"SELECT {', '.join(DRIFT_COLUMNS)} FROM drift WHERE window_end >= ? "
+            "AND window_end < ? ORDER BY window_end, feature, feature_set_version",
+            [_py(to_utc(start)), _py(to_utc(end))],
+        )
+        return drift_from_frame(df)
 
     def dlq(self, limit: int = 1000) -> pd.DataFrame:
         df = self._df(

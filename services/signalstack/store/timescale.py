@@ -37,6 +37,7 @@ from signalstack.store.base import (
     BACKFILL_RUN_COLUMNS,
     BACKFILL_RUN_UPDATES,
     DLQ_COLUMNS,
+    DRIFT_COLUMNS,
     FEATURE_COLUMNS,
     MODEL_DECISION_COLUMNS,
     BackfillRange,
@@ -52,6 +53,7 @@ from signalstack.store.base import (
     backfill_run_from_row,
     backfill_run_row,
     dlq_columns,
+    drift_from_frame,
     model_decision_row,
     model_decisions_from_frame,
     to_utc,
@@ -666,6 +668,17 @@ class TimescaleStore(Store):
             _dt(to_utc(end)),
         )
         return frames.finish_predictions(df)
+
+    def drift_results(self, start: TimeLike, end: TimeLike) -> pd.DataFrame:
+        df = self._fetch_df(
+            f"SELECT {', '.join(DRIFT_COLUMNS)} FROM drift WHERE window_end >= $1 "
+            "AND window_end < $2 ORDER BY window_end, feature, feature_set_version",
+            _dt(to_utc(start)),
+            _dt(to_utc(end)),
+        )
+        if df.empty:
+            df = frames.empty(list(DRIFT_COLUMNS))
+        return drift_from_frame(df)
 
     def dlq(self, limit: int = 1000) -> pd.DataFrame:
         df = self._fetch_df(
