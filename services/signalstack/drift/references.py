@@ -103,20 +103,27 @@ def from_registry(
 ) -> tuple[list[MonitoredModel], dict[str, str]]:
     """The bundles the alias points at (downloaded under ``work``); a model without the alias
     is skipped."""
+    from mlflow.exceptions import MlflowException
+
     from signalstack.training.registry import ModelRegistry
 
-    registry = ModelRegistry(tracking_uri, alias=alias)
     found: list[MonitoredModel] = []
     skipped: dict[str, str] = {}
-    with _registry_uri(tracking_uri):
-        for name in names:
-            registered = prefix + name
-            ref = registry.champion(registered)
-            if ref is None:
-                skipped[name] = f"no {alias!r} alias on registered model {registered!r}"
-                continue
-            d = registry.download_bundle(registered, ref.version, Path(work) / name)
-            found.append(read_bundle_dir(d, ref.version, ref.uri))
+    registered = ""
+    try:
+        registry = ModelRegistry(tracking_uri, alias=alias)
+        with _registry_uri(tracking_uri):
+            for name in names:
+                registered = prefix + name
+                ref = registry.champion(registered)
+                if ref is None:
+                    skipped[name] = f"no {alias!r} alias on registered model {registered!r}"
+                    continue
+                d = registry.download_bundle(registered, ref.version, Path(work) / name)
+                found.append(read_bundle_dir(d, ref.version, ref.uri))
+    except (MlflowException, OSError) as err:  # MLflow's client has retried with backoff
+        what = f" ({registered})" if registered else ""
+        raise DriftError(f"MLflow registry {tracking_uri}{what}: {err}") from None
     return found, skipped
 
 

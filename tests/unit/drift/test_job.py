@@ -131,3 +131,14 @@ def test_drift_settings(monkeypatch: pytest.MonkeyPatch) -> None:
         DriftSettings(warn_psi=0.3, alert_psi=0.25)
     with pytest.raises(ValueError, match="regime, direction, anomaly"):
         DriftSettings(models=("lstm",))
+
+
+def test_an_unreachable_registry_is_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from signalstack.drift.references import from_registry
+
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
+    with pytest.raises(DriftError, match=r"MLflow registry http://127\.0\.0\.1:9 \(regime\)"):
+        from_registry("http://127.0.0.1:9", "champion", "", ("regime",), tmp_path)
