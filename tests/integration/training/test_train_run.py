@@ -34,6 +34,7 @@ from signalstack.features.sessions import session_index
 from signalstack.inference.bundle import load_bundle
 from signalstack.store.duckdb import DuckDBStore
 from signalstack.training.frames import LabelSpec, simulate_into_store, training_frame
+from signalstack.training.labels import regime_truth
 from signalstack.training.run import train
 from signalstack.training.sources import SimulatorSource, StoreSource
 from signalstack.training.splits import SplitConfig, walk_forward
@@ -83,6 +84,14 @@ def test_regime_beats_majority_and_a_random_walk_direction_model_is_refused(
         regime.evaluation.baseline_aggregate["majority"]["balanced_accuracy"] + 0.10
     )
     assert regime.decision is not None and regime.decision.promote, regime.decision
+    # and against the simulator's own per-minute regimes (the ground truth behind the labels)
+    frame = regimes.frame(SYMBOLS, None, None, labels=LabelSpec(), sessions=session_index())
+    truth = regime_truth(regimes.truth().regimes, frame, LabelSpec().regime.horizon_minutes)
+    rows = hold.test[truth.notna().to_numpy()[hold.test]]
+    true = truth.to_numpy()[rows].astype(int)
+    pred = hold.prediction[np.searchsorted(hold.test, rows)].argmax(axis=1)
+    recall = [float((pred[true == k] == k).mean()) for k in np.unique(true)]
+    assert np.mean(recall) >= 1 / 3 + 0.10, recall  # balanced accuracy against the truth
 
     walk = SimulatorSource(days=4, symbols=SYMBOLS, seed=5, trades_per_day=8_000, random_walk=True)
     assert set(walk.truth().regimes["regime"]) == {"calm"}
