@@ -88,7 +88,7 @@ def _scale_free(f: Mapping[str, F8]) -> dict[str, F8]:
     }
 
 
-def _inputs_v1(f: Mapping[str, F8]) -> Mapping[str, F8]:
+def _common(f: Mapping[str, F8]) -> dict[str, F8]:
     return {
         "vwap_gap": _log_ratio(f["vwap_5m"], f["vwap_15m"]),
         "realized_vol_5m": f["realized_vol_5m"],
@@ -97,6 +97,12 @@ def _inputs_v1(f: Mapping[str, F8]) -> Mapping[str, F8]:
         "price_momentum_5m": f["price_momentum_5m"],
         "log_volume_5m": _log1p(f["volume_5m"]),
         "log_volume_ratio": _log1p(f["volume_ratio"]),
+    }
+
+
+def _inputs_v1(f: Mapping[str, F8]) -> Mapping[str, F8]:
+    return {
+        **_common(f),
         "log_trade_count_1m": _log1p(f["trade_count_1m"]),
         "log_avg_trade_size_1m": _log1p(f["avg_trade_size_1m"]),
         **_scale_free(f),
@@ -104,80 +110,37 @@ def _inputs_v1(f: Mapping[str, F8]) -> Mapping[str, F8]:
 
 
 def _inputs_v2(f: Mapping[str, F8]) -> Mapping[str, F8]:
-    return {
-        "vwap_gap": _log_ratio(f["vwap_5m"], f["vwap_15m"]),
-        "realized_vol_5m": f["realized_vol_5m"],
-        "realized_vol_15m": f["realized_vol_15m"],
-        "price_momentum_1m": f["price_momentum_1m"],
-        "price_momentum_5m": f["price_momentum_5m"],
-        "log_volume_5m": _log1p(f["volume_5m"]),
-        "log_volume_ratio": _log1p(f["volume_ratio"]),
-        "range_1m": f["range_1m"],
-        **_scale_free(f),
-    }
+    return {**_common(f), "range_1m": f["range_1m"], **_scale_free(f)}
 
 
+def _spec(
+    version: int,
+    feature_columns: tuple[str, ...],
+    transform: Callable[[Mapping[str, F8]], Mapping[str, F8]],
+) -> InputSpec:
+    """The input names are the transform's keys, in its order (one list, never two)."""
+    names = tuple(transform({c: np.zeros(0) for c in feature_columns}))
+    return InputSpec(version, feature_columns, names, transform)
+
+
+# The stored feature columns each set reads. Feature set 1's are features.columns.FEATURE_COLUMNS
+# (spelled out: importing signalstack.features loads pandas, which the inference image avoids;
+# a test keeps the two equal).
+_SHARED = (
+    "vwap_5m",
+    "vwap_15m",
+    "realized_vol_5m",
+    "realized_vol_15m",
+    "price_momentum_1m",
+    "price_momentum_5m",
+    "volume_5m",
+    "volume_ratio",
+)
 INPUT_SPECS: Final[dict[int, InputSpec]] = {
-    1: InputSpec(
-        1,
-        (
-            "vwap_5m",
-            "vwap_15m",
-            "realized_vol_5m",
-            "realized_vol_15m",
-            "price_momentum_1m",
-            "price_momentum_5m",
-            "volume_5m",
-            "volume_ratio",
-            "trade_count_1m",
-            "avg_trade_size_1m",
-        ),
-        (
-            "vwap_gap",
-            "realized_vol_5m",
-            "realized_vol_15m",
-            "price_momentum_1m",
-            "price_momentum_5m",
-            "log_volume_5m",
-            "log_volume_ratio",
-            "log_trade_count_1m",
-            "log_avg_trade_size_1m",
-            "return_z_1m",
-            "return_z_5m",
-            "vol_ratio_5m_15m",
-        ),
-        _inputs_v1,
-    ),
+    1: _spec(1, (*_SHARED, "trade_count_1m", "avg_trade_size_1m"), _inputs_v1),
     # feature set 2: features from 1-minute bars alone (yfinance history has no trades);
     # computed by signalstack.features.bar_features
-    2: InputSpec(
-        2,
-        (
-            "vwap_5m",
-            "vwap_15m",
-            "realized_vol_5m",
-            "realized_vol_15m",
-            "price_momentum_1m",
-            "price_momentum_5m",
-            "volume_5m",
-            "volume_ratio",
-            "range_1m",
-        ),
-        (
-            "vwap_gap",
-            "realized_vol_5m",
-            "realized_vol_15m",
-            "price_momentum_1m",
-            "price_momentum_5m",
-            "log_volume_5m",
-            "log_volume_ratio",
-            "range_1m",
-            "return_z_1m",
-            "return_z_5m",
-            "vol_ratio_5m_15m",
-        ),
-        _inputs_v2,
-    ),
+    2: _spec(2, (*_SHARED, "range_1m"), _inputs_v2),
 }
 
 

@@ -139,3 +139,10 @@ def test_padding_of_rows_scaled_without_indicators_is_the_missing_encoding() -> 
     np.testing.assert_array_equal(seq[0, 0], s.transform(np.full((1, 4), np.nan))[0])
     with pytest.raises(ValueError, match="padding row"):
         sequences(scaled, [0, 0], 3, pad=np.zeros(5, dtype=np.float32))
+
+
+def test_feature_set_1_reads_exactly_the_stored_feature_columns() -> None:
+    # inputs.py spells the columns out (importing signalstack.features loads pandas)
+    from signalstack.features.columns import FEATURE_COLUMNS
+
+    assert input_spec(1).feature_columns == FEATURE_COLUMNS
