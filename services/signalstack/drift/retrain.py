@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import json
 import os
 import secrets
 import shlex
@@ -91,6 +92,14 @@ def training_args(models: Sequence[str], now: pd.Timestamp, lookback_days: int) 
     return ["--model", ",".join(models), "--start", start.isoformat(), "--end", end.isoformat()]
 
 
+def _short(err: BaseException) -> str:
+    """An API error as ``<status> <reason>`` (not its headers and body), others as they print."""
+    status, reason = getattr(err, "status", None), getattr(err, "reason", None)
+    if isinstance(status, int) and reason:
+        return f"{status} {reason}"
+    return f"{type(err).__name__}: {err}"
+
+
 def retry(
     call: Callable[[], T],
     *,
@@ -110,7 +119,8 @@ def retry(
             if attempt == attempts or not transient(err):
                 raise
             delay = min(cap_s, base_s * 2 ** (attempt - 1)) * (0.5 + secrets.randbelow(500) / 1000)
-            log.warning("drift_retry", what=what, attempt=attempt, error=str(err), delay_s=delay)
+            log.warning("drift_retry", what=what, attempt=attempt, error=_short(err),
+                        delay_s=round(delay, 3))  # fmt: skip
             sleep(delay)
     raise AssertionError("unreachable")  # pragma: no cover
 
@@ -174,6 +184,16 @@ def build_job(
     if image:
         container["image"] = image
     return job
+
+
+def _status_message(body: Any) -> str:
+    """The ``message`` of the API server's Status answer, else the body's start."""
+    text = body.decode(errors="replace") if isinstance(body, bytes) else str(body or "")
+    try:
+        message = json.loads(text).get("message")
+    except (ValueError, AttributeError):
+        message = None
+    return str(message) if message else text[:300]
 
 
 def _name(job: Any) -> str:
@@ -267,7 +287,7 @@ class KubernetesRetrainer:
         except ApiException as err:
             raise RetrainError(
                 f"Kubernetes API: {what} in namespace {self.namespace!r} answered {err.status} "
-                f"{err.reason}: {(err.body or '')[:300]}"
+                f"{err.reason}: {_status_message(err.body)}"
             ) from None
         except Exception as err:
             if api_transient(err):

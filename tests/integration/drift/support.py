@@ -119,6 +119,7 @@ class FakeJobsApi:
     requests: list[tuple[str, str, Any]] = field(default_factory=list)  # (method, path, body)
     jobs: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # namespace → jobs
     port: int = 0
+    fail: list[int] = field(default_factory=list)  # statuses to answer the next requests with
 
     @property
     def created(self) -> list[dict[str, Any]]:
@@ -178,6 +179,12 @@ def fake_jobs_api() -> Iterator[FakeJobsApi]:
             self.end_headers()
             self.wfile.write(data)
 
+        def _status(self, code: int) -> None:
+            reason = {403: "Forbidden", 503: "ServiceUnavailable"}.get(code, "Error")
+            message = f"jobs.batch is {reason.lower()} (test)"
+            self._reply(code, {"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                               "message": message, "reason": reason, "code": code})  # fmt: skip
+
         def _namespace(self) -> str | None:
             parts = urllib.parse.urlsplit(self.path).path.strip("/").split("/")
             if (
@@ -194,6 +201,9 @@ def fake_jobs_api() -> Iterator[FakeJobsApi]:
             query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
             with lock:
                 api.requests.append(("GET", self.path, None))
+                if api.fail:
+                    self._status(api.fail.pop(0))
+                    return
                 if ns is None:
                     self._reply(404, {"kind": "Status", "code": 404})
                     return
@@ -213,6 +223,9 @@ def fake_jobs_api() -> Iterator[FakeJobsApi]:
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             with lock:
                 api.requests.append(("POST", self.path, body))
+                if api.fail:
+                    self._status(api.fail.pop(0))
+                    return
                 if ns is None:
                     self._reply(404, {"kind": "Status", "code": 404})
                     return

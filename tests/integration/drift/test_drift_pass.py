@@ -306,3 +306,38 @@ def test_references_come_from_the_mlflow_alias(
     assert set(report.skipped) == {"direction", "anomaly"}
     assert "no 'champion' alias" in report.skipped["anomaly"]
     assert report.retrain is not None and report.retrain.action == "reported"
+
+
+def test_the_api_is_retried_on_503_and_a_403_is_a_clear_error(
+    tmp_path: Path, bundles: Path, duck: DuckDBStore
+) -> None:
+    from signalstack.drift.retrain import RetrainError
+
+    fill(duck, shift=True)
+    duck.close()
+    with fake_jobs_api() as k8s:
+        s = settings(tmp_path, bundles, retrain="kubernetes", api_attempts=3,
+                     kubeconfig=k8s.kubeconfig(tmp_path / "kubeconfig"))  # fmt: skip
+        k8s.fail = [503, 503]  # the list twice, then it answers
+        report = job.run(s, now=NOW)
+        assert report.retrain is not None and report.retrain.action == "created"
+        assert [m for m, _, _ in k8s.requests] == ["GET", "GET", "GET", "POST"]
+        assert len(k8s.created) == 1
+
+        k8s.finish(k8s.created[0]["metadata"]["name"])
+        k8s.requests.clear()
+        k8s.fail = [403]  # RBAC: not retried
+        metrics = DriftMetrics()
+        with pytest.raises(
+            RetrainError,
+            match=r"list jobs in namespace 'default' answered 403 Forbidden: jobs.batch is "
+            r"forbidden \(test\)",
+        ):
+            job.run(s, now=NOW, metrics=metrics)
+        assert [m for m, _, _ in k8s.requests] == ["GET"]
+    # the pass's PSI was recorded before the request failed
+    assert gauge(metrics.registry, "signalstack_drift_runs_total", outcome="alert") == 1
+    labels = {"mode": "kubernetes", "action": "error"}
+    assert gauge(metrics.registry, "signalstack_drift_retrain_requests_total", **labels) == 1
+    with DuckDBStore(str(tmp_path / "store.duckdb")) as store:
+        assert store.count("drift") > 0

@@ -155,3 +155,17 @@ def test_local_mode_with_a_missing_command_is_a_clear_error() -> None:
         LocalRetrainer(["/nonexistent/signalstack-train"]).request(["regime"], 0.3, NOW)
     with pytest.raises(RetrainError, match="empty"):
         LocalRetrainer([])
+
+
+def test_outside_a_cluster_the_kubernetes_mode_says_what_to_do(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from signalstack.drift.retrain import batch_api
+
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    with pytest.raises(
+        RetrainError, match=r"in-cluster configuration unusable.*DRIFT_RETRAIN=local"
+    ):
+        batch_api(None)
+    with pytest.raises(RetrainError, match="DRIFT_KUBECONFIG"):
+        batch_api(tmp_path / "missing-kubeconfig")
