@@ -14,9 +14,9 @@ For each model (``DRIFT_MODELS``; its reference from the champion bundle, see
 
 Results go to the store's ``drift`` table — one row per model input, ``feature`` =
 ``<model>/<input>`` (the table's key has no model column, and two models share input names),
-``reference`` = ``<model> v<version> run <run_id>`` — upserted on (feature,
-feature_set_version, window_start, window_end), so a re-run for the same time replaces its
-rows. Then the gauges (:mod:`signalstack.drift.metrics`).
+``reference`` = ``<model> v<version> run <run_id>`` (``local`` for a directory's bundle) —
+upserted on (feature, feature_set_version, window_start, window_end), so a re-run for the same
+time replaces its rows. Then the gauges (:mod:`signalstack.drift.metrics`).
 
 A model is **drifted** when any input's PSI is at least ``DRIFT_ALERT_PSI`` (0.25); from
 ``DRIFT_WARN_PSI`` (0.1) it is reported as ``warn`` only. When a model drifted, the pass asks
@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Final, Literal
 import pandas as pd
 
 from signalstack.drift.psi import psi
-from signalstack.drift.references import MonitoredModel
+from signalstack.drift.references import LOCAL, MonitoredModel
 from signalstack.inference.inputs import input_spec
 from signalstack.logs import get_logger
 from signalstack.store.base import TimeLike, to_utc
@@ -113,17 +113,21 @@ class DriftReport:
         out = [f"window {self.window_start.isoformat()} … {self.window_end.isoformat()}"]
         for m in self.models:
             if m.status == "no_data":
-                out.append(f"{m.model} v{m.version}: {m.rows} rows in the window, not judged")
+                out.append(f"{m.model} {_v(m.version)}: {m.rows} rows in the window, not judged")
                 continue
             top = sorted(m.psi.items(), key=lambda kv: -kv[1])[:3]
             worst = ", ".join(f"{k} {v:.3f}" for k, v in top)
-            out.append(f"{m.model} v{m.version}: {m.status}, max PSI {m.max_psi:.3f} over "
+            out.append(f"{m.model} {_v(m.version)}: {m.status}, max PSI {m.max_psi:.3f} over "
                        f"{m.rows} rows ({worst})")  # fmt: skip
         out.extend(f"{name}: skipped, {why}" for name, why in self.skipped.items())
         if self.retrain is not None:
             out.append(f"retrain ({self.retrain.mode}): {self.retrain.action}: "
                        f"{self.retrain.detail}")  # fmt: skip
         return out
+
+
+def _v(version: str) -> str:
+    return version if version == LOCAL else f"v{version}"
 
 
 def window(now: TimeLike, minutes: int) -> tuple[pd.Timestamp, pd.Timestamp]:

@@ -23,6 +23,8 @@ from signalstack.drift.psi import PsiReference
 from signalstack.errors import SignalStackError
 from signalstack.inference.bundle import META_FILE, BundleError, BundleMeta
 
+LOCAL = "local"  # the version of a bundle read from a directory
+
 
 class DriftError(SignalStackError):
     """The drift job cannot do its work (a bundle unreadable, bad configuration...)."""
@@ -35,7 +37,7 @@ class MonitoredModel:
     """One model's PSI reference and where it came from."""
 
     name: str  # regime | direction | anomaly
-    version: str  # the registry version, or "local"
+    version: str  # the registry version, or LOCAL
     source: str  # e.g. "models:/regime@champion" or the bundle directory
     run_id: str
     feature_set_version: int
@@ -46,7 +48,12 @@ class MonitoredModel:
     def label(self) -> str:
         """What the drift table's ``reference`` column says: model, version and run."""
         run = f" run {self.run_id}" if self.run_id else ""
-        return f"{self.name} v{self.version}{run}"
+        return f"{self.name} {self.version_label}{run}"
+
+    @property
+    def version_label(self) -> str:
+        """``v3`` for a registry version, ``local`` for a bundle directory."""
+        return self.version if self.version == LOCAL else f"v{self.version}"
 
 
 def from_meta(meta: BundleMeta, version: str, source: str) -> MonitoredModel:
@@ -91,7 +98,7 @@ def from_directory(root: Path, names: Sequence[str]) -> tuple[list[MonitoredMode
         if not (d / META_FILE).is_file():
             skipped[name] = f"no bundle in {d}"
             continue
-        model = read_bundle_dir(d, "local")
+        model = read_bundle_dir(d, LOCAL)
         if model.name != name:
             raise DriftError(f"{d} holds the {model.name!r} model, not {name!r}")
         found.append(model)

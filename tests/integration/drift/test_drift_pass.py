@@ -210,7 +210,7 @@ def _rows_written_twice(store: Store, bundles: Path) -> None:
     assert set(got["window_start"]) == {NOW.floor("min") - pd.Timedelta(minutes=WINDOW)}
     assert set(got["feature_set_version"]) == {FSV}
     assert "regime/price_momentum_1m" in set(got["feature"])
-    assert set(got["reference"]) == {"regime vlocal run test-run", "anomaly vlocal run test-run"}
+    assert set(got["reference"]) == {"regime local run test-run", "anomaly local run test-run"}
     want = {f"{m.model}/{k}": v for m in report.models for k, v in m.psi.items()}
     assert dict(zip(got["feature"], got["psi"], strict=True)) == pytest.approx(want)
     # a later window is a row of its own
@@ -254,7 +254,7 @@ def test_the_command_exit_status_says_whether_a_model_drifted(
         env=env, capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     assert res.returncode == EXIT_DRIFT, res.stdout + res.stderr
-    assert "regime vlocal: alert" in res.stdout
+    assert "regime local: alert" in res.stdout
     assert "retrain (off): reported" in res.stdout
     assert 'signalstack_drift_psi_max{model="anomaly"}' in res.stdout
     assert "Traceback" not in res.stderr

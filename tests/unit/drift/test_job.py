@@ -104,7 +104,7 @@ def test_references_from_a_directory(tmp_path: Path) -> None:
     _bundle_dir(tmp_path, "regime")
     models, skipped = from_directory(tmp_path, ("regime", "anomaly"))
     assert [(m.name, m.version, m.run_id, m.label) for m in models] == [
-        ("regime", "local", "r1", "regime vlocal run r1")
+        ("regime", "local", "r1", "regime local run r1")
     ]
     assert models[0].reference.names == input_spec(1).input_names
     assert skipped == {"anomaly": f"no bundle in {tmp_path / 'anomaly'}"}
