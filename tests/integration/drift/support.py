@@ -69,8 +69,8 @@ def features(
 
 def export_bundles(root: Path, training_rows: pd.DataFrame, seed: int = 0) -> Path:
     """The regime (XGBoost) and anomaly (Isolation Forest) models fitted on ``training_rows``
-    and exported as bundles ``root/regime``, ``root/anomaly`` the way training does, each with
-    the reference distribution of its training inputs."""
+    and a small untrained direction LSTM, exported as bundles ``root/<name>`` the way training
+    does, each with the reference distribution of its training inputs."""
     import xgboost
     from sklearn.ensemble import IsolationForest
 
@@ -104,6 +104,22 @@ def export_bundles(root: Path, training_rows: pd.DataFrame, seed: int = 0) -> Pa
         psi_reference=ref, training={**training, "score_threshold": 0.6},
     )  # fmt: skip
     export.export_iforest(forest, root / "anomaly", meta, iscaled[:200])
+
+    import torch
+
+    from signalstack.inference.inputs import sequences
+    from signalstack.training.labels import DIRECTIONS
+    from signalstack.training.lstm import DirectionLstm
+
+    torch.manual_seed(seed)
+    lstm = DirectionLstm(scaler.width, len(DIRECTIONS), hidden_size=4).eval()  # untrained
+    meta = BundleMeta.for_model(
+        name="direction", kind="lstm", feature_set_version=FSV, scaler=scaler,
+        classes=DIRECTIONS, psi_reference=ref, training=training, sequence_length=5,
+    )  # fmt: skip
+    seq = sequences(scaled[:200], training_rows["symbol"].to_numpy()[:200], 5,
+                    pad=scaler.missing_row())  # fmt: skip
+    export.export_lstm(lstm, root / "direction", meta, seq)
     return root
 
 

@@ -1,4 +1,4 @@
-"""`signalstack drift` end to end: real bundles (fitted and exported by signalstack.training),
+"""`signalstack drift` end to end: real bundles of the three models (signalstack.training),
 feature rows in a real store (DuckDB, TimescaleDB), the Kubernetes client against a recorder of
 the API server's Job endpoints (the live API server comes with a later issue).
 
@@ -106,8 +106,8 @@ def test_a_window_like_training_stays_under_the_warn_level(
                      kubeconfig=k8s.kubeconfig(tmp_path / "kubeconfig"))  # fmt: skip
         metrics = DriftMetrics()
         report = job.run(s, now=NOW, metrics=metrics)
-    assert [m.model for m in report.models] == ["regime", "anomaly"]
-    assert report.skipped == {"direction": f"no bundle in {bundles / 'direction'}"}
+    assert [m.model for m in report.models] == ["regime", "direction", "anomaly"]
+    assert report.skipped == {}
     for m in report.models:
         assert m.rows == WINDOW * len(SYMBOLS)  # no future rows, no feature set 2 rows
         assert m.status == "stable", m.psi
@@ -130,9 +130,9 @@ def test_a_shift_raises_the_gauge_and_creates_exactly_one_valid_job(
                      job_image="registry.local/signalstack:1.2.3")  # fmt: skip
         metrics = DriftMetrics()
         first = job.run(s, now=NOW, metrics=metrics)
-        assert first.drifted == ["regime", "anomaly"]
+        assert first.drifted == ["regime", "direction", "anomaly"]
         assert first.exit_code == EXIT_DRIFT
-        for name in ("regime", "anomaly"):
+        for name in ("regime", "direction", "anomaly"):
             top = gauge(metrics.registry, "signalstack_drift_psi_max", model=name)
             assert top is not None and top >= 0.25
         assert gauge(metrics.registry, "signalstack_drift_psi", model="regime",
@@ -141,7 +141,7 @@ def test_a_shift_raises_the_gauge_and_creates_exactly_one_valid_job(
         assert len(k8s.created) == 1
 
         second = job.run(s, now=NOW + pd.Timedelta(minutes=5), metrics=DriftMetrics())
-        assert second.drifted == ["regime", "anomaly"]
+        assert second.drifted == ["regime", "direction", "anomaly"]
         assert second.retrain is not None and second.retrain.action == "already_running"
         assert len(k8s.created) == 1  # exactly one Job while it runs
 
@@ -157,11 +157,14 @@ def test_a_shift_raises_the_gauge_and_creates_exactly_one_valid_job(
             assert body["metadata"]["labels"][key] == value
             assert body["spec"]["template"]["metadata"]["labels"][key] == value
         assert body["metadata"]["name"].startswith("signalstack-retrain-20260302-200030-")
-        assert body["metadata"]["annotations"]["signalstack.io/drifted-models"] == "regime,anomaly"
+        assert (
+            body["metadata"]["annotations"]["signalstack.io/drifted-models"]
+            == "regime,direction,anomaly"
+        )
         container = body["spec"]["template"]["spec"]["containers"][0]
         assert container["image"] == "registry.local/signalstack:1.2.3"
         assert container["args"] == [
-            "train", "--data-source", "store", "--model", "regime,anomaly",
+            "train", "--data-source", "store", "--model", "regime,direction,anomaly",
             "--start", "2026-02-10T20:00:30+00:00", "--end", "2026-03-02T20:00:30+00:00",
         ]  # fmt: skip
 
@@ -189,7 +192,7 @@ def test_local_mode_runs_the_training_command_once(
     assert report.retrain.returncode == 0
     lines = calls.read_text().splitlines()
     assert [json.loads(x) for x in lines] == [[
-        "train", "--data-source", "store", "--model", "regime,anomaly",
+        "train", "--data-source", "store", "--model", "regime,direction,anomaly",
         "--start", "2026-02-25T20:00:30+00:00", "--end", "2026-03-02T20:00:30+00:00",
     ]]  # fmt: skip
 
