@@ -235,11 +235,21 @@ class ModelRegistry:
 
         dst = Path(dst)
         dst.mkdir(parents=True, exist_ok=True)
+        # Resolved with this registry's own client, down to the logged model's artifact
+        # location: a models:/ URI would be resolved through MLflow's process-wide default
+        # URIs (another server, or a ./mlflow.db created on the spot), whatever is passed.
+        mv = self.client.get_model_version(name, str(version))
+        source = str(mv.source or "")
+        model_id = getattr(mv, "model_id", None) or (
+            source.removeprefix("models:/") if source.startswith("models:/m-") else None
+        )
+        if model_id:  # MLflow 3: the version points at a logged model
+            location = self.client.get_logged_model(model_id).artifact_location
+        else:  # a version registered from a run's artifacts
+            location = source
         got = Path(
             mlflow.artifacts.download_artifacts(
-                artifact_uri=f"models:/{name}/{version}",
-                dst_path=str(dst),
-                tracking_uri=self.tracking_uri,
+                artifact_uri=location, dst_path=str(dst), tracking_uri=self.tracking_uri
             )
         )
         found = sorted(got.rglob("bundle.json"))

@@ -234,3 +234,24 @@ def test_the_champion_loads_as_a_pyfunc_and_as_a_bundle(
     downloaded = registry.champion_bundle(name, tmp_path / "dl")
     assert downloaded is not None
     np.testing.assert_allclose(load_bundle(downloaded).predict(feats), want, rtol=0, atol=0)
+
+
+def test_a_download_resolves_through_the_registrys_own_server(
+    tracking: str, store: DuckDBStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not through MLflow's process-wide default: a process whose global tracking URI points
+    elsewhere (the drift job, serving) still gets the bundle, and creates no ./mlflow.db."""
+    name = f"regime-{uuid.uuid4().hex[:8]}"
+    registry = ModelRegistry(tracking, store=store)
+    from signalstack.inference.bundle import load_bundle
+
+    bundle_dir, feats = xgboost_bundle(tmp_path, seed=4)
+    x = feats.head(4)
+    with ml.start_run():
+        version = registry.log_candidate(name, bundle_dir, x, load_bundle(bundle_dir).predict(x))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    ml.set_tracking_uri("sqlite:///elsewhere.db")  # lazily created only if something uses it
+    got = registry.download_bundle(name, version, tmp_path / "dl")
+    assert (got / "bundle.json").is_file()
+    assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "elsewhere.db").exists()
