@@ -243,10 +243,8 @@ class ModelRegistry:
         model_id = getattr(mv, "model_id", None) or (
             source.removeprefix("models:/") if source.startswith("models:/m-") else None
         )
-        if model_id:  # MLflow 3: the version points at a logged model
-            location = self.client.get_logged_model(model_id).artifact_location
-        else:  # a version registered from a run's artifacts
-            location = source
+        # MLflow 3: the version points at a logged model; else at a run's artifacts
+        location = self.client.get_logged_model(model_id).artifact_location if model_id else source
         got = Path(
             mlflow.artifacts.download_artifacts(
                 artifact_uri=location, dst_path=str(dst), tracking_uri=self.tracking_uri
