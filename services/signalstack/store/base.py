@@ -532,6 +532,34 @@ class Store(ABC):
     ) -> pd.DataFrame:
         """The newest feature row per symbol (ts <= as_of when given); absent symbols omitted."""
 
+    def session_features(
+        self,
+        symbol: str,
+        limit: int,
+        feature_set_version: int = 1,
+        as_of: TimeLike | None = None,
+    ) -> pd.DataFrame:
+        """The newest ``limit`` feature rows of ``symbol``'s latest session with a row at or
+        before ``as_of`` (no cut when None), oldest first: what a model predicting the symbol's
+        latest row reads (the LSTM its last ``sequence_length``). Never a row of an earlier
+        session (the session is the New York calendar date of the newest row: a trading session
+        never crosses midnight there) nor one stamped after ``as_of``. Empty when the symbol
+        has no such row. Composed of :meth:`latest_features` and :meth:`training_frame`, so
+        both stores answer alike."""
+        if limit < 1:
+            raise StoreError(f"limit must be at least 1, got {limit}")
+        last = self.latest_features([symbol], feature_set_version, as_of)
+        if last.empty or limit == 1:
+            return last.reset_index(drop=True)
+        newest = to_utc(last["ts"].iloc[0])
+        midnight = newest.tz_convert("America/New_York").normalize().tz_convert("UTC")
+        # the end bound only has to lie after the newest row (drivers keep microseconds);
+        # the as_of cut at the newest row is what bounds the read
+        rows = self.training_frame(
+            [symbol], midnight, newest + pd.Timedelta(minutes=1), newest, feature_set_version
+        )
+        return rows.tail(limit).reset_index(drop=True)
+
     @abstractmethod
     def predictions(self, symbols: Sequence[str], start: TimeLike, end: TimeLike) -> pd.DataFrame:
         """Predictions with start <= ts < end."""
