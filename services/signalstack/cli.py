@@ -186,9 +186,11 @@ def train(
 
 @app.command()
 def serve() -> None:
-    """Serve predictions over HTTP (Open Inference Protocol v2, /predict/*, /ws/predictions)."""
-    _settings()
-    _pending("serve", "Serving")
+    """Serve predictions over HTTP: Open Inference Protocol v2 (/v2), /predict/*, /health,
+    /metrics. Models from SERVING_MODEL_DIR, else the MLflow alias MLFLOW_MODEL_ALIAS."""
+    from signalstack.serving.service import run
+
+    run(_settings())
 
 
 @app.command()

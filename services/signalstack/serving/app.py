@@ -1,0 +1,83 @@
+"""The inference API as a FastAPI app: :func:`create_app` wires the model repository, the data
+plane, the routers, the error map, auth, the body limit, metrics and (optional) CORS."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import Depends, FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from signalstack import __version__
+from signalstack.config import Settings
+from signalstack.serving.auth import require_token
+from signalstack.serving.dataplane import DataPlane
+from signalstack.serving.errors import install_error_handlers
+from signalstack.serving.metrics import ServingMetrics
+from signalstack.serving.middleware import BodyLimitMiddleware, MetricsMiddleware
+from signalstack.serving.repository import ModelRepository
+from signalstack.serving.routers import health, predict, v2
+from signalstack.store.base import Store
+
+
+def create_app(
+    settings: Settings,
+    repository: ModelRepository,
+    store: Store | None = None,
+    *,
+    metrics: ServingMetrics | None = None,
+) -> FastAPI:
+    """The app. Its lifespan starts the repository's polling (models load in the background:
+    readiness is 503 until they have) and stops it — unless the caller started it already,
+    in which case the caller stops it too."""
+    metrics = metrics or repository.metrics or ServingMetrics()
+    if repository.metrics is None:
+        repository.metrics = metrics
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        owned = not repository.running
+        repository.start()
+        try:
+            yield
+        finally:
+            if owned:
+                await asyncio.to_thread(repository.stop)
+
+    app = FastAPI(
+        title="SignalStack inference API",
+        version=__version__,
+        description=(
+            "Open Inference Protocol v2 (/v2) and /predict/* for the regime (XGBoost), "
+            "direction (LSTM) and anomaly (Isolation Forest) models."
+        ),
+        lifespan=lifespan,
+    )
+    app.state.dataplane = DataPlane(repository, store, metrics)
+    app.state.metrics = metrics
+    install_error_handlers(app)
+
+    token = settings.serving.api_token
+    guarded = [Depends(require_token(token))] if token and token.get_secret_value() else []
+    app.include_router(v2.health_router)
+    app.include_router(health.health_router)
+    app.include_router(v2.router, dependencies=guarded)
+    app.include_router(predict.router, dependencies=guarded)
+    app.include_router(health.metrics_router, dependencies=guarded)
+
+    # outermost last: metrics see every response, the 413s included
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.serving.max_body_bytes)
+    if settings.serving.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.serving.cors_origins),
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type"],
+        )
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    return app
+
+
+__all__ = ["create_app"]
