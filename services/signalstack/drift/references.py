@@ -14,8 +14,7 @@ error naming it.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -119,36 +118,18 @@ def from_registry(
     registered = ""
     try:
         registry = ModelRegistry(tracking_uri, alias=alias)
-        with _registry_uri(tracking_uri):
-            for name in names:
-                registered = prefix + name
-                ref = registry.champion(registered)
-                if ref is None:
-                    skipped[name] = f"no {alias!r} alias on registered model {registered!r}"
-                    continue
-                d = registry.download_bundle(registered, ref.version, Path(work) / name)
-                found.append(read_bundle_dir(d, ref.version, ref.uri))
+        for name in names:  # the registry resolves through its own client (no global URI)
+            registered = prefix + name
+            ref = registry.champion(registered)
+            if ref is None:
+                skipped[name] = f"no {alias!r} alias on registered model {registered!r}"
+                continue
+            d = registry.download_bundle(registered, ref.version, Path(work) / name)
+            found.append(read_bundle_dir(d, ref.version, ref.uri))
     except (MlflowException, OSError) as err:  # MLflow's client has retried with backoff
         what = f" ({registered})" if registered else ""
         raise DriftError(f"MLflow registry {tracking_uri}{what}: {err}") from None
     return found, skipped
-
-
-@contextlib.contextmanager
-def _registry_uri(uri: str) -> Iterator[None]:
-    """MLflow resolves a ``models:/name/version`` download (the registered version, then the
-    logged model behind it) through the process-wide tracking and registry URIs, whatever
-    tracking URI the download is given: point both at ours for the duration."""
-    import mlflow
-
-    tracking, registry = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    try:
-        yield
-    finally:
-        mlflow.set_tracking_uri(tracking)
-        mlflow.set_registry_uri(registry)
 
 
 __all__ = [

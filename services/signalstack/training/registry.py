@@ -300,14 +300,27 @@ class ModelRegistry:
                 artifacts={"bundle": str(staged)},
                 signature=signature,
                 input_example=example,
-                registered_model_name=name,
-                await_registration_for=await_registration_for,
                 pip_requirements=list(pip_requirements or runtime_requirements()),
             )
-        version = info.registered_model_version
-        if version is None:  # pragma: no cover - MLflow registers when given a name
-            raise RuntimeError(f"MLflow did not register {name}")
-        return str(version)
+        # Registered with this registry's own client: log_model(registered_model_name=...)
+        # registers through MLflow's process-wide registry URI, which another component of the
+        # process may have pointed elsewhere.
+        from mlflow.exceptions import MlflowException
+
+        try:
+            self.client.create_registered_model(name)
+        except MlflowException as err:
+            if getattr(err, "error_code", "") != "RESOURCE_ALREADY_EXISTS":
+                raise
+        run = mlflow.active_run()
+        mv = self.client.create_model_version(
+            name,
+            source=info.model_uri,
+            run_id=run.info.run_id if run else None,
+            model_id=info.model_id,
+            await_creation_for=await_registration_for,
+        )
+        return str(mv.version)
 
     def apply(
         self,
