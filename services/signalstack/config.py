@@ -259,7 +259,9 @@ class TrainingSettings(BaseSettings):
     embargo_horizons: float = Field(default=1.0, ge=0)  # gap before a test fold, × max horizon
     seed: int = 0  # every model's and baseline's randomness
     experiment: str = "signalstack"  # MLflow experiment
-    gate_margin: float = Field(default=0.02, ge=0)  # a champion must be beaten by at least this
+    # a champion (and every baseline) must be beaten by at least this; > 0, so an equal model
+    # never replaces one
+    gate_margin: float = Field(default=0.02, gt=0)
     sequence_length: int = Field(default=30, ge=1)  # LSTM: feature rows of one session per input
     lstm_hidden_size: int = Field(default=32, ge=1)
     lstm_epochs: int = Field(default=6, ge=1)
@@ -269,9 +271,9 @@ class TrainingSettings(BaseSettings):
     xgb_max_depth: int = Field(default=3, ge=1)
     xgb_learning_rate: float = Field(default=0.05, gt=0)
     iforest_n_estimators: int = Field(default=200, ge=1)
-    # the anomaly alert threshold: this quantile of the model's scores on its training rows
+    # the anomaly alert threshold: this quantile of the model's scores on its holdout rows
     anomaly_quantile: float = Field(default=0.99, gt=0, lt=1)
-    threads: int = Field(default=2, ge=1)  # CPU threads for XGBoost and torch
+    threads: int = Field(default=2, ge=1)  # CPU threads for XGBoost (the LSTM fits on one)
 
 
 class DriftSettings(BaseSettings):
