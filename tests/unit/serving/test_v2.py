@@ -4,6 +4,7 @@ message that names what is wrong."""
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
@@ -195,3 +196,11 @@ def test_null_is_an_undefined_feature_as_in_the_store(client: TestClient, models
     want = load_bundle(models.bundle_dir("anomaly")).predict(first)
     score = r.json()["outputs"][0]["data"][0]
     assert math.isclose(score, float(want[0]), abs_tol=1e-12)
+
+
+def test_infer_reads_json_whatever_the_content_type(client: TestClient, models: Trained) -> None:
+    """tritonclient sends its JSON request without Content-Type application/json."""
+    body = json.dumps({"inputs": tensors(rows_of(models, n=2))}).encode()
+    for headers in ({"content-type": "application/octet-stream"}, {}):
+        r = client.post("/v2/models/regime/infer", content=body, headers=headers)
+        assert r.status_code == 200, r.text

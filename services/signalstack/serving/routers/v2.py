@@ -4,9 +4,11 @@ data extension is refused with a 400 that says so."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
+from fastapi.routing import APIRoute
 
 from signalstack.serving.dependencies import DataPlaneDep
 from signalstack.serving.errors import ERROR_RESPONSES, MalformedRequestError
@@ -22,9 +24,35 @@ from signalstack.serving.schemas import (
 
 BINARY_HEADER = "inference-header-content-length"
 
+
+class JsonBodyRoute(APIRoute):
+    """Reads the body as JSON whatever its Content-Type, as Triton and KServe do: OIP clients
+    (``tritonclient.http``) send the JSON request without ``application/json``."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def route(request: Request) -> Response:
+            if "json" not in request.headers.get("content-type", ""):
+                scope = dict(request.scope)
+                scope["headers"] = [
+                    *((k, v) for k, v in scope["headers"] if k != b"content-type"),
+                    (b"content-type", b"application/json"),
+                ]
+                request = Request(scope, request.receive)
+            return await handler(request)
+
+        return route
+
+
 #: the probes: open even when a bearer token is required
 health_router = APIRouter(prefix="/v2", tags=["Open Inference Protocol v2"])
-router = APIRouter(prefix="/v2", tags=["Open Inference Protocol v2"], responses=ERROR_RESPONSES)
+router = APIRouter(
+    prefix="/v2",
+    tags=["Open Inference Protocol v2"],
+    responses=ERROR_RESPONSES,
+    route_class=JsonBodyRoute,
+)
 
 
 @health_router.get("/health/live", response_model=LiveResponse)
