@@ -35,6 +35,7 @@ import pandas as pd
 from signalstack import __version__
 from signalstack.serving.errors import (
     InvalidInputError,
+    ModelNotReadyError,
     StoreUnavailableError,
     SymbolNotFoundError,
 )
@@ -151,8 +152,6 @@ class DataPlane:
 
     def model_ready(self, name: str, version: str | None = None) -> bool:
         """404 for an unknown model or version; False while a served model is not loaded."""
-        from signalstack.serving.errors import ModelNotReadyError
-
         try:
             self.repository.get(name, version)
         except ModelNotReadyError:
