@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
+import os
 import shutil
 import time
 from collections.abc import Iterator
@@ -43,6 +45,7 @@ class DemoReport:
     labelled_late: int = 0
     labelled_duplicates: int = 0
     training: dict[str, Any] = field(default_factory=dict)
+    serving: dict[str, Any] = field(default_factory=dict)
 
 
 def _chunks(frame: pd.DataFrame, size: int) -> Iterator[pd.DataFrame]:
@@ -143,6 +146,9 @@ def run(settings: Settings, *, seed: int = 7, out: Path = Path("demo-output"),
         t = time.perf_counter()
         report.training = _train(local, out, symbols, seed, market.session_open_ns, train_days)
         stages["train_s"] = time.perf_counter() - t
+        t = time.perf_counter()
+        report.serving = _serve(local, out, symbols, market.session_open_ns)
+        stages["serve_s"] = time.perf_counter() - t
     report.stages = {k: round(v, 3) for k, v in stages.items()}
 
     plotted = _plot(bars, features, out / "features.png")
@@ -171,6 +177,7 @@ def _train(
     mlflow_db = out / "mlflow.db"
     mlflow_db.unlink(missing_ok=True)  # each demo starts with no champion
     shutil.rmtree(out / "artifacts", ignore_errors=True)
+    shutil.rmtree(out / "models", ignore_errors=True)
     session_day = dt.datetime.fromtimestamp(session_open_ns / 1e9, dt.UTC).date()
     store = open_store(settings)
     try:
@@ -187,6 +194,7 @@ def _train(
             result = train(
                 settings, source, symbols, None, None, tracking_uri=f"sqlite:///{mlflow_db}",
                 experiment="signalstack-demo", store=store, progress=progress,
+                work_dir=out / "models",
             )  # fmt: skip
     finally:
         store.close()
@@ -194,6 +202,132 @@ def _train(
     summary["tracking_uri"] = f"sqlite:///{mlflow_db}"
     summary["history_days"] = [d.isoformat() for d in data.days]
     return summary
+
+
+def _serve(
+    settings: Settings, out: Path, symbols: tuple[str, ...], session_open_ns: int
+) -> dict[str, Any]:
+    """``signalstack serve`` on localhost over the demo's store and this run's bundles
+    (``demo-output/models``), called over HTTP: each model by symbol (``POST /predict/*``,
+    point in time in the demo's session) and through the Open Inference Protocol v2
+    (``/v2/models/{name}/infer``), with the latency of sequential calls."""
+    import socket
+    import subprocess
+    import sys
+
+    import httpx
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    env = {
+        **os.environ,
+        "SERVING_MODEL_DIR": str(out / "models"),
+        "SERVING_HOST": "127.0.0.1",
+        "SERVING_PORT": str(port),
+        "STORE_TYPE": "duckdb",
+        "STORE_DUCKDB_PATH": str(settings.store.duckdb_path),
+        "LOG_LEVEL": "WARNING",
+    }
+    env.pop("SERVING_API_TOKEN", None)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request otherwise
+    as_of = pd.Timestamp(session_open_ns, tz="UTC") + pd.Timedelta(hours=3)
+    sym = symbols[0]
+    # the OIP request's values, read now: the server holds the embedded store once it runs
+    from signalstack.inference.inputs import input_spec
+
+    feats = _row_features(settings, sym, as_of, list(input_spec(1).feature_columns))
+    log = (out / "serve.log").open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "signalstack", "serve"], env=env, stdout=log, stderr=log
+    )
+    base = f"http://127.0.0.1:{port}"
+    result: dict[str, Any] = {"url": base, "calls": {}}
+    try:
+        with (
+            httpx.Client(base_url=base, timeout=10.0) as client,
+            console.status("inference API: waiting for the models"),
+        ):
+            deadline = time.monotonic() + 120
+            while True:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"signalstack serve exited; see {out / 'serve.log'}")
+                try:
+                    if client.get("/v2/health/ready").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"models not ready in 120 s; see {out / 'serve.log'}")
+                time.sleep(0.3)
+            for name in ("regime", "direction", "anomaly"):
+                body = {"symbol": sym, "as_of": as_of.isoformat()}
+                answer = client.post(f"/predict/{name}", json=body)
+                answer.raise_for_status()
+                lat = []
+                for _ in range(100):
+                    t = time.perf_counter()
+                    client.post(f"/predict/{name}", json=body).raise_for_status()
+                    lat.append((time.perf_counter() - t) * 1e3)
+                result["calls"][f"POST /predict/{name}"] = {
+                    "request": body,
+                    "answer": answer.json(),
+                    "p50_ms": round(float(np.percentile(lat, 50)), 2),
+                    "p99_ms": round(float(np.percentile(lat, 99)), 2),
+                }
+            # the same regime row through the Open Inference Protocol v2: one tensor per feature
+            row = client.post("/predict/regime", json={"symbol": sym, "as_of": as_of.isoformat()})
+            infer = {
+                "inputs": [
+                    {"name": k, "shape": [1], "datatype": "FP64", "data": [v]}
+                    for k, v in feats.items()
+                ]
+            }
+            answer = client.post("/v2/models/regime/infer", json=infer)
+            answer.raise_for_status()
+            result["calls"]["POST /v2/models/regime/infer"] = {
+                "request": infer,
+                "answer": answer.json(),
+                "max_abs_diff_from_predict": float(
+                    np.max(np.abs(np.subtract(_probs(answer.json()), _probs_of(row.json()))))
+                ),
+            }
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+    for call, r in result["calls"].items():
+        if "p50_ms" in r:
+            console.log(f"{call}: {r['answer'].get('prediction')} (p50 {r['p50_ms']} ms)")
+    return result
+
+
+def _row_features(
+    settings: Settings, symbol: str, as_of: pd.Timestamp, names: list[str]
+) -> dict[str, float | None]:
+    """The symbol's feature row at ``as_of`` from the demo store (the OIP request's values)."""
+    from signalstack.store import open_store
+
+    store = open_store(settings)
+    try:
+        end = as_of + pd.Timedelta(minutes=1)  # the range is half-open; as_of keeps it ≤ as_of
+        rows = store.training_frame([symbol], as_of - pd.Timedelta(hours=1), end, as_of=as_of)
+    finally:
+        store.close()
+    last = rows.iloc[-1]
+    return {n: (None if pd.isna(last[n]) else float(last[n])) for n in names if n in rows.columns}
+
+
+def _probs(infer: dict[str, Any]) -> list[float]:
+    out = next(o for o in infer["outputs"] if o["name"] == "probabilities")
+    return [float(v) for v in out["data"]]
+
+
+def _probs_of(predict: dict[str, Any]) -> list[float]:
+    return [float(v) for v in predict["probabilities"].values()]
 
 
 def _plot_training(t: dict[str, Any], path: Path) -> bool:
@@ -249,7 +383,40 @@ def _markdown(r: DemoReport, plotted: bool) -> str:
         lines += ["", "![features](features.png)"]
     if r.training:
         lines += ["", *_training_markdown(r.training)]
+    if r.serving:
+        lines += ["", *_serving_markdown(r.serving)]
     return "\n".join(lines) + "\n"
+
+
+def _serving_markdown(sv: dict[str, Any]) -> list[str]:
+    lines = [
+        "## Serving",
+        "",
+        f"`signalstack serve` on {sv['url']} with this run's bundles (`demo-output/models`, "
+        "ONNX Runtime, no torch) over the demo's store. Each model by symbol, point in time "
+        "(100 sequential calls each from this process):",
+        "",
+        "| call | answer | p50 ms | p99 ms |",
+        "|---|---|---:|---:|",
+    ]
+    for call, c in sv["calls"].items():
+        if "p50_ms" not in c:
+            continue
+        a = c["answer"]
+        what = a.get("prediction")
+        if "score" in a:
+            what = f"score {a['score']:.3f}, anomaly: {a.get('is_anomaly')}"
+        lines.append(f"| `{call}` `{c['request']}` | {what} (v {a.get('model_version')}, "
+                     f"features at {a.get('ts')}) | {c['p50_ms']} | {c['p99_ms']} |")  # fmt: skip
+    oip = sv["calls"].get("POST /v2/models/regime/infer")
+    if oip:
+        lines += [
+            "",
+            "The same regime row through the Open Inference Protocol v2 "
+            "(`/v2/models/regime/infer`, one FP64 tensor per feature): probabilities within "
+            f"{oip['max_abs_diff_from_predict']:.1e} of `/predict/regime`.",
+        ]
+    return lines
 
 
 def _training_markdown(t: dict[str, Any]) -> list[str]:
@@ -302,6 +469,11 @@ def _print(r: DemoReport) -> None:
             f"{m['holdout'].get(metric, float('nan')):.3f} "
             f"({'promoted' if d.get('promote') else 'refused'})",
         )
+    for call, c in r.serving.get("calls", {}).items():
+        if "p50_ms" in c:
+            a = c["answer"]
+            what = a["prediction"] if "prediction" in a else f"score {a.get('score', 0):.3f}"
+            table.add_row(call, f"{what} (p50 {c['p50_ms']} ms)")
     table.add_row("total seconds", f"{sum(r.stages.values()):.1f}")
     console.print(table)
 

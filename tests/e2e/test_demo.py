@@ -73,3 +73,13 @@ def test_demo_end_to_end(tmp_path: Path) -> None:
         rm = client.get_registered_model(name)
         promoted = m["decision"]["promote"]
         assert (str(rm.aliases.get("champion")) == m["version"]) == promoted, (name, rm.aliases)
+
+    # Serving: the API on localhost answered each model by symbol, and OIP v2 agreed.
+    calls = report["serving"]["calls"]
+    for name in ("regime", "direction", "anomaly"):
+        c = calls[f"POST /predict/{name}"]
+        assert c["answer"]["model_name"] == name and c["answer"]["feature_set_version"] == 1
+        assert c["p50_ms"] > 0
+    assert calls["POST /predict/regime"]["answer"]["prediction"] in ("calm", "trending", "volatile")
+    assert calls["POST /v2/models/regime/infer"]["max_abs_diff_from_predict"] < 1e-9
+    assert "## Serving" in (out / "report.md").read_text()
