@@ -175,7 +175,9 @@ def running_server(app: Any) -> Iterator[str]:
     """``app`` under a real uvicorn server on a free loopback port (a thread); yields its URL."""
     import socket
 
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # proto=IPPROTO_TCP: asyncio sets TCP_NODELAY only on such sockets (with proto 0 every
+    # response waits ~40 ms for the client's delayed ACK between its header and body writes)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
