@@ -10,12 +10,13 @@ from signalstack.serving.dataplane import DataPlane
 from signalstack.serving.metrics import ServingMetrics
 
 
-def get_dataplane(request: Request) -> DataPlane:
+# async: FastAPI runs a plain-function dependency in its thread pool, a hop per request
+async def get_dataplane(request: Request) -> DataPlane:
     dataplane: DataPlane = request.app.state.dataplane
     return dataplane
 
 
-def get_metrics(request: Request) -> ServingMetrics:
+async def get_metrics(request: Request) -> ServingMetrics:
     metrics: ServingMetrics = request.app.state.metrics
     return metrics
 
