@@ -136,7 +136,22 @@ class ServingSettings(BaseSettings):
     @field_validator("model_dir", "api_token", mode="before")
     @classmethod
     def _empty_is_unset(cls, v: Any) -> Any:
-        return None if isinstance(v, str) and not v.strip() else v
+        # a Secret made from a file often ends in a newline, which no header can carry
+        if isinstance(v, str):
+            return v.strip() or None
+        return v
+
+
+def redact_uri(uri: str) -> str:
+    """``uri`` without its userinfo (``https://user:token@host`` → ``https://***@host``): for
+    logs, errors and health pages."""
+    scheme, sep, rest = uri.partition("://")
+    if not sep:
+        return uri
+    host, at, tail = rest.partition("@")
+    if not at or "/" in host:
+        return uri
+    return f"{scheme}://***@{tail}"
 
 
 class MlflowSettings(BaseSettings):

@@ -111,6 +111,7 @@ def from_registry(
     is skipped."""
     from mlflow.exceptions import MlflowException
 
+    from signalstack.config import redact_uri
     from signalstack.training.registry import ModelRegistry
 
     found: list[MonitoredModel] = []
@@ -128,7 +129,7 @@ def from_registry(
             found.append(read_bundle_dir(d, ref.version, ref.uri))
     except (MlflowException, OSError) as err:  # MLflow's client has retried with backoff
         what = f" ({registered})" if registered else ""
-        raise DriftError(f"MLflow registry {tracking_uri}{what}: {err}") from None
+        raise DriftError(f"MLflow registry {redact_uri(tracking_uri)}{what}: {err}") from None
     return found, skipped
 
 

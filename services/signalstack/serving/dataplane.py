@@ -321,6 +321,10 @@ class DataPlane:
         """The model's answer for the latest of one symbol's session rows (oldest first): the
         unit the live stream publishes and stores."""
         meta = model.bundle.meta
+        # the last row is what is predicted, from at most the sequence it reads: transform
+        # those rows only (a body of thousands of rows would otherwise all be transformed)
+        keep = meta.sequence_length or 1
+        rows = rows.iloc[-keep:] if isinstance(rows, pd.DataFrame) else rows[-keep:]
         try:
             out = model.bundle.predict_last(rows)
         except ValueError as err:
@@ -397,7 +401,12 @@ def _numeric_values(t: RequestInput, allow_null: bool) -> list[float]:
                 f"input {t.name!r} ({t.datatype}): value {i} is {v!r}, not a number"
                 + (" (null: undefined)" if allow_null else "")
             )
-        f = float(v)
+        try:
+            f = float(v)
+        except OverflowError:  # an integer too large for a float: a client error, not a 500
+            raise InvalidInputError(
+                f"input {t.name!r}: value {i} does not fit a 64-bit float"
+            ) from None
         if not math.isfinite(f):
             raise InvalidInputError(
                 f"input {t.name!r}: value {i} is {v!r}; values must be finite numbers "

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
+from signalstack.config import redact_uri
 from signalstack.inference.bundle import META_FILE, Bundle, load_bundle
 from signalstack.logs import get_logger
 from signalstack.serving.errors import ModelNotFoundError, ModelNotReadyError
@@ -110,7 +111,7 @@ class RegistrySource(ModelSource):
 
         self.registry = ModelRegistry(tracking_uri, alias=alias)
         self.prefix = prefix
-        self.description = f"MLflow {tracking_uri} alias {alias!r}"
+        self.description = f"MLflow {redact_uri(tracking_uri)} alias {alias!r}"
 
     def versions(self, names: Sequence[str]) -> dict[str, str | None]:
         out: dict[str, str | None] = {}
@@ -147,6 +148,9 @@ class ModelRepository:
         self.metrics = metrics
         self._models: Mapping[str, LoadedModel] = {}  # replaced whole, never mutated
         self._available: dict[str, str | None] = {}
+        # the models readiness waits for: those the source had at its first answer (a model
+        # published later — a first champion — never takes a serving replica out of rotation)
+        self._required: frozenset[str] | None = None
         self.errors: dict[str, str] = {}  # model (or "source") → the last failure, for /health
         self._dirs: dict[str, Path] = {}
         self._work = Path(tempfile.mkdtemp(prefix="signalstack-serving-"))
@@ -187,13 +191,14 @@ class ModelRepository:
         return model
 
     def is_ready(self) -> bool:
-        """True once the first poll has loaded every model the source has a version of (at
-        least one): a champion that does not load keeps the server unready."""
-        if not self._first_pass.is_set():
+        """True once every model the source had a version of at its first answer is loaded (at
+        least one): a champion that does not load keeps the server unready. A model that
+        appears later is served once it loads, and its failures show in ``errors``, but it
+        never makes a ready server unready."""
+        if not self._first_pass.is_set() or self._required is None:
             return False
         models = self._models
-        wanted = [n for n in self.names if self._available.get(n) is not None]
-        return bool(models) and all(n in models for n in wanted)
+        return bool(models) and all(n in models for n in self._required)
 
     def wait_ready(self, timeout_s: float) -> bool:
         """Block until :meth:`is_ready` (or ``timeout_s``); for start-up and tests."""
@@ -215,6 +220,8 @@ class ModelRepository:
                 return {}
             self.errors.pop("source", None)
             self._available = dict(available)
+            if self._required is None:
+                self._required = frozenset(n for n in self.names if available.get(n) is not None)
             swapped: dict[str, str] = {}
             for name in self.names:
                 version = available.get(name)

@@ -47,3 +47,22 @@ def test_a_gap_fill_lookback_beyond_the_dedup_horizon_is_refused(
     assert "INGEST_GAP_LOOKBACK_S" in str(err.value) and "INGEST_DEDUP_HORIZON_S" in str(err.value)
     monkeypatch.setenv("INGEST_GAP_FILL", "false")  # no gap fill: nothing to protect
     assert load_settings().ingest.gap_lookback_s == 900
+
+
+def test_uris_are_shown_without_their_credentials() -> None:
+    from signalstack.config import redact_uri
+
+    assert redact_uri("https://user:tok@mlflow:5000/x") == "https://***@mlflow:5000/x"
+    assert redact_uri("postgresql://u:p@db/x") == "postgresql://***@db/x"
+    assert redact_uri("http://mlflow:5000") == "http://mlflow:5000"
+    assert redact_uri("sqlite:///a/b@c.db") == "sqlite:///a/b@c.db"
+
+
+def test_a_token_from_a_file_loses_its_trailing_newline(monkeypatch: pytest.MonkeyPatch) -> None:
+    from signalstack.config import ServingSettings
+
+    monkeypatch.setenv("SERVING_API_TOKEN", "s3cret-token\n")
+    token = ServingSettings().api_token
+    assert token is not None and token.get_secret_value() == "s3cret-token"
+    monkeypatch.setenv("SERVING_API_TOKEN", " \n")
+    assert ServingSettings().api_token is None

@@ -69,6 +69,20 @@ def test_a_model_the_source_lacks_is_unready_the_others_serve(
     assert r.status_code == 503 and "has no version of it" in r.json()["error"]
 
 
+def test_a_model_published_later_that_fails_to_load_leaves_the_server_ready(
+    models: Trained, tmp_path: Path
+) -> None:
+    d = copy_bundles(tmp_path / "one", ("regime",))
+    repo = ModelRepository(DirectorySource(d), ("regime", "direction"))
+    repo.poll_once()
+    assert repo.is_ready()
+    copy_bundles(d, ("direction",))  # a first direction champion appears, and is broken
+    (d / "direction" / "model.onnx").write_bytes(b"not a model")
+    assert repo.poll_once() == {}
+    assert "failed to load" in repo.errors["direction"]
+    assert repo.is_ready()  # regime keeps the replica in rotation
+
+
 def test_unknown_and_unserved_models(models: Trained, tmp_path: Path) -> None:
     repo = ModelRepository(DirectorySource(copy_bundles(tmp_path / "m")), ("regime",))
     try:

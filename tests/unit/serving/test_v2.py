@@ -169,6 +169,14 @@ def test_nan_inf_and_malformed_json_get_400(client: TestClient, models: Trained)
     assert r.status_code == 400 and r.json()["error"].startswith("malformed JSON")
 
 
+def test_an_integer_too_large_for_a_float_is_a_400(client: TestClient, models: Trained) -> None:
+    body = tensors(rows_of(models, n=1))
+    body[0]["data"] = [10**400]  # valid JSON; float() overflows
+    r = client.post("/v2/models/regime/infer", json={"inputs": body})
+    assert r.status_code == 400, r.text
+    assert "does not fit a 64-bit float" in r.json()["error"]
+
+
 def test_unknown_model_version_and_binary_extension(client: TestClient, models: Trained) -> None:
     body = {"inputs": tensors(rows_of(models, n=1))}
     status, error = _infer(client, body, name="nope")
