@@ -81,9 +81,11 @@ def read_bundle_dir(directory: Path, version: str, source: str | None = None) ->
     path = Path(directory) / META_FILE
     try:
         text = path.read_text()
+        return from_meta(BundleMeta.from_json(text), version, source or str(directory))
     except OSError as err:
-        raise BundleError(f"{directory} is not a model bundle: {err}") from None
-    return from_meta(BundleMeta.from_json(text), version, source or str(directory))
+        raise DriftError(f"{directory} is not a model bundle: {err}") from None
+    except BundleError as err:  # a corrupt bundle.json is bad input: exit 2, as documented
+        raise DriftError(f"{directory}: {err}") from None
 
 
 def from_directory(root: Path, names: Sequence[str]) -> tuple[list[MonitoredModel], dict[str, str]]:

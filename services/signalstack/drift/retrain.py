@@ -145,10 +145,12 @@ def load_template(path: Path | None = None) -> dict[str, Any]:
     return doc
 
 
-def job_name(now: pd.Timestamp) -> str:
-    """``signalstack-retrain-<YYYYmmdd-HHMMSS>-<4 hex>`` (a DNS label, 40 characters)."""
+def job_name(now: pd.Timestamp, prefix: str = f"{NAME_PREFIX}-") -> str:
+    """``<prefix><YYYYmmdd-HHMMSS>`` of the pass's window end (a DNS label): deterministic, so
+    two passes for the same window, or a create retried after its answer was lost, name the
+    same Job and the API server refuses the second (409) instead of starting two."""
     stamp = pd.Timestamp(now).tz_convert("UTC").strftime("%Y%m%d-%H%M%S")
-    return f"{NAME_PREFIX}-{stamp}-{secrets.token_hex(2)}"
+    return f"{prefix}{stamp}"
 
 
 def build_job(
@@ -165,8 +167,10 @@ def build_job(
     meta = job.setdefault("metadata", {}) or {}
     job["metadata"] = meta
     meta.pop("namespace", None)  # the API path says where
-    if not meta.get("generateName"):
-        meta["name"] = job_name(now)
+    # a template's generateName becomes the prefix of the deterministic name (a server-made
+    # random name would let a retried create start a second Job)
+    prefix = meta.pop("generateName", None) or f"{NAME_PREFIX}-"
+    meta["name"] = job_name(now, prefix)
     meta["labels"] = {**(meta.get("labels") or {}), **JOB_LABELS}
     meta["annotations"] = {
         **(meta.get("annotations") or {}),
@@ -312,15 +316,27 @@ class KubernetesRetrainer:
                 self.mode, "already_running", f"job {running[0]} has not finished", running[0]
             )
         body = build_job(self.template, models, max_psi, now, self.lookback_days, self.image)
-        created = self._call(
-            "create job",
-            lambda: self.api.create_namespaced_job(
+        wanted = str(body["metadata"]["name"])
+
+        def create() -> Any:
+            from kubernetes.client.exceptions import ApiException
+
+            try:
                 # a manifest dict is sent as is (the client serialises dicts unchanged)
-                self.namespace,
-                cast(Any, body),
-                _request_timeout=REQUEST_TIMEOUT_S,
-            ),
-        )
+                return self.api.create_namespaced_job(
+                    self.namespace, cast(Any, body), _request_timeout=REQUEST_TIMEOUT_S
+                )
+            except ApiException as err:
+                if err.status == 409:  # this window's Job exists: another pass, or our retry
+                    return None
+                raise
+
+        created = self._call("create job", create)
+        if created is None:
+            log.info("drift_retrain_job_exists", job=wanted, namespace=self.namespace)
+            return RetrainOutcome(
+                self.mode, "already_running", f"job {wanted} exists for this window", wanted
+            )
         name = _name(created)
         log.info("drift_retrain_job_created", job=name, namespace=self.namespace, models=models)
         return RetrainOutcome(self.mode, "created", f"created job {name}", name)

@@ -156,7 +156,7 @@ def test_a_shift_raises_the_gauge_and_creates_exactly_one_valid_job(
             key, value = term.split("=")
             assert body["metadata"]["labels"][key] == value
             assert body["spec"]["template"]["metadata"]["labels"][key] == value
-        assert body["metadata"]["name"].startswith("signalstack-retrain-20260302-200030-")
+        assert body["metadata"]["name"] == "signalstack-retrain-20260302-200030"
         assert (
             body["metadata"]["annotations"]["signalstack.io/drifted-models"]
             == "regime,direction,anomaly"

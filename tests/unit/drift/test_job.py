@@ -15,7 +15,7 @@ from signalstack.drift.metrics import DriftMetrics
 from signalstack.drift.psi import reference_distribution
 from signalstack.drift.references import DriftError, from_directory
 from signalstack.drift.retrain import RetrainOutcome
-from signalstack.inference.bundle import BundleError, BundleMeta
+from signalstack.inference.bundle import BundleMeta
 from signalstack.inference.inputs import Scaler, input_spec
 
 T = pd.Timestamp("2026-03-02 20:00", tz="UTC")
@@ -114,8 +114,9 @@ def test_references_from_a_directory(tmp_path: Path) -> None:
 
 def test_a_bundle_without_a_usable_reference_is_named(tmp_path: Path) -> None:
     _bundle_dir(tmp_path, "regime", psi_reference={"names": ["x"]})
-    with pytest.raises(BundleError, match="psi_reference"):
+    with pytest.raises(DriftError, match="psi_reference") as bad:  # exit 2: bad input
         from_directory(tmp_path, ("regime",))
+    assert bad.value.exit_code == 2
     _bundle_dir(tmp_path / "b", "anomaly", name="regime")
     with pytest.raises(DriftError, match="holds the 'regime' model"):
         from_directory(tmp_path / "b", ("anomaly",))

@@ -47,7 +47,7 @@ def test_the_default_template_makes_a_valid_job_with_the_selector_labels() -> No
     assert JOB_LABELS.items() <= job["spec"]["template"]["metadata"]["labels"].items()
     assert job["metadata"]["annotations"]["signalstack.io/max-psi"] == "0.4100"
     name = job["metadata"]["name"]
-    assert name.startswith("signalstack-retrain-20260302-200030-") and len(name) <= 63
+    assert name == "signalstack-retrain-20260302-200030" and len(name) <= 63
     container = job["spec"]["template"]["spec"]["containers"][0]
     assert container["image"] == "img:1"
     assert container["args"][:3] == ["train", "--data-source", "store"]
@@ -55,15 +55,17 @@ def test_the_default_template_makes_a_valid_job_with_the_selector_labels() -> No
     assert load_template()["spec"]["template"]["spec"]["containers"][0]["args"] == [
         "train", "--data-source", "store",
     ]  # fmt: skip
-    # two Jobs built in the same second still get different names
-    assert build_job(load_template(), ["regime"], 0.3, NOW, 20)["metadata"]["name"] != name
+    # the same window names the same Job: the API server refuses a second one (409)
+    assert build_job(load_template(), ["regime"], 0.3, NOW, 20)["metadata"]["name"] == name
 
 
-def test_a_template_with_generate_name_is_left_to_the_server(tmp_path: Path) -> None:
+def test_a_template_generate_name_is_the_prefix_of_a_deterministic_name(tmp_path: Path) -> None:
     doc = load_template()
     doc["metadata"]["generateName"] = "retrain-"
     job = build_job(doc, ["regime"], 0.3, NOW, 20)
-    assert "name" not in job["metadata"] and job["metadata"]["generateName"] == "retrain-"
+    assert "generateName" not in job["metadata"]
+    assert job["metadata"]["name"].startswith("retrain-")
+    assert job["metadata"]["name"] == build_job(doc, ["regime"], 0.3, NOW, 20)["metadata"]["name"]
 
 
 @pytest.mark.parametrize(
