@@ -276,8 +276,8 @@ async def _load(port: int, name: str, bodies: list[bytes], rate: float, seconds:
     ok = lat[warm:] * 1e3
     return {
         "requests": n,
-        "answered": int(n - len(unanswered)),
-        "censored": int(len(unanswered)),
+        "answered": n - len(unanswered),
+        "censored": len(unanswered),
         "status": status,
         "achieved_rps": round(n / sent_s, 1),
         "p50_ms": round(float(np.percentile(ok, 50)), 3),
