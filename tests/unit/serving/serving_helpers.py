@@ -48,6 +48,7 @@ class Trained:
     iforest: Any
     lstm: Any
     threshold: float
+    scalers: dict[str, Any]  # the fitted scalers, as training holds them (not the bundles')
 
     def bundle_dir(self, name: str) -> Path:
         return self.bundles / name
@@ -125,7 +126,8 @@ def _build(root: Path) -> Trained:
         ), seq[:200])  # fmt: skip
     finally:
         torch.set_num_threads(threads)
-    return Trained(store_path, bundles, frame, xgb, forest, lstm, threshold)
+    scalers = {"regime": scaler, "direction": scaler, "anomaly": flat}
+    return Trained(store_path, bundles, frame, xgb, forest, lstm, threshold, scalers)
 
 
 def session_keys(frame: pd.DataFrame) -> Any:

@@ -20,16 +20,14 @@ from tests.unit.serving.serving_helpers import (
 )
 
 from signalstack.features.columns import FEATURE_COLUMNS
-from signalstack.inference.bundle import load_bundle
-from signalstack.inference.inputs import Scaler, input_spec, sequences
+from signalstack.inference.inputs import input_spec, sequences
 from signalstack.training.export import TOLERANCES
 
 N = 25  # rows of one session, from its open: padding, NULL features and full windows
 
 
 def training_side(models: Trained, name: str, rows: pd.DataFrame) -> Any:
-    meta = load_bundle(models.bundle_dir(name)).meta
-    scaler = Scaler.from_dict(meta.scaler)
+    scaler = models.scalers[name]  # the fitted one: a wrong scaler in a bundle shows here
     x = scaler.transform(input_spec(1).transform(rows))
     if name == "regime":
         return models.xgb.predict_proba(x)
