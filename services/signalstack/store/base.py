@@ -477,7 +477,6 @@ class Store(ABC):
     ) -> None:
         """Mirror an MLflow model version in use (upsert on model_name, alias)."""
 
-    @abstractmethod
     def record_decision(
         self,
         model_name: str,
@@ -496,6 +495,16 @@ class Store(ABC):
         """Record the champion gate's decision on one model version (``promoted`` or
         ``refused``, its reason and figures) in ``model_decisions``; deciding on the same
         (model_name, version) again replaces the row. ``decided_at`` defaults to now."""
+        self._write_decision(
+            model_decision_row(
+                model_name, version, run_id, decision, reason, metric, candidate_value,
+                baselines, margin, champion_version, champion_value, decided_at,
+            )
+        )  # fmt: skip
+
+    @abstractmethod
+    def _write_decision(self, row: tuple[Any, ...]) -> None:
+        """Upsert one :func:`model_decision_row` on (model_name, version): the store's SQL."""
 
     @abstractmethod
     def model_decisions(self, model_name: str | None = None) -> pd.DataFrame:

@@ -31,7 +31,6 @@ from signalstack.store.base import (
     BackfillRun,
     DlqRecord,
     GapKind,
-    ModelDecisionKind,
     Store,
     StoreError,
     TimeLike,
@@ -41,7 +40,6 @@ from signalstack.store.base import (
     backfill_run_row,
     dlq_columns,
     drift_from_frame,
-    model_decision_row,
     model_decisions_from_frame,
     to_utc,
 )
@@ -258,25 +256,7 @@ class DuckDBStore(Store):
             [model_name, alias, version, run_id, orjson.dumps(dict(metrics)).decode()],
         )
 
-    def record_decision(
-        self,
-        model_name: str,
-        version: str,
-        run_id: str,
-        decision: ModelDecisionKind,
-        reason: str,
-        metric: str,
-        candidate_value: float | None,
-        baselines: Mapping[str, float],
-        margin: float,
-        champion_version: str | None = None,
-        champion_value: float | None = None,
-        decided_at: TimeLike | None = None,
-    ) -> None:
-        row = model_decision_row(
-            model_name, version, run_id, decision, reason, metric, candidate_value, baselines,
-            margin, champion_version, champion_value, decided_at,
-        )  # fmt: skip
+    def _write_decision(self, row: tuple[Any, ...]) -> None:
         self._sql(
             f"INSERT INTO model_decisions ({', '.join(MODEL_DECISION_COLUMNS)}) "
             f"VALUES ({', '.join('?' * len(MODEL_DECISION_COLUMNS))}) "

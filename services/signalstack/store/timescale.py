@@ -44,7 +44,6 @@ from signalstack.store.base import (
     BackfillRun,
     DlqRecord,
     GapKind,
-    ModelDecisionKind,
     Store,
     StoreError,
     TimeLike,
@@ -54,7 +53,6 @@ from signalstack.store.base import (
     backfill_run_row,
     dlq_columns,
     drift_from_frame,
-    model_decision_row,
     model_decisions_from_frame,
     to_utc,
 )
@@ -553,25 +551,7 @@ class TimescaleStore(Store):
             orjson.dumps(dict(metrics)).decode(),
         )
 
-    def record_decision(
-        self,
-        model_name: str,
-        version: str,
-        run_id: str,
-        decision: ModelDecisionKind,
-        reason: str,
-        metric: str,
-        candidate_value: float | None,
-        baselines: Mapping[str, float],
-        margin: float,
-        champion_version: str | None = None,
-        champion_value: float | None = None,
-        decided_at: TimeLike | None = None,
-    ) -> None:
-        row = model_decision_row(
-            model_name, version, run_id, decision, reason, metric, candidate_value, baselines,
-            margin, champion_version, champion_value, decided_at,
-        )  # fmt: skip
+    def _write_decision(self, row: tuple[Any, ...]) -> None:
         cols = MODEL_DECISION_COLUMNS
         marks = [f"${i}::jsonb" if c == "baselines" else f"${i}" for i, c in enumerate(cols, 1)]
         sets = ", ".join(f"{c} = excluded.{c}" for c in cols[2:])
