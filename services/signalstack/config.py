@@ -82,6 +82,11 @@ class StoreSettings(BaseSettings):
     duckdb_path: str = ":memory:"
 
 
+def split_symbols(value: str) -> tuple[str, ...]:
+    """``"aapl, msft"`` → ``("AAPL", "MSFT")``: MARKET_SYMBOLS and every ``--symbols`` option."""
+    return tuple(s.strip().upper() for s in value.split(",") if s.strip())
+
+
 class MarketSettings(BaseSettings):
     model_config = _cfg("MARKET_")
     symbols: Annotated[tuple[str, ...], NoDecode] = DEFAULT_SYMBOLS
@@ -91,9 +96,7 @@ class MarketSettings(BaseSettings):
     @field_validator("symbols", mode="before")
     @classmethod
     def _split(cls, v: Any) -> Any:
-        if isinstance(v, str):
-            return tuple(s.strip().upper() for s in v.split(",") if s.strip())
-        return v
+        return split_symbols(v) if isinstance(v, str) else v
 
     @field_validator("symbols")
     @classmethod

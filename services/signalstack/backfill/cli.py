@@ -20,7 +20,7 @@ from signalstack.backfill.run import (
     wall_clock,
 )
 from signalstack.backfill.scheduled import run_scheduled, scheduled_options, skipped
-from signalstack.config import Settings
+from signalstack.config import Settings, split_symbols
 from signalstack.logs import get_logger
 from signalstack.marketdata.polygon_rest import PolygonRestClient
 from signalstack.store import StoreError, open_store
@@ -49,11 +49,7 @@ def parse_now(value: str | None) -> pd.Timestamp | None:
 
 
 def _symbols(settings: Settings, symbols: str | None) -> tuple[str, ...]:
-    syms = (
-        tuple(s.strip().upper() for s in symbols.split(",") if s.strip())
-        if symbols
-        else tuple(settings.market.symbols)
-    )
+    syms = split_symbols(symbols) if symbols else tuple(settings.market.symbols)
     if not syms:
         raise BackfillError("no symbols: pass --symbols or set MARKET_SYMBOLS")
     return syms

@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from signalstack.config import Settings
+from signalstack.config import Settings, split_symbols
 from signalstack.errors import SignalStackError
 from signalstack.training.models import ALIASES, MODELS
 from signalstack.training.run import TrainResult, train
@@ -138,11 +138,7 @@ def run(
     from signalstack.training import sources
 
     names = parse_models(model)
-    syms = (
-        tuple(s.strip().upper() for s in symbols.split(",") if s.strip())
-        if symbols
-        else tuple(settings.market.symbols)
-    )
+    syms = split_symbols(symbols) if symbols else tuple(settings.market.symbols)
     if not syms:
         raise TrainingError("no symbols: pass --symbols or set MARKET_SYMBOLS")
     lo, hi = _when(start, "start"), _when(end, "end")
