@@ -113,11 +113,13 @@ def evaluate(
     *,
     anomaly_truth: npt.NDArray[np.bool_] | None = None,
     progress: Progress | None = None,
+    inputs: npt.NDArray[np.float64] | None = None,
 ) -> Evaluation:
-    """Walk-forward evaluation of model ``name`` on a training frame (ordered by symbol, ts)."""
+    """Walk-forward evaluation of model ``name`` on a training frame (ordered by symbol, ts).
+    ``inputs``: ``spec.transform(frame)`` when the caller has it already."""
     t0 = time.perf_counter()
     kind = KIND[name]
-    x_in = spec.transform(frame)
+    x_in = spec.transform(frame) if inputs is None else inputs
     ts = utc_ns(frame["ts"])
     if name == "anomaly":
         rows = np.arange(len(frame))
@@ -143,6 +145,7 @@ def evaluate(
                 rows,
                 y_all,
                 frame,
+                ts,
                 x_in,
                 spec,
                 groups,
@@ -186,6 +189,7 @@ def _fold(
     rows: Idx,
     y_all: npt.NDArray[np.int64],
     frame: pd.DataFrame,
+    ts: npt.NDArray[np.int64],  # the frame's decision times, ns
     x_in: npt.NDArray[np.float64],
     spec: InputSpec,
     groups: npt.NDArray[np.int64] | None,
@@ -199,7 +203,6 @@ def _fold(
     # the scaler (and the PSI reference) see every feature row known by the last training
     # decision, labelled or not: the last minutes of each session have no forward label but
     # serving sees them. All of them precede the test block (purging and the embargo).
-    ts = utc_ns(frame["ts"])
     fit_rows = np.flatnonzero(ts <= ts[tr].max())
     scaler = Scaler.fit(x_in[fit_rows], indicators=kind != "iforest")
     seed = configs.seed + fold.index

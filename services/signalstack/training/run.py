@@ -194,6 +194,7 @@ def train(
     split = SplitConfig.from_settings(s, labels.horizon_minutes)
     configs = model_configs(settings)
     truth = _anomaly_truth(source, frame)
+    x_in = spec.transform(frame)
     digest = dataset_digest(frame)
     lo, hi = frame["ts"].min().isoformat(), frame["ts"].max().isoformat()
 
@@ -233,7 +234,7 @@ def train(
             for name in models:
                 with mlflow.start_run(experiment_id=exp_id, run_name=name, nested=True) as run:
                     outcomes[name] = _train_one(
-                        name, frame, spec, split, configs, truth, progress, registry, work,
+                        name, frame, x_in, spec, split, configs, truth, progress, registry, work,
                         common, digest, fsv, source.name, s.gate_margin, run.info.run_id,
                         registered_name(settings.mlflow.model_prefix, name, fsv),
                         s.anomaly_quantile,
@@ -272,6 +273,7 @@ def _anomaly_truth(source: TrainingSource, frame: pd.DataFrame) -> np.ndarray | 
 def _train_one(
     name: str,
     frame: pd.DataFrame,
+    x_in: np.ndarray,  # spec.transform(frame), computed once for every model
     spec: Any,
     split: SplitConfig,
     configs: ModelConfigs,
@@ -295,7 +297,9 @@ def _train_one(
     from signalstack.training import export
     from signalstack.training.registry import Decision, decide
 
-    ev = evaluate(name, frame, spec, split, configs, anomaly_truth=truth, progress=progress)
+    ev = evaluate(
+        name, frame, spec, split, configs, anomaly_truth=truth, progress=progress, inputs=x_in
+    )
     out = ModelOutcome(ev, run_id=run_id)
     mlflow.log_params({"model": name, "kind": ev.kind, **_prefixed("fit", ev.fit_config)})
     from mlflow.data.pandas_dataset import from_pandas
@@ -318,7 +322,6 @@ def _train_one(
     _log_plots(name, ev, frame, spec, truth)
 
     # the candidate: the holdout fold's model, exported for serving
-    x_in = spec.transform(frame)
     train_rows = hold.train
     end_col = "ts" if name == "anomaly" else f"{name}_end"
     train_end = pd.Timestamp(int(utc_ns(frame[end_col])[train_rows].max()))  # naive UTC
