@@ -1,0 +1,65 @@
+{{/* the serving container (the Deployment's and the InferenceService's) */}}
+{{- define "serving.container" -}}
+name: serving
+image: {{ include "common.image" (dict "image" .Values.image "ctx" .) }}
+imagePullPolicy: {{ include "common.imagePullPolicy" (dict "image" .Values.image "ctx" .) }}
+args: [serve]
+ports:
+  - name: http
+    containerPort: {{ .Values.global.contracts.ports.serving }}
+    protocol: TCP
+env:
+  - name: SERVING_HOST
+    value: 0.0.0.0
+  - name: SERVING_PORT
+    value: {{ .Values.global.contracts.ports.serving | quote }}
+  - name: SERVING_MODELS
+    value: {{ join "," .Values.models | quote }}
+  - name: SERVING_RELOAD_INTERVAL_S
+    value: {{ .Values.reloadIntervalSeconds | quote }}
+  {{- if .Values.modelDir.enabled }}
+  - name: SERVING_MODEL_DIR
+    value: {{ .Values.modelDir.path | quote }}
+  {{- end }}
+  {{- if .Values.auth.existingSecret }}
+  - name: SERVING_API_TOKEN
+    valueFrom:
+      secretKeyRef:
+        name: {{ .Values.auth.existingSecret }}
+        key: {{ .Values.auth.existingSecretKey }}
+  {{- end }}
+  {{- include "common.env" (dict "ctx" . "uses" (include "serving.uses" . | fromJsonArray)) | nindent 2 }}
+{{- with .Values.startupProbe }}
+startupProbe:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+livenessProbe:
+  {{- toYaml .Values.livenessProbe | nindent 2 }}
+readinessProbe:
+  {{- toYaml .Values.readinessProbe | nindent 2 }}
+resources:
+  {{- toYaml .Values.resources | nindent 2 }}
+securityContext:
+  {{- include "common.containerSecurityContext" . | nindent 2 }}
+volumeMounts:
+  {{- include "common.tmpVolumeMount" . | nindent 2 }}
+  {{- if .Values.modelDir.enabled }}
+  - name: models
+    mountPath: {{ .Values.modelDir.path }}
+    readOnly: {{ not (empty .Values.modelDir.existingClaim) }}
+  {{- end }}
+{{- end -}}
+
+{{- define "serving.volumes" -}}
+{{ include "common.tmpVolume" . }}
+{{- if .Values.modelDir.enabled }}
+- name: models
+  {{- if .Values.modelDir.existingClaim }}
+  persistentVolumeClaim:
+    claimName: {{ .Values.modelDir.existingClaim }}
+    readOnly: true
+  {{- else }}
+  emptyDir: {}
+  {{- end }}
+{{- end }}
+{{- end -}}
