@@ -18,7 +18,8 @@ Threads beside the loop:
   it counts acknowledgements, re-produces a message whose delivery failed for a transient reason
   (a trade that cannot be delivered at all goes to the DLQ with the reason ``delivery_failed``)
   and watches the broker for readiness (:mod:`signalstack.ingest.broker_health`);
-- a small HTTP server for ``/metrics``, ``/health/live`` and ``/health/ready``.
+- the HTTP thread for ``/metrics``, ``/health/live`` and ``/health/ready``
+  (:class:`signalstack.observability.HealthServer`, the one every service uses).
 """
 
 from __future__ import annotations
@@ -47,7 +48,6 @@ from signalstack.ingest.fastpath import (
     decode_trade_frame,
     encode_records,
 )
-from signalstack.ingest.health import HealthServer
 from signalstack.ingest.kafka_io import ensure_topics, producer_config, trade_topics
 from signalstack.ingest.metrics import IngestMetrics
 from signalstack.ingest.resume import read_topic_tail
@@ -62,6 +62,7 @@ from signalstack.marketdata.wire import (
     rest_trade_to_event,
     ws_trade_to_event,
 )
+from signalstack.observability import HealthServer
 from signalstack.process import tune_gc
 from signalstack.schemas.trade import (
     NS_PER_MS,
@@ -801,14 +802,14 @@ class IngestService:
         # The probes answer from the start: the topic check and the start-up tail read can take
         # a while (the tail read beats the heartbeat), and a kubelet must not kill the pod for it.
         health = HealthServer(
-            self.cfg.http_host, self.cfg.http_port, self.metrics.registry, self.live, self.ready
-        )
-        await health.start()
+            self.cfg.http_host, self.cfg.http_port, self.metrics.registry,
+            live=(self.live,), ready=(self.ready,), name="ingest-http",
+        ).start()  # fmt: skip
         self.health = health  # set once listening, so its url names the bound port
         try:
             return await self._run(stop)
         finally:
-            await health.stop()
+            await asyncio.to_thread(health.stop)
 
     async def _run(self, stop: asyncio.Event) -> IngestStats:
         assert self.health is not None

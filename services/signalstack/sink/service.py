@@ -41,17 +41,16 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, overload
 
 import numpy as np
 import orjson
 import pandas as pd
 from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, TopicPartition
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from signalstack.config import Settings, SinkSettings
 from signalstack.logs import get_logger
+from signalstack.observability import HealthServer
 from signalstack.process import tune_gc
 from signalstack.sink import metrics
 from signalstack.sink.decode import Raw, decode_rows, decode_trades
@@ -109,33 +108,6 @@ class Batch:
     submitted_at: float = 0.0
 
 
-class _Health(BaseHTTPRequestHandler):
-    sink: KafkaSink
-
-    def do_GET(self) -> None:
-        if self.path == "/metrics":
-            body, ctype, code = generate_latest(), CONTENT_TYPE_LATEST, 200
-        elif self.path in ("/health", "/health/live"):
-            body, ctype, code = b"ok", "text/plain", 200
-        elif self.path == "/health/ready":
-            why = self.sink.not_ready()
-            body, ctype, code = (
-                (b"ready" if why is None else f"not ready: {why}".encode()),
-                "text/plain",
-                (200 if why is None else 503),
-            )
-        else:
-            body, ctype, code = b"not found", "text/plain", 404
-        self.send_response(code)
-        self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        return
-
-
 class KafkaSink:
     def __init__(
         self,
@@ -175,7 +147,7 @@ class KafkaSink:
             store.on_retry = self._on_store_retry
         self.clock = clock
         self._stop = threading.Event()
-        self._http: ThreadingHTTPServer | None = None
+        self.http: HealthServer | None = None  # /metrics, /health/*: while running
         # Read by the HTTP thread: each replaced whole, never mutated in place.
         self._assigned: frozenset[tuple[str, int]] = frozenset()
         self._group_up = False  # the group coordinator reachable (stats, error_cb)
@@ -198,6 +170,11 @@ class KafkaSink:
     def ready(self) -> bool:
         return self.not_ready() is None
 
+    def readiness(self) -> tuple[bool, str]:
+        """The readiness check served at ``/health/ready`` (``(ok, why)``)."""
+        why = self.not_ready()
+        return (True, "ok") if why is None else (False, why)
+
     def not_ready(self) -> str | None:
         """Why the sink is not ready, or ``None`` when it is (read from the HTTP thread)."""
         if not self._assigned:
@@ -217,9 +194,13 @@ class KafkaSink:
     def _start_http(self) -> None:
         if self.config.http_port is None:
             return
-        handler = type("Handler", (_Health,), {"sink": self})
-        self._http = ThreadingHTTPServer(("0.0.0.0", self.config.http_port), handler)  # noqa: S104
-        threading.Thread(target=self._http.serve_forever, name="sink-http", daemon=True).start()
+        self.http = HealthServer(
+            self.config.http_host,
+            self.config.http_port,
+            None,  # the sink's metrics are on the default registry
+            ready=(self.readiness,),
+            name="sink-http",
+        ).start()
 
     def run(
         self, stop: threading.Event | None = None, until: Callable[[], bool] | None = None
@@ -258,8 +239,8 @@ class KafkaSink:
             self._assigned = frozenset()
             self._pool.shutdown(wait=True)
             self.consumer.close()
-            if self._http is not None:
-                self._http.shutdown()
+            if self.http is not None:
+                self.http.stop()
             log.info("sink_stopped")
 
     def _submit(self, work: Batch) -> Future[Any]:
