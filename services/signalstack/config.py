@@ -231,6 +231,7 @@ class SinkSettings(BaseSettings):
     # offsets are committed only once the WAL is flushed past it (docs/components/sink.md).
     synchronous_commit: bool = False
     durable_wait_s: float = Field(default=10.0, gt=0)  # at shutdown: wait this long for the flush
+    http_host: str = "0.0.0.0"  # noqa: S104  # /metrics, /health/*: the pod's probes and scrapes
     http_port: int | None = Field(default=9109, ge=0, lt=65536)  # /metrics, /health/*; unset: off
     # librdkafka statistics (consumer lag, the group coordinator's reachability for
     # /health/ready) this often, served on the consumer thread: no broker round trip
@@ -249,6 +250,8 @@ class StreamSettings(BaseSettings):
     trigger_seconds: float = Field(default=1.0, gt=0)  # Spark processing-time trigger
     shuffle_partitions: int = Field(default=2, ge=1)  # fixed once a checkpoint exists
     spark_master: str = "local[2]"  # the chart's SparkApplication sets the cluster master
+    http_host: str = "127.0.0.1"  # the Spark job's /metrics, /health/*: 0.0.0.0 in a pod
+    http_port: int = Field(default=9110, ge=0, lt=65536)  # 0 = any free port
 
 
 class BackfillSettings(BaseSettings):
