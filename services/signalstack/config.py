@@ -120,6 +120,15 @@ class ServingSettings(BaseSettings):
     reload_interval_s: float = Field(default=30.0, gt=0)  # poll the alias / directory this often
     max_body_bytes: int = Field(default=1_048_576, ge=1024)  # larger request bodies: 413
     cors_origins: Annotated[tuple[str, ...], NoDecode] = ()  # empty: CORS off
+    # live predictions (WS /ws/predictions, market.predictions, the predictions/anomalies
+    # tables): where new feature rows come from — none, Kafka market.features (the cluster),
+    # or a local feature log directory the local engine writes (the embedded default)
+    feed: Literal["none", "kafka", "local"] = "none"
+    feed_dir: Path | None = None  # the local feature log (SERVING_FEED=local)
+    feed_group_id: str = "signalstack-serving"  # Kafka consumer group; {hostname} is expanded
+    ws_queue_size: int = Field(default=256, ge=1)  # messages a client may lag before it is dropped
+    ws_subscribe_timeout_s: float = Field(default=10.0, gt=0)  # wait for the first message
+    cache_rows: int = Field(default=64, ge=1)  # newest session rows kept per symbol (by-symbol)
 
     @field_validator("models", "cors_origins", mode="before")
     @classmethod
@@ -136,13 +145,19 @@ class ServingSettings(BaseSettings):
             raise ValueError(f"expected some of regime,direction,anomaly; got {','.join(v)!r}")
         return v
 
-    @field_validator("model_dir", "api_token", mode="before")
+    @field_validator("model_dir", "api_token", "feed_dir", mode="before")
     @classmethod
     def _empty_is_unset(cls, v: Any) -> Any:
         # a Secret made from a file often ends in a newline, which no header can carry
         if isinstance(v, str):
             return v.strip() or None
         return v
+
+    @model_validator(mode="after")
+    def _local_feed_has_dir(self) -> ServingSettings:
+        if self.feed == "local" and self.feed_dir is None:
+            raise ValueError("SERVING_FEED=local needs SERVING_FEED_DIR (the local feature log)")
+        return self
 
 
 def redact_uri(uri: str) -> str:

@@ -1,5 +1,6 @@
 """The inference API as a FastAPI app: :func:`create_app` wires the model repository, the data
-plane, the routers, the error map, auth, the body limit, metrics and (optional) CORS."""
+plane, the routers, the error map, auth, the body limit, metrics, (optional) CORS and — given a
+feature feed — the live predictions behind ``WS /ws/predictions``."""
 
 from __future__ import annotations
 
@@ -15,10 +16,18 @@ from signalstack.config import Settings
 from signalstack.serving.auth import require_token
 from signalstack.serving.dataplane import DataPlane
 from signalstack.serving.errors import install_error_handlers
+from signalstack.serving.feeds import FeatureFeed
+from signalstack.serving.live import (
+    Hub,
+    KafkaPredictionPublisher,
+    LivePredictor,
+    SessionCache,
+    loop_fanout,
+)
 from signalstack.serving.metrics import ServingMetrics
 from signalstack.serving.middleware import BodyLimitMiddleware, MetricsMiddleware
 from signalstack.serving.repository import ModelRepository
-from signalstack.serving.routers import health, predict, v2
+from signalstack.serving.routers import health, predict, v2, ws
 from signalstack.store.base import Store
 
 
@@ -28,21 +37,39 @@ def create_app(
     store: Store | None = None,
     *,
     metrics: ServingMetrics | None = None,
+    feed: FeatureFeed | None = None,
+    publisher: KafkaPredictionPublisher | None = None,
 ) -> FastAPI:
     """The app. Its lifespan starts the repository's polling (models load in the background:
     readiness is 503 until they have) and stops it — unless the caller started it already,
-    in which case the caller stops it too."""
+    in which case the caller stops it too. With a ``feed``, the lifespan also runs the live
+    predictor (predictions to the WebSocket clients, the store and ``publisher``), and its
+    session cache answers ``/predict`` by symbol."""
     metrics = metrics or repository.metrics or ServingMetrics()
     if repository.metrics is None:
         repository.metrics = metrics
+    s = settings.serving
+    hub = Hub(metrics)
+    cache = SessionCache(s.cache_rows) if feed is not None else None
+    dataplane = DataPlane(repository, store, metrics, cache=cache)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owned = not repository.running
         repository.start()
+        predictor: LivePredictor | None = None
+        if feed is not None and cache is not None:
+            predictor = LivePredictor(
+                feed, dataplane, cache=cache, store=store, publisher=publisher,
+                fanout=loop_fanout(asyncio.get_running_loop(), hub), metrics=metrics,
+            )  # fmt: skip
+            predictor.start()
+        app.state.predictor = predictor
         try:
             yield
         finally:
+            if predictor is not None:
+                await asyncio.to_thread(predictor.stop)
             if owned:
                 await asyncio.to_thread(repository.stop)
 
@@ -55,8 +82,13 @@ def create_app(
         ),
         lifespan=lifespan,
     )
-    app.state.dataplane = DataPlane(repository, store, metrics)
+    app.state.dataplane = dataplane
     app.state.metrics = metrics
+    app.state.live = ws.LiveConfig(
+        hub=hub, models=repository.names, feed=feed.description if feed is not None else "none",
+        queue_size=s.ws_queue_size, subscribe_timeout_s=s.ws_subscribe_timeout_s,
+        token=s.api_token,
+    )  # fmt: skip
     install_error_handlers(app)
 
     token = settings.serving.api_token
@@ -66,6 +98,7 @@ def create_app(
     app.include_router(v2.router, dependencies=guarded)
     app.include_router(predict.router, dependencies=guarded)
     app.include_router(health.metrics_router, dependencies=guarded)
+    app.include_router(ws.router)  # checks the token itself (a WebSocket has no 401)
 
     # outermost last: metrics see every response, the 413s included
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.serving.max_body_bytes)

@@ -15,9 +15,12 @@ prediction reads the rows up to *i*. Outputs: ``probabilities`` ``FP64 [-1, K]``
 ``BYTES [-1]`` for the classifiers; ``score`` ``FP64 [-1]`` and ``is_anomaly`` ``BOOL [-1]``
 (against the training threshold) for the anomaly model.
 
-The seam for the live stream (``WS /ws/predictions``, ``market.predictions``, the
-``predictions`` / ``anomalies`` tables — a later part): :meth:`DataPlane.predict_rows` returns a
-:class:`Prediction` for one symbol's session rows, the unit those consumers publish and store.
+The live stream (:mod:`signalstack.serving.live`: ``WS /ws/predictions``, ``market.predictions``,
+the ``predictions`` / ``anomalies`` tables) calls :meth:`DataPlane.predict_rows`, which returns
+a :class:`Prediction` for one symbol's session rows, the unit it publishes and stores. When the
+stream runs, its :class:`~signalstack.serving.live.SessionCache` answers ``/predict`` by symbol
+for the newest rows (no ``as_of``) from memory; a point-in-time request (``as_of``), or a
+symbol the cache cannot answer exactly, reads the store (and fills the cache).
 """
 
 from __future__ import annotations
@@ -54,6 +57,7 @@ from signalstack.serving.schemas import (
 )
 
 if TYPE_CHECKING:
+    from signalstack.serving.live import SessionCache
     from signalstack.serving.metrics import ServingMetrics
     from signalstack.store.base import Store
 
@@ -133,10 +137,12 @@ class DataPlane:
         repository: ModelRepository,
         store: Store | None = None,
         metrics: ServingMetrics | None = None,
+        cache: SessionCache | None = None,
     ) -> None:
         self.repository = repository
         self.store = store
         self.metrics = metrics
+        self.cache = cache  # set while a feed keeps it current (see the module docstring)
 
     # ---- health and metadata -----------------------------------------------------------------
     @staticmethod
@@ -285,30 +291,43 @@ class DataPlane:
             raise InvalidInputError(_fsv_message(meta.name, request.feature_set_version,
                                                  meta.feature_set_version))  # fmt: skip
         if request.symbol is not None:
-            rows = self._symbol_rows(model, request.symbol, request.as_of)
-            ts = pd.Timestamp(rows["ts"].iloc[-1]).to_pydatetime()
-            prediction = self.predict_rows(model, rows, symbol=request.symbol, ts=ts)
+            rows, newest = self._symbol_rows(model, request.symbol, request.as_of)
+            prediction = self.predict_rows(
+                model, rows, symbol=request.symbol, ts=newest.to_pydatetime()
+            )
         else:
             assert request.features is not None
             matrix = _feature_rows(request.features, meta.feature_columns)
             prediction = self.predict_rows(model, matrix, symbol=None, ts=request.ts)
-        self._observe(prediction)
+        self.observe(prediction)
         return prediction.to_response()
 
-    def _symbol_rows(self, model: LoadedModel, symbol: str, as_of: Any) -> pd.DataFrame:
+    def _symbol_rows(
+        self, model: LoadedModel, symbol: str, as_of: Any
+    ) -> tuple[pd.DataFrame | F8, pd.Timestamp]:
+        """The symbol's newest session rows at or before ``as_of`` and the newest one's time."""
+        from signalstack.serving.live import cacheable
+
+        meta = model.bundle.meta
+        limit = meta.sequence_length or 1
+        fsv = meta.feature_set_version
+        cache = self.cache if as_of is None and cacheable(model) else None
+        if cache is not None:
+            got = cache.rows(symbol, fsv, limit)
+            if got is not None:
+                return got
         if self.store is None:
             raise StoreUnavailableError("prediction by symbol needs a feature store (none here)")
-        meta = model.bundle.meta
-        rows = self.store.session_features(
-            symbol, meta.sequence_length or 1, meta.feature_set_version, as_of
-        )
+        rows = self.store.session_features(symbol, limit, fsv, as_of)
+        if cache is not None:
+            cache.seed(symbol, fsv, rows, limit)
         if rows.empty:
             when = f" at or before {as_of.isoformat()}" if as_of is not None else ""
             raise SymbolNotFoundError(
                 f"no feature rows of feature_set_version {meta.feature_set_version} for symbol "
                 f"{symbol!r}{when}"
             )
-        return rows
+        return rows, pd.Timestamp(rows["ts"].iloc[-1])
 
     def predict_rows(
         self,
@@ -342,7 +361,8 @@ class DataPlane:
         return Prediction(**common, score=float(out[0]), threshold=threshold_of(model))
 
     # ---- metrics ---------------------------------------------------------------------------------
-    def _observe(self, p: Prediction) -> None:
+    def observe(self, p: Prediction) -> None:
+        """Count the prediction (class counts, score distribution)."""
         if self.metrics is None:
             return
         if p.classes:

@@ -2,7 +2,8 @@
 
 One set per app, on its own registry (served at ``/metrics``): request latency per route
 template and model in seconds, requests in flight, responses by status, the model versions
-loaded (an info-style gauge), reloads, predicted classes and the anomaly score distribution.
+loaded (an info-style gauge), reloads, predicted classes and the anomaly score distribution;
+for the live stream, WebSocket clients, dropped clients, feed rows and failures.
 """
 
 from __future__ import annotations
@@ -72,6 +73,35 @@ class ServingMetrics:
             p + "anomaly_score", "Anomaly scores answered (higher = more anomalous).",
             ["model"], buckets=SCORE_BUCKETS, registry=r,
         )  # fmt: skip
+        # live predictions (WS /ws/predictions and the feature feed)
+        self.ws_clients = Gauge(
+            p + "websocket_clients", "WebSocket clients subscribed to /ws/predictions now.",
+            registry=r,
+        )  # fmt: skip
+        self.ws_dropped = Counter(
+            p + "websocket_dropped_clients_total",
+            "WebSocket clients dropped because they stopped reading (their queue was full).",
+            registry=r,
+        )
+        self.feed_rows = Counter(
+            p + "feed_rows_total", "Feature rows received from the live feed.", registry=r
+        )
+        self.feed_rejected = Counter(
+            p + "feed_rejected_total",
+            "Feed messages that are not feature rows (logged and skipped).",
+            registry=r,
+        )
+        self.live_predictions = Counter(
+            p + "live_predictions_total",
+            "Predictions made from the live feed (fanned out, stored, published).",
+            registry=r,
+        )
+        self.live_errors = Counter(
+            p + "live_errors_total",
+            "Live-prediction failures by stage (feed, predict, store, kafka); writes are retried.",
+            ["stage"],
+            registry=r,
+        )
 
     def model_loaded(
         self, model: str, version: str, kind: str, feature_set_version: int, previous: str | None

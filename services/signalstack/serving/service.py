@@ -2,7 +2,8 @@
 
 Models come from ``SERVING_MODEL_DIR`` when set (one bundle directory per model), otherwise
 from the MLflow registry alias ``MLFLOW_MODEL_ALIAS`` of ``<MLFLOW_MODEL_PREFIX><model>``;
-feature rows for prediction by symbol from the store (``STORE_TYPE``).
+feature rows for prediction by symbol from the store (``STORE_TYPE``). ``SERVING_FEED`` picks
+where live predictions' new feature rows come from (see :mod:`signalstack.serving.feeds`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,13 @@ import uvicorn
 from signalstack.config import Settings
 from signalstack.logs import get_logger
 from signalstack.serving.app import create_app
+from signalstack.serving.feeds import (
+    FeatureFeed,
+    KafkaFeatureFeed,
+    LocalFeatureFeed,
+    group_id,
+)
+from signalstack.serving.live import KafkaPredictionPublisher
 from signalstack.serving.metrics import ServingMetrics
 from signalstack.serving.repository import (
     DirectorySource,
@@ -32,6 +40,18 @@ def model_source(settings: Settings) -> ModelSource:
     return RegistrySource(m.tracking_uri, alias=m.model_alias, prefix=m.model_prefix)
 
 
+def live_feed(settings: Settings) -> tuple[FeatureFeed | None, KafkaPredictionPublisher | None]:
+    """The feed ``SERVING_FEED`` names, and the ``market.predictions`` publisher (Kafka only)."""
+    s, k = settings.serving, settings.kafka
+    if s.feed == "kafka":
+        feed = KafkaFeatureFeed(k.bootstrap_servers, k.features_topic, group_id(s.feed_group_id))
+        return feed, KafkaPredictionPublisher(k.bootstrap_servers, k.predictions_topic)
+    if s.feed == "local":
+        assert s.feed_dir is not None  # the settings refuse local without a directory
+        return LocalFeatureFeed(s.feed_dir), None
+    return None, None
+
+
 def run(settings: Settings) -> None:
     """Serve until SIGINT / SIGTERM (uvicorn's graceful shutdown: in-flight requests finish)."""
     s = settings.serving
@@ -40,8 +60,12 @@ def run(settings: Settings) -> None:
     repository = ModelRepository(source, s.models, interval_s=s.reload_interval_s, metrics=metrics)
     store = open_store(settings)
     try:
-        app = create_app(settings, repository, store, metrics=metrics)
-        log.info("serving.start", host=s.host, port=s.port, source=source.description)
+        feed, publisher = live_feed(settings)
+        app = create_app(
+            settings, repository, store, metrics=metrics, feed=feed, publisher=publisher
+        )
+        log.info("serving.start", host=s.host, port=s.port, source=source.description,
+                 feed=feed.description if feed is not None else "none")  # fmt: skip
         config = uvicorn.Config(
             app, host=s.host, port=s.port, log_config=None, access_log=False, lifespan="on"
         )
@@ -51,4 +75,4 @@ def run(settings: Settings) -> None:
         store.close()
 
 
-__all__ = ["model_source", "run"]
+__all__ = ["live_feed", "model_source", "run"]

@@ -1,0 +1,296 @@
+"""Where the live predictions' feature rows come from: one :class:`FeatureFeed` interface, two
+implementations side by side.
+
+- :class:`KafkaFeatureFeed` (the cluster): ``market.features`` (the stream job's rows, key =
+  symbol, the ``feature_json`` value), in its own consumer group (``SERVING_FEED_GROUP_ID``),
+  offsets committed after a batch was predicted and stored — at least once; the writes are
+  idempotent, so a replay duplicates nothing.
+- :class:`LocalFeatureFeed` (the embedded default): a *feature log* directory the local engine
+  writes through :class:`FeatureLogPublisher` (its ``FeaturePublisher``): each batch of rows is
+  one JSON-lines file of the same ``market.features`` values, written under a temporary name and
+  renamed into place (readers never see half a file). Why a directory and not the store: the
+  embedded store is one DuckDB file, and DuckDB lets one process at a time open a file for
+  writing — ``signalstack serve`` holds it (it writes ``predictions`` and ``anomalies``), so the
+  engine of another process cannot add rows to it while the API runs, and the API could not
+  see them if it did without re-opening the file. A directory of renamed files needs no lock,
+  any number of processes can write and read it, and its values are the topic's.
+
+Both hand out :class:`FeatureRow` batches; a value that does not parse is logged and counted
+(``signalstack_serving_feed_rejected_total``) and skipped — it never stops the feed.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import socket
+import threading
+import time
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+import numpy as np
+import numpy.typing as npt
+import orjson
+import pandas as pd
+
+from signalstack.features.columns import FEATURE_COLUMNS
+from signalstack.logs import get_logger
+
+log = get_logger(__name__)
+
+F8 = npt.NDArray[np.float64]
+SUFFIX: Final = ".jsonl"
+
+
+class BadFeatureMessageError(ValueError):
+    """A feed value that is not a ``market.features`` row (the message says why)."""
+
+
+@dataclass(frozen=True, slots=True)
+class FeatureRow:
+    """One feature row: a symbol's values (``FEATURE_COLUMNS`` order, NaN = null) at ``ts``."""
+
+    symbol: str
+    ts: pd.Timestamp
+    feature_set_version: int
+    values: F8
+
+    def frame(self) -> pd.DataFrame:
+        return rows_frame([self])
+
+
+def rows_frame(rows: Iterable[FeatureRow]) -> pd.DataFrame:
+    """Rows → the store's features frame (symbol, ts, features…, feature_set_version)."""
+    rows = list(rows)
+    data: dict[str, Any] = {
+        "symbol": [r.symbol for r in rows],
+        "ts": pd.DatetimeIndex([r.ts for r in rows], tz="UTC"),
+    }
+    matrix = np.vstack([r.values for r in rows]) if rows else np.empty((0, len(FEATURE_COLUMNS)))
+    for i, c in enumerate(FEATURE_COLUMNS):
+        data[c] = matrix[:, i]
+    data["feature_set_version"] = np.asarray([r.feature_set_version for r in rows], dtype=np.int64)
+    return pd.DataFrame(data)
+
+
+def parse_feature_message(raw: bytes | str) -> FeatureRow:
+    """A ``market.features`` value (``signalstack.engines.kafka_io.feature_json``) → a row."""
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError as err:
+        raise BadFeatureMessageError(f"not JSON: {err}") from None
+    if not isinstance(obj, dict):
+        raise BadFeatureMessageError(f"not a JSON object: {type(obj).__name__}")
+    if obj.get("schema_version") != 1:
+        raise BadFeatureMessageError(f"schema_version {obj.get('schema_version')!r}, expected 1")
+    symbol, ts, fsv = obj.get("symbol"), obj.get("ts"), obj.get("feature_set_version")
+    if not isinstance(symbol, str) or not symbol:
+        raise BadFeatureMessageError(f"symbol {symbol!r} is not a non-empty string")
+    if isinstance(ts, bool) or not isinstance(ts, int):
+        raise BadFeatureMessageError(f"ts {ts!r} is not an integer (ns since the epoch)")
+    if isinstance(fsv, bool) or not isinstance(fsv, int) or fsv < 1:
+        raise BadFeatureMessageError(f"feature_set_version {fsv!r} is not a positive integer")
+    values = np.empty(len(FEATURE_COLUMNS), dtype=np.float64)
+    for i, c in enumerate(FEATURE_COLUMNS):
+        v = obj.get(c, math.nan)
+        if v is None:
+            v = math.nan
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            raise BadFeatureMessageError(f"{c} {v!r} is not a number or null")
+        if math.isinf(v):
+            raise BadFeatureMessageError(f"{c} is infinite")
+        values[i] = v
+    return FeatureRow(symbol, pd.Timestamp(ts, tz="UTC"), fsv, values)
+
+
+OnReject = Callable[[str], None]
+
+
+class FeatureFeed(ABC):
+    """New feature rows, in arrival order, one batch per :meth:`poll` (blocking; the live
+    predictor calls it from its own thread)."""
+
+    #: shown by /health and the logs
+    description: str = ""
+
+    def __init__(self) -> None:
+        self.on_reject: OnReject | None = None
+
+    @abstractmethod
+    def poll(self, timeout_s: float) -> list[FeatureRow]:
+        """The rows that arrived since the last call (waiting up to ``timeout_s`` for some)."""
+
+    def commit(self) -> None:  # noqa: B027 - optional: only a feed with offsets needs it
+        """The last polled batch is handled (predicted, stored, published)."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release the feed."""
+
+    def _parse(self, raw: bytes | str, where: str) -> FeatureRow | None:
+        try:
+            return parse_feature_message(raw)
+        except BadFeatureMessageError as err:
+            log.warning("serving.feed_bad_message", where=where, error=str(err))
+            if self.on_reject is not None:
+                self.on_reject(str(err))
+            return None
+
+
+def group_id(template: str) -> str:
+    """``SERVING_FEED_GROUP_ID`` with ``{hostname}`` replaced (one group per replica)."""
+    return template.replace("{hostname}", socket.gethostname())
+
+
+class KafkaFeatureFeed(FeatureFeed):
+    """``market.features`` in the consumer group ``group``; a new group starts at the newest
+    rows (live predictions, not the topic's history), a known one where it left off."""
+
+    def __init__(self, bootstrap: str, topic: str, group: str, *, max_batch: int = 1000) -> None:
+        super().__init__()
+        from confluent_kafka import Consumer
+
+        self.topic = topic
+        self.max_batch = max_batch
+        self.description = f"kafka {topic} (group {group})"
+        self._consumer = Consumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": group,
+                "auto.offset.reset": "latest",
+                "enable.auto.commit": False,
+            }
+        )
+        self._consumer.subscribe([topic])
+        self._pending = False
+
+    def poll(self, timeout_s: float) -> list[FeatureRow]:
+        msgs = self._consumer.consume(num_messages=self.max_batch, timeout=timeout_s)
+        rows: list[FeatureRow] = []
+        for m in msgs:
+            if m.error():
+                log.warning("serving.feed_kafka_error", error=str(m.error()))
+                continue
+            self._pending = True
+            row = self._parse(m.value() or b"", f"{m.topic()}:{m.partition()}:{m.offset()}")
+            if row is not None:
+                rows.append(row)
+        return rows
+
+    def commit(self) -> None:
+        if not self._pending:
+            return
+        try:
+            self._consumer.commit(asynchronous=False)
+            self._pending = False
+        except Exception as err:  # a rebalance or a broker away: the rows come again (idempotent)
+            log.warning("serving.feed_commit_failed", error=str(err))
+
+    def close(self) -> None:
+        self._consumer.close()
+
+
+class LocalFeatureFeed(FeatureFeed):
+    """The feature log directory: each poll reads the files that appeared since the last one,
+    in name order (names start with the writer's clock in ns). Files already there at start-up
+    are not read: like a new Kafka group, the feed starts at the newest rows."""
+
+    def __init__(self, directory: Path, *, interval_s: float = 0.05) -> None:
+        super().__init__()
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.interval_s = interval_s
+        self.description = f"local feature log {self.directory}"
+        self._seen = set(self._names())
+        self._closed = threading.Event()
+
+    def _names(self) -> list[str]:
+        try:
+            return sorted(
+                e.name
+                for e in os.scandir(self.directory)
+                if e.name.endswith(SUFFIX) and not e.name.startswith(".")
+            )
+        except FileNotFoundError:
+            return []
+
+    def poll(self, timeout_s: float) -> list[FeatureRow]:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            names = self._names()
+            new = [n for n in names if n not in self._seen]
+            if new or self._closed.is_set() or time.monotonic() >= deadline:
+                break
+            self._closed.wait(self.interval_s)
+        self._seen = set(names)  # forget files the writer removed
+        rows: list[FeatureRow] = []
+        for name in new:
+            try:
+                text = (self.directory / name).read_bytes()
+            except FileNotFoundError:  # pruned between the listing and the read
+                continue
+            for i, line in enumerate(text.splitlines()):
+                if line.strip():
+                    row = self._parse(line, f"{name}:{i + 1}")
+                    if row is not None:
+                        rows.append(row)
+        return rows
+
+    def close(self) -> None:
+        self._closed.set()
+
+
+class FeatureLogPublisher:
+    """The local engine's side of :class:`LocalFeatureFeed` (a ``FeaturePublisher``:
+    ``LocalEngine(store, publisher=FeatureLogPublisher(dir))``): each published batch becomes
+    one file of ``market.features`` values; files older than ``retention_s`` are removed."""
+
+    def __init__(self, directory: Path, *, retention_s: float = 3600.0) -> None:
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.retention_s = retention_s
+        self._seq = 0
+
+    def publish(self, features: pd.DataFrame) -> int:
+        from signalstack.engines.kafka_io import feature_json
+
+        if features.empty:
+            return 0
+        body = b"\n".join(feature_json(r) for r in features.to_dict("records")) + b"\n"
+        self._seq += 1
+        name = f"{time.time_ns():020d}-{os.getpid()}-{self._seq:06d}{SUFFIX}"
+        tmp = self.directory / f".{name}.{uuid.uuid4().hex[:6]}.tmp"
+        tmp.write_bytes(body)
+        os.replace(tmp, self.directory / name)  # atomic: a reader sees all of it or nothing
+        self._prune()
+        return len(features)
+
+    def _prune(self) -> None:
+        cutoff = time.time() - self.retention_s
+        for e in os.scandir(self.directory):
+            try:
+                if e.name.endswith(SUFFIX) and e.stat().st_mtime < cutoff:
+                    os.unlink(e.path)
+            except FileNotFoundError:
+                continue
+
+    def flush(self) -> None:
+        return None
+
+
+__all__ = [
+    "BadFeatureMessageError",
+    "FeatureFeed",
+    "FeatureLogPublisher",
+    "FeatureRow",
+    "KafkaFeatureFeed",
+    "LocalFeatureFeed",
+    "group_id",
+    "parse_feature_message",
+    "rows_frame",
+]
