@@ -180,20 +180,37 @@ step_prometheus() {
   stamp "$dir" "prometheus $ver"
 }
 
-step_k8s_tools() {
-  local dir="$CACHE/bin"
-  mkdir -p "$dir"
-  need go "install Go (https://go.dev/doc/install)"
-  if ! stamp_ok "$CACHE/bin" "helm-${HELM_VERSION} kubeconform-${KUBECONFORM_VERSION} ldflags"; then
-    log "go install helm ${HELM_VERSION} and kubeconform ${KUBECONFORM_VERSION} (first build takes minutes)"
-    # -X stamps the release version that `go install` would otherwise leave as "development".
-    GOBIN="$dir" go install -trimpath \
-      -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=${HELM_VERSION}" \
-      "helm.sh/helm/v3/cmd/helm@${HELM_VERSION}"
-    GOBIN="$dir" go install -trimpath -ldflags "-s -w -X main.version=${KUBECONFORM_VERSION}" \
-      "github.com/yannh/kubeconform/cmd/kubeconform@${KUBECONFORM_VERSION}"
-    stamp "$CACHE/bin" "helm-${HELM_VERSION} kubeconform-${KUBECONFORM_VERSION} ldflags"
+# go_tool NAME PKG VERSION [LDFLAGS]: `go install PKG@VERSION` into .cache/bin/NAME, skipped when
+# its stamp (.cache/bin/.stamp-NAME) matches. Built into a temp dir and moved into place, so the
+# old binary keeps working (tests running meanwhile) until the new one is complete.
+go_tool() {
+  local name=$1 pkg=$2 ver=$3 ldflags=${4:-} dir="$CACHE/bin" tmp
+  local want="$pkg@$ver ldflags=$ldflags"
+  if [ -x "$dir/$name" ] && [ -f "$dir/.stamp-$name" ] && [ "$(cat "$dir/.stamp-$name")" = "$want" ]; then
+    return 0
   fi
+  log "go install $pkg@$ver (a cold build takes minutes)"
+  tmp=$(mktemp -d "$dir/.build-$name.XXXXXX")
+  GOBIN="$tmp" CGO_ENABLED=0 go install -trimpath -ldflags "-s -w $ldflags" "$pkg@$ver" || { rm -rf "$tmp"; return 1; }
+  mv -f "$tmp/$name" "$dir/$name"
+  rm -rf "$tmp"
+  printf '%s' "$want" >"$dir/.stamp-$name"
+}
+
+step_k8s_tools() {
+  mkdir -p "$CACHE/bin"
+  need go "install Go (https://go.dev/doc/install)"
+  # -X stamps the release version that `go install` would otherwise leave as "v4.3" (Helm's
+  # internal default) or "development"; the paths are the ones upstream's Makefiles use.
+  go_tool helm helm.sh/helm/v4/cmd/helm "$HELM_VERSION" \
+    "-X helm.sh/helm/v4/internal/version.version=${HELM_VERSION}"
+  go_tool kubeconform github.com/yannh/kubeconform/cmd/kubeconform "$KUBECONFORM_VERSION" \
+    "-X main.version=${KUBECONFORM_VERSION}"
+  # actionlint checks .github/workflows (the users' CI); it reads its version from the module,
+  # and checks each step's `run:` script with shellcheck (Debian's), which also checks manifests/*.sh.
+  go_tool actionlint github.com/rhysd/actionlint/cmd/actionlint "$ACTIONLINT_VERSION"
+  apt_install shellcheck
+  rm -f "$CACHE/bin/.stamp" # the one stamp of the helm 3 step, before each tool had its own
 }
 
 main() {

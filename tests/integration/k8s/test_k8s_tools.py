@@ -1,4 +1,4 @@
-"""helm and kubeconform from `make setup` are the pinned releases and work offline."""
+"""helm 4, kubeconform and actionlint from `make setup`: the pinned releases, working offline."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ VERSIONS = dict(
 )
 HELM = cache_dir() / "bin" / "helm"
 KUBECONFORM = cache_dir() / "bin" / "kubeconform"
+ACTIONLINT = cache_dir() / "bin" / "actionlint"
 SCHEMAS = ROOT / "charts" / "crd-schemas"
 
 
@@ -35,8 +36,13 @@ def run(*args: str | Path, stdin: str | None = None) -> subprocess.CompletedProc
 
 
 def test_pinned_versions() -> None:
-    assert run(HELM, "version", "--short").stdout.strip().startswith(VERSIONS["HELM_VERSION"])
+    # Helm 4: 3.x is not an approved release on the module proxy (issue 15, item 7).
+    assert VERSIONS["HELM_VERSION"].startswith("v4.")
+    helm = run(HELM, "version", "--template", "{{.Version}}")
+    assert helm.stdout.strip() == VERSIONS["HELM_VERSION"], helm.stdout + helm.stderr
     assert run(KUBECONFORM, "-v").stdout.strip() == VERSIONS["KUBECONFORM_VERSION"]
+    lint = run(ACTIONLINT, "-version")
+    assert lint.stdout.splitlines()[0] == VERSIONS["ACTIONLINT_VERSION"], lint.stdout + lint.stderr
 
 
 def test_helm_lints_and_renders_a_chart(tmp_path: Path) -> None:
