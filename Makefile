@@ -44,3 +44,23 @@ clean: ## Remove caches of the Python tools (keeps the set-up cache)
 
 distclean: clean ## Remove the venv and the set-up cache too
 	rm -rf $(VENV) .cache
+
+# --- The cluster path (docs/components/cluster.md): kind, the operators, skaffold ---------------
+.PHONY: kind-up operators deploy port-forward kind-down
+SKAFFOLD ?= skaffold
+DEFAULT_REPO ?= localhost:5001
+
+kind-up: ## kind cluster `signalstack` (kind-config.yaml) and its local registry on localhost:5001
+	@bash manifests/cluster.sh kind-up
+
+operators: ## Namespace + Strimzi, spark-operator, kube-prometheus-stack (pinned) into the current context; KSERVE=1 METRICS_SERVER=1 add those
+	@bash manifests/operators.sh
+
+deploy: ## Build the images and install the chart on kind (skaffold run -p kind, images via $(DEFAULT_REPO))
+	PATH="$(CURDIR)/.cache/bin:$$PATH" $(SKAFFOLD) run -p kind --default-repo=$(DEFAULT_REPO)
+
+port-forward: ## Grafana on :3000, serving on :8080, MLflow on :5000 (Ctrl-C stops)
+	@bash manifests/cluster.sh port-forward
+
+kind-down: ## Delete the kind cluster and its registry
+	@bash manifests/cluster.sh kind-down
