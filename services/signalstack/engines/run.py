@@ -93,6 +93,7 @@ def run_spark(
         settings.kafka.bootstrap_servers, settings.kafka.features_topic
     )
     try:
-        return SparkEngine(cfg, store, publisher=publisher).run()
+        http = (settings.stream.http_host, settings.stream.http_port)  # /metrics, /health/*
+        return SparkEngine(cfg, store, publisher=publisher, http=http).run()
     finally:
         store.close()

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import datetime as dt
 import glob
+import json
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -40,10 +41,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from signalstack.engines import metrics
 from signalstack.engines.base import BarFeatureSink, DlqSink, EngineStats, StreamEngine
 from signalstack.engines.core import FeatureStateMachine
 from signalstack.features.columns import BAR_COLUMNS, FEATURE_COLUMNS, FEATURE_SET_VERSION
 from signalstack.logs import get_logger
+from signalstack.observability import HealthServer
 
 log = get_logger(__name__)
 
@@ -309,6 +312,50 @@ def build_queries(
     return start(features, fb, "features"), start(bad, fb_dlq, "dlq")
 
 
+# ---- progress metrics -------------------------------------------------------------------------
+def query_label(name: str | None, app_name: str) -> str:
+    """The ``query`` label of a query named ``<app_name>_<short>`` (``features``, ``dlq``)."""
+    prefix = app_name.replace("-", "_") + "_"
+    if name and name.startswith(prefix):
+        return name[len(prefix) :]
+    return name or "unnamed"
+
+
+_LISTENER_ATTR = "_signalstack_progress_listener"
+
+
+def progress_listener(app_name: str) -> Any:
+    """A StreamingQueryListener exporting each query's progress (engines/metrics.py): input and
+    processing rates, batch duration, state rows, watermark delay, Kafka lag; started and
+    terminated queries. Runs on the driver; a failure in it is logged, never raised into Spark."""
+    from pyspark.sql.streaming.listener import StreamingQueryListener
+
+    class ProgressMetrics(StreamingQueryListener):
+        def __init__(self) -> None:
+            self.names: dict[str, str] = {}
+
+        def onQueryStarted(self, event: Any) -> None:  # noqa: N802 (Spark's names)
+            label = query_label(event.name, app_name)
+            self.names[str(event.id)] = label
+            metrics.query_started(label)
+
+        def onQueryProgress(self, event: Any) -> None:  # noqa: N802
+            try:
+                p = event.progress
+                metrics.record_progress(query_label(p.name, app_name), json.loads(p.json))
+            except Exception as err:
+                log.warning("spark_progress_metrics_failed", error=repr(err))
+
+        def onQueryIdle(self, event: Any) -> None:  # noqa: N802
+            metrics.query_idle(self.names.get(str(event.id), "unnamed"), event.timestamp)
+
+        def onQueryTerminated(self, event: Any) -> None:  # noqa: N802
+            label = self.names.get(str(event.id), "unnamed")
+            metrics.query_terminated(label, failed=event.exception is not None)
+
+    return ProgressMetrics()
+
+
 # ---- foreachBatch → sinks ---------------------------------------------------------------------
 def split_output(out: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """The state function's rows → (bars, features, late rows) in the frame conventions."""
@@ -410,22 +457,39 @@ class SparkEngine(StreamEngine):
         *,
         dlq: DlqSink | None = None,
         publisher: Any = None,
+        http: tuple[str, int] | None = None,
     ) -> None:
         self.cfg = cfg
         if dlq is None and isinstance(sink, DlqSink):
             dlq = sink
         self.writer = SparkBatchWriter(sink, dlq, publisher, cfg)
         self.spark: Any = None
+        self.http = http  # (host, port) of /metrics and /health/*, or None
+        self._queries: tuple[Any, ...] = ()
 
     def start(self, *, available_now: bool = False) -> tuple[Any, Any]:
         self.spark = self.spark or get_session(self.cfg)
-        return build_queries(
+        if getattr(self.spark, _LISTENER_ATTR, None) is None:  # one per session, not per engine
+            listener = progress_listener(self.cfg.app_name)
+            self.spark.streams.addListener(listener)
+            setattr(self.spark, _LISTENER_ATTR, listener)
+        self._queries = build_queries(
             self.spark,
             self.cfg,
             self.writer.on_batch,
             self.writer.on_dlq,
             available_now=available_now,
         )
+        return self._queries[0], self._queries[1]
+
+    def queries_active(self) -> tuple[bool, str]:
+        """Readiness: both queries started and none terminated."""
+        if not self._queries:
+            return False, "queries not started"
+        for q in self._queries:
+            if not q.isActive:
+                return False, f"query {q.name} terminated"
+        return True, "ok"
 
     def run_available(self) -> EngineStats:
         """Process everything available now, then stop (tests, backfills)."""
@@ -435,6 +499,15 @@ class SparkEngine(StreamEngine):
         return self.writer.stats
 
     def run(self) -> EngineStats:
-        _q1, _q2 = self.start()
-        self.spark.streams.awaitAnyTermination()
-        return self.writer.stats
+        health = None
+        if self.http is not None:  # answers from the start: the session takes a while
+            health = HealthServer(
+                self.http[0], self.http[1], None, ready=(self.queries_active,), name="stream-http"
+            ).start()
+        try:
+            _q1, _q2 = self.start()
+            self.spark.streams.awaitAnyTermination()
+            return self.writer.stats
+        finally:
+            if health is not None:
+                health.stop()
