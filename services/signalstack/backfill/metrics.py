@@ -20,11 +20,12 @@ log = get_logger(__name__)
 
 JOB: Final = "signalstack-backfill"
 PREFIX: Final = "signalstack_backfill_last_"
-# stats field → (metric name, help)
+# stats field → (metric name, help); minutes are exported in seconds (base units)
+SECONDS_OF: Final = {"minutes": 60, "minutes_healed": 60}
 FIELDS: Final = {
     "ranges": ("gap_ranges", "Ranges (gaps or sessions) the last run planned."),
-    "minutes": ("gap_minutes", "Minutes the last run's ranges cover."),
-    "minutes_healed": ("healed_minutes", "Minutes of the last run's ranges now healed."),
+    "minutes": ("gap_seconds", "Market time the last run's ranges cover."),
+    "minutes_healed": ("healed_seconds", "Market time of the last run's ranges now healed."),
     "api_calls": ("api_calls", "Polygon REST requests of the last run, retries included."),
     "retries": ("retries", "Requests the last run retried (429, 5xx, transport errors)."),
     "http_429": ("http_429", "HTTP 429 answers the last run got."),
@@ -39,7 +40,8 @@ def registry_for(result: BackfillResult, now: float | None = None) -> CollectorR
     """A registry holding the run's figures (``now``: wall-clock seconds, for the timestamps)."""
     r = CollectorRegistry()
     for field, (name, doc) in FIELDS.items():
-        Gauge(PREFIX + name, doc, registry=r).set(getattr(result.stats, field))
+        value = getattr(result.stats, field) * SECONDS_OF.get(field, 1)
+        Gauge(PREFIX + name, doc, registry=r).set(value)
     Gauge(PREFIX + "duration_seconds", "Wall time of the last run.", registry=r).set(
         result.duration_s
     )

@@ -37,7 +37,7 @@ BARS = Counter(
     "signalstack_stream_bars_total", "1-minute bars (and feature rows) emitted", ["engine"]
 )
 WATERMARK = Gauge(
-    "signalstack_stream_watermark_seconds",
+    "signalstack_stream_watermark_timestamp_seconds",
     "Event-time watermark, seconds since the epoch",
     ["engine"],
 )

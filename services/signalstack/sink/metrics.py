@@ -16,8 +16,8 @@ DLQ_ROWS = Counter(
     "counts again; the table keeps it once).",
     ["reason"],
 )
-BATCH_SIZE = Histogram(
-    "signalstack_sink_batch_size",
+BATCH_MESSAGES = Histogram(
+    "signalstack_sink_batch_messages",
     "Messages per consumed batch.",
     buckets=(1, 10, 50, 100, 500, 1_000, 2_000, 5_000, 10_000, 20_000, 50_000),
 )

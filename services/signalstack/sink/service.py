@@ -510,7 +510,7 @@ class KafkaSink:
             by_topic[topic].append((m.key(), m.value()))
             where[topic].append((partition, offset, m.timestamp()[1]))
             last[(topic, partition)] = offset
-        metrics.BATCH_SIZE.observe(len(msgs))
+        metrics.BATCH_MESSAGES.observe(len(msgs))
         k = self.settings.kafka
         work = Batch(offsets=[TopicPartition(t, p, o + 1) for (t, p), o in last.items()])
         for topic, raw in by_topic.items():

@@ -30,7 +30,7 @@ def test_the_runs_figures() -> None:
     v = values(generate_latest(registry_for(result(), now=1_700_000_000.0)).decode())
     assert v["signalstack_backfill_last_http_429"] == 3
     assert v["signalstack_backfill_last_retries"] == 4
-    assert v["signalstack_backfill_last_healed_minutes"] == 45
+    assert v["signalstack_backfill_last_healed_seconds"] == 45 * 60
     assert v["signalstack_backfill_last_gap_ranges"] == 3
     assert v["signalstack_backfill_last_duration_seconds"] == 2.5
     assert v["signalstack_backfill_last_healed"] == 1
