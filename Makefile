@@ -36,6 +36,10 @@ demo: ## Run the pipeline on the embedded default (Python 3.11 only: no root, JD
 	@bash scripts/setup.sh demo
 	$(VENV)/bin/signalstack demo
 
+.PHONY: dashboards
+dashboards: ## Generate the Grafana dashboards (grafana/, foundation SDK) into the monitoring chart's files
+	$(PY) -m grafana
+
 bench: setup ## Run every benchmark in bench/ (writes bench/results/*.json)
 	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
