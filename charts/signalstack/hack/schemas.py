@@ -13,6 +13,7 @@ S = dict[str, Any]
 
 DURATION = r"^(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?$"
 QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti)?$"
+PORTS = ("serving", "ingest", "sink", "stream", "kafka", "timescaledb", "mlflow")
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 
 
@@ -167,9 +168,9 @@ GLOBAL = obj(
                 "ports": obj(
                     {
                         k: integer(minimum=1, maximum=65535)
-                        for k in ("serving", "ingest", "sink", "kafka", "timescaledb", "mlflow")
+                        for k in PORTS
                     },
-                    ["serving", "ingest", "sink", "kafka", "timescaledb", "mlflow"],
+                    list(PORTS),
                 ),
             },
             ["topics", "tables", "ports"],
@@ -263,6 +264,170 @@ SUBCHARTS["serving"] = common(
     },
     ["image", "resources", "livenessProbe", "readinessProbe"],
 )
+
+
+PVC = obj(
+    {"enabled": BOOL, "size": QTY, "storageClass": string(), "existingClaim": string(),
+     "accessModes": {"type": "array", "minItems": 1,
+                     "items": string(enum=["ReadWriteOnce", "ReadWriteMany", "ReadOnlyMany",
+                                           "ReadWriteOncePod"])}},
+)
+PROBES = {"startupProbe": PROBE, "livenessProbe": PROBE, "readinessProbe": PROBE}
+POD_KNOBS = {"terminationGracePeriodSeconds": integer(minimum=0)}
+EXIT_CODES = {"type": "array", "items": integer(minimum=0, maximum=255), "minItems": 1,
+              "uniqueItems": True}
+
+SUBCHARTS["kafka"] = obj(
+    {
+        "enabled": BOOL, "global": MAP, "nameOverride": string(), "fullnameOverride": string(),
+        "commonLabels": STR_MAP,
+        "version": string(pattern=r"^[0-9]+\.[0-9]+\.[0-9]+$"),
+        "nodePool": obj(
+            {"name": string(pattern=DNS_LABEL), "replicas": integer(minimum=1),
+             "roles": {"type": "array", "minItems": 1, "uniqueItems": True,
+                       "items": string(enum=["controller", "broker"])},
+             "storage": obj({"type": string(enum=["persistent-claim", "ephemeral"]), "size": QTY,
+                             "class": string(), "deleteClaim": BOOL}, ["type"]),
+             "resources": RESOURCES},
+            ["name", "replicas", "roles", "storage", "resources"],
+        ),
+        "config": MAP,
+        "external": obj({"enabled": BOOL, "bootstrapNodePort": integer(minimum=30000, maximum=32767),
+                         "brokerNodePorts": {"type": "array", "items": integer(minimum=30000, maximum=32767)},
+                         "advertisedHost": string()}),
+        "entityOperator": obj({"resources": RESOURCES}, ["resources"]),
+        "podSecurityContext": MAP,
+        "networkPolicy": NETWORK_POLICY,
+    },
+    ["version", "nodePool"],
+)
+
+SUBCHARTS["timescaledb"] = common(
+    {
+        "persistence": PVC,
+        "config": {"type": "object", "additionalProperties": {"type": ["string", "number", "boolean"]}},
+        "extraDatabases": {"type": "array", "items": string(pattern=r"^[a-z_][a-z0-9_]*$")},
+        "migrations": obj({"enabled": BOOL, "image": IMAGE, "backoffLimit": integer(minimum=0),
+                           "activeDeadlineSeconds": integer(minimum=1), "resources": RESOURCES},
+                          ["image", "resources"]),
+        **PROBES,
+    },
+    ["image", "resources", "livenessProbe", "readinessProbe"],
+)
+
+SUBCHARTS["mlflow"] = common(
+    {
+        "backendStore": obj({"database": string(pattern=r"^[a-z_][a-z0-9_]*$"),
+                             "existingSecret": string(), "existingSecretKey": string(minLength=1)}),
+        "persistence": PVC,
+        "workers": integer(minimum=1),
+        "extraAllowedHosts": {"type": "array", "items": string()},
+        "service": obj({"type": string(enum=["ClusterIP", "NodePort", "LoadBalancer"])}),
+        **PROBES,
+    },
+    ["image", "resources", "livenessProbe", "readinessProbe"],
+)
+
+SUBCHARTS["ingest"] = common(
+    {
+        "replicaCount": {"const": 1, "description": "Polygon allows one connection per API key: "
+                         "one replica per feed; add a feed (its own key) to scale out"},
+        "feeds": {"type": "array", "minItems": 1, "items": obj(
+            {"name": string(pattern=DNS_LABEL, maxLength=20),
+             "symbols": string(pattern=r"^([A-Za-z0-9.]+(,[A-Za-z0-9.]+)*)?$"),
+             "existingSecret": string(minLength=1), "existingSecretKey": string(minLength=1)},
+            ["name", "existingSecret"])},
+        "polygon": obj({"wsUrl": string(), "restUrl": string()}),
+        "serviceMonitor": SERVICE_MONITOR,
+        **PROBES, **POD_KNOBS,
+    },
+    ["image", "resources", "livenessProbe", "readinessProbe", "feeds"],
+)
+
+SUBCHARTS["sink"] = common(
+    {
+        "replicaCount": integer(minimum=1),
+        "groupId": string(minLength=1),
+        "serviceMonitor": SERVICE_MONITOR,
+        "podDisruptionBudget": obj({"enabled": BOOL, "maxUnavailable": integer(minimum=0)}),
+        **PROBES, **POD_KNOBS,
+    },
+    ["image", "resources", "livenessProbe", "readinessProbe"],
+)
+
+SPARK_MEM = string(pattern=r"^[0-9]+[kmgt]?$")
+SUBCHARTS["stream"] = common(
+    {
+        "sparkVersion": string(pattern=r"^4\.0\.[0-9]+$"),
+        "mainApplicationFile": string(pattern=r"^(local|file|s3a|https?)://"),
+        "sparkMaster": string(minLength=1),
+        "shufflePartitions": integer(minimum=1),
+        "triggerSeconds": {"type": "number", "exclusiveMinimum": 0},
+        "latenessMs": integer(minimum=0),
+        "sparkConf": {"type": "object", "additionalProperties": {"type": ["string", "number", "boolean"]}},
+        "checkpoints": obj({"persistence": PVC, "mountPath": string(pattern=r"^/"), "uri": string()}),
+        "restartPolicy": obj({"type": string(enum=["Always", "OnFailure", "Never"]),
+                              "onFailureRetries": integer(minimum=0),
+                              "onFailureRetryInterval": integer(minimum=1),
+                              "onSubmissionFailureRetries": integer(minimum=0),
+                              "onSubmissionFailureRetryInterval": integer(minimum=1)}, ["type"]),
+        "driver": obj({"cores": integer(minimum=1), "coreLimit": string(pattern=QUANTITY),
+                       "memory": SPARK_MEM}, ["cores", "memory"]),
+        "executor": obj({"instances": integer(minimum=1), "cores": integer(minimum=1),
+                         "coreLimit": string(pattern=QUANTITY), "memory": SPARK_MEM},
+                        ["instances", "cores", "memory"]),
+        "serviceMonitor": SERVICE_MONITOR,
+    },
+    ["image", "resources", "driver", "executor"],
+)
+
+SUBCHARTS["training"] = common(
+    {
+        **CRONJOB,
+        "args": {"type": "array", "minItems": 1, "items": string()},
+        "successExitCodes": EXIT_CODES,
+        "threads": integer(minimum=1),
+        "retrainJob": obj({"enabled": BOOL}),
+    },
+    ["image", "resources", "schedule", "timeZone"],
+)
+
+SUBCHARTS["drift"] = common(
+    {
+        **CRONJOB,
+        "successExitCodes": EXIT_CODES,
+        "retrain": obj({"mode": string(enum=["kubernetes", "off"]),
+                        "lookbackDays": integer(minimum=1),
+                        "jobTemplateConfigMap": string()}),
+        "pushgatewayUrl": string(),
+    },
+    ["image", "resources", "schedule", "timeZone"],
+)
+
+SUBCHARTS["backfill"] = common(
+    {
+        **CRONJOB,
+        "args": {"type": "array", "minItems": 1, "items": string()},
+        "lookbackSessions": integer(minimum=1),
+        "polygon": obj({"existingSecret": string(minLength=1),
+                        "existingSecretKey": string(minLength=1), "restUrl": string()},
+                       ["existingSecret"]),
+        "pushgatewayUrl": string(),
+    },
+    ["image", "resources", "schedule", "timeZone"],
+)
+
+SUBCHARTS["monitoring"] = obj(
+    {
+        "enabled": BOOL, "global": MAP, "nameOverride": string(), "fullnameOverride": string(),
+        "commonLabels": STR_MAP,
+        "dashboards": obj({"enabled": BOOL, "label": string(minLength=1),
+                           "labelValue": string(), "folder": string(), "namespace": string()}),
+        "rules": obj({"enabled": BOOL, "labels": STR_MAP}),
+    }
+)
+
+SUBCHARTS["common"] = obj({"global": MAP, "enabled": BOOL})
 
 
 def umbrella(present: list[str]) -> S:

@@ -145,6 +145,26 @@ def kubeconform(manifest: str, builtin: Path) -> subprocess.CompletedProcess[str
     )  # fmt: skip
 
 
+def kubeconform_files(
+    manifests: dict[str, str], builtin: Path, workdir: Path
+) -> dict[str, list[dict[str, str]]]:
+    """One kubeconform -strict run over several manifests (one file each, so each is compiled
+    against the schemas once): name -> its resources' results (kind, name, status, msg)."""
+    for name, text in manifests.items():
+        (workdir / f"{name}.yaml").write_text(text)
+    res = run(
+        KUBECONFORM, "-strict", "-verbose", "-output", "json",
+        "-kubernetes-version", KUBERNETES_VERSION,
+        "-schema-location", str(builtin) + "/{{.ResourceKind}}{{.KindSuffix}}.json",
+        "-schema-location", f"{CRD_SCHEMAS}/{CRD_TEMPLATE}",
+        *[workdir / f"{name}.yaml" for name in manifests],
+    )  # fmt: skip
+    out: dict[str, list[dict[str, str]]] = {name: [] for name in manifests}
+    for r in json.loads(res.stdout)["resources"]:
+        out[Path(r["filename"]).stem].append(r)
+    return out
+
+
 @pytest.fixture
 def chart_copy(tmp_path: Path) -> Path:
     """A scratch copy of the chart, to break on purpose."""

@@ -14,9 +14,9 @@ from .conftest import (
     PROFILES,
     SUBCHARTS,
     HelmError,
-    docs_of,
     helm_template,
     kubeconform,
+    kubeconform_files,
     render,
     rendered,
     run,
@@ -25,12 +25,10 @@ from .conftest import (
 pytestmark = pytest.mark.integration
 
 REQUIRED_KINDS = {
-    "Deployment",
-    "HorizontalPodAutoscaler",
-    "PodDisruptionBudget",
-    "ServiceMonitor",
-    "NetworkPolicy",
-}
+    "Kafka", "KafkaNodePool", "KafkaTopic", "SparkApplication", "StatefulSet", "Deployment",
+    "HorizontalPodAutoscaler", "PodDisruptionBudget", "CronJob", "ServiceMonitor",
+    "PrometheusRule", "NetworkPolicy", "Role", "RoleBinding",
+}  # fmt: skip
 
 
 @pytest.mark.parametrize("profile", sorted(PROFILES))
@@ -42,11 +40,33 @@ def test_lint_strict(profile: str) -> None:
     assert res.returncode == 0, res.stdout + res.stderr
 
 
+OPTIONAL = ("serving.kserve.enabled=true", "serving.modelDir.enabled=true")
+
+
+@pytest.fixture(scope="module")
+def validated(
+    builtin_schemas: Path, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, list[dict[str, str]]]:
+    """kubeconform of every rendering the tests check, in one run: each profile, the objects the
+    profiles leave off (KServe, a model volume), and the kind profile with each subchart off."""
+    manifests = {f"profile-{p}": render(p) for p in PROFILES}
+    manifests["optional"] = render("default", OPTIONAL)
+    for sub in SUBCHARTS:
+        manifests[f"off-{sub}"] = render("kind", (f"{sub}.enabled=false",))
+    return kubeconform_files(manifests, builtin_schemas, tmp_path_factory.mktemp("rendered"))
+
+
+def assert_valid(results: list[dict[str, str]]) -> None:
+    assert results, "nothing was validated"
+    bad = [f"{r['kind']} {r['name']}: {r['status']} {r['msg']}" for r in results
+           if r["status"] != "statusValid"]  # fmt: skip
+    assert not bad, "\n".join(bad)
+
+
 @pytest.mark.parametrize("profile", sorted(PROFILES))
-def test_every_object_is_valid(profile: str, builtin_schemas: Path) -> None:
-    res = kubeconform(render(profile), builtin_schemas)
-    assert res.returncode == 0, res.stdout + res.stderr
-    assert "Invalid: 0, Errors: 0, Skipped: 0" in res.stdout, res.stdout
+def test_every_object_is_valid(profile: str, validated: dict[str, list[dict[str, str]]]) -> None:
+    assert_valid(validated[f"profile-{profile}"])
+    assert len(validated[f"profile-{profile}"]) == len(rendered(profile))
 
 
 @pytest.mark.parametrize("profile", ["kind", "production"])
@@ -55,25 +75,22 @@ def test_profile_renders_every_kind(profile: str) -> None:
     assert kinds >= REQUIRED_KINDS, f"missing: {sorted(REQUIRED_KINDS - kinds)}"
 
 
-def test_optional_objects_are_valid(builtin_schemas: Path) -> None:
-    """What the profiles leave off (KServe, a model volume, NodePorts) validates too."""
-    manifest = render("default", ("serving.kserve.enabled=true", "serving.modelDir.enabled=true"))
-    assert any(d["kind"] == "InferenceService" for d in docs_of(manifest))
-    res = kubeconform(manifest, builtin_schemas)
-    assert res.returncode == 0, res.stdout + res.stderr
+def test_optional_objects_are_valid(validated: dict[str, list[dict[str, str]]]) -> None:
+    """What the profiles leave off (KServe, a model volume) validates too."""
+    assert any(d["kind"] == "InferenceService" for d in rendered("default", OPTIONAL))
+    assert_valid(validated["optional"])
 
 
-@pytest.mark.parametrize("subchart", ["serving"])
-def test_each_subchart_switches_off(subchart: str, builtin_schemas: Path) -> None:
-    if not (CHART / "charts" / subchart).is_dir():
-        pytest.fail(f"charts/signalstack/charts/{subchart} is missing")
-    manifest = render("kind", (f"{subchart}.enabled=false",))
-    docs = docs_of(manifest)
+@pytest.mark.parametrize("subchart", SUBCHARTS)
+def test_each_subchart_switches_off(
+    subchart: str, validated: dict[str, list[dict[str, str]]]
+) -> None:
+    assert (CHART / "charts" / subchart / "Chart.yaml").is_file()
+    docs = rendered("kind", (f"{subchart}.enabled=false",))
     components = {d["metadata"].get("labels", {}).get("app.kubernetes.io/component") for d in docs}
     assert subchart not in components
-    assert docs, "the rest still renders"
-    res = kubeconform(manifest, builtin_schemas)
-    assert res.returncode == 0, res.stdout + res.stderr
+    assert len(docs) > 10, "the rest still renders"
+    assert_valid(validated[f"off-{subchart}"])
 
 
 def test_kubeconform_catches_an_invalid_object(builtin_schemas: Path) -> None:
@@ -111,6 +128,7 @@ BAD_VALUES = [
     ("serving:\n  autoscalng:\n    enabled: false\n", "autoscalng"),
     ("global:\n  contracts:\n    ports:\n      serving: 80800\n", "serving"),
     ("global:\n  image:\n    tag: latest\n", "tag"),
+    ("kafka:\n  enabled: yes please\n", "enabled"),
 ]
 
 

@@ -64,6 +64,20 @@ signalstack.io/{{ . }}-client: "true"
 {{- end }}
 {{- end -}}
 
+{{/* labels of a helper pod (migrations, helm tests) that must not match the component's
+selectors: (dict "ctx" . "name" "timescaledb-migrations" "uses" (list "timescaledb")) */}}
+{{- define "common.labels.helper" -}}
+app.kubernetes.io/name: {{ .name }}
+app.kubernetes.io/instance: {{ .ctx.Release.Name }}
+app.kubernetes.io/version: {{ .ctx.Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .ctx.Release.Service }}
+app.kubernetes.io/part-of: signalstack
+app.kubernetes.io/component: {{ .ctx.Chart.Name }}
+{{- range .uses | default list }}
+signalstack.io/{{ . }}-client: "true"
+{{- end }}
+{{- end -}}
+
 {{- define "common.serviceAccountName" -}}
 {{- if .Values.serviceAccount.create -}}
 {{- default (include "common.names.fullname" .) .Values.serviceAccount.name -}}
