@@ -93,7 +93,7 @@ def test_pinned_versions_are_written_once() -> None:
         bare = value.split(":")[-1].removeprefix("v")
         for f in cluster_files():
             text = f.read_text()
-            assert not re.search(rf"(?<![\w.]){re.escape(bare)}(?![\w.])", text), (
+            assert not re.search(rf"(?<![\w.])v?{re.escape(bare)}(?![\w.])", text), (
                 f"{f.relative_to(ROOT)} writes {pin}'s version {value}: read ${pin} instead"
             )
 

@@ -170,12 +170,35 @@ def skaffold_sets(doc: dict[str, Any]) -> list[str]:
     return sets
 
 
+def our_image_values() -> dict[str, str]:
+    """Every image value of the chart that names one of our images: its key path (as --set
+    writes it, e.g. `timescaledb.migrations.image`) -> the Dockerfile target."""
+    found: dict[str, str] = {}
+
+    def walk(node: Any, path: str) -> None:
+        if isinstance(node, dict):
+            repo = node.get("repository")
+            if isinstance(repo, str) and repo.startswith("signalstack/"):
+                found[path] = repo.removeprefix("signalstack/")
+            for k, v in node.items():
+                walk(v, f"{path}.{k}" if path else str(k))
+
+    for values in sorted((CHART / "charts").glob("*/values.yaml")):
+        walk(yaml.safe_load(values.read_text()), values.parent.name)
+    return found
+
+
 def test_set_value_templates_give_every_component_its_image() -> None:
-    templates = release(config())["setValueTemplates"]
+    images = our_image_values()
+    assert {k.split(".")[0] for k in images} >= set(COMPONENTS), images
     for component, target in COMPONENTS.items():
+        assert images[f"{component}.image"] == target
+    templates = release(config())["setValueTemplates"]
+    for path, target in images.items():
         v = var(f"signalstack/{target}")
-        assert templates[f"{component}.image.repository"] == f"{{{{.IMAGE_REPO_{v}}}}}"
-        assert templates[f"{component}.image.tag"] == f"{{{{.IMAGE_TAG_{v}}}}}"
+        assert templates.get(f"{path}.repository") == f"{{{{.IMAGE_REPO_{v}}}}}", path
+        assert templates.get(f"{path}.tag") == f"{{{{.IMAGE_TAG_{v}}}}}", path
+    assert len(templates) == 2 * len(images), sorted(templates)
 
 
 def images_of(docs: list[dict[str, Any]]) -> set[str]:
@@ -234,3 +257,43 @@ def test_chart_path_is_the_umbrella_chart() -> None:
     chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
     assert chart["name"] == "signalstack"
     assert (ROOT / release(config())["chartPath"]).resolve() == CHART.resolve()
+
+
+def test_the_docs_commands_name_what_the_release_renders() -> None:
+    """docs/components/cluster.md's kubectl commands (a backfill by hand, port-forwards) name
+    CronJobs and Services the release has."""
+    doc = (ROOT / "docs" / "components" / "cluster.md").read_text()
+    docs = rendered("kind")
+    cronjobs = {d["metadata"]["name"] for d in find(docs, "CronJob")}
+    services = {d["metadata"]["name"]: d for d in find(docs, "Service")}
+    named = re.findall(r"--from=cronjob/([\w-]+)", doc)
+    assert "signalstack-backfill" in named
+    assert set(named) <= cronjobs, set(named) - cronjobs
+    forwards = re.findall(r"-n signalstack port-forward svc/([\w-]+) \d+:(\d+)", doc)
+    assert forwards
+    for name, port in forwards:
+        assert name in services, name
+        assert int(port) in [p["port"] for p in services[name]["spec"]["ports"]], (name, port)
+
+
+def test_the_chart_expects_the_operators_where_make_operators_puts_them() -> None:
+    """The chart's view of kube-prometheus-stack (release label, Prometheus' namespace for the
+    NetworkPolicies, Grafana's Service) is what manifests/operators.sh installs."""
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    operators = (ROOT / "manifests" / "operators.sh").read_text()
+    m = re.search(r"^install (\S+) (\S+) kube-prometheus-stack ", operators, re.M)
+    assert m, "operators.sh installs no kube-prometheus-stack"
+    release_name, namespace = m.groups()
+    assert values["global"]["serviceMonitor"]["labels"]["release"] == release_name
+    assert values["global"]["networkPolicy"]["prometheusNamespace"] == namespace
+    grafana = yaml.safe_load((CHART / "charts" / "monitoring" / "values.yaml").read_text())[
+        "grafana"
+    ]
+    [forward] = [f for f in config()["portForward"] if f["resourceName"].endswith("-grafana")]
+    assert (grafana["namespace"], grafana["service"], grafana["port"]) == (
+        forward["namespace"],
+        forward["resourceName"],
+        forward["port"],
+    )
+    spark = yaml.safe_load((ROOT / "manifests" / "values" / "spark-operator.yaml").read_text())
+    assert "signalstack" in spark["spark"]["jobNamespaces"]
