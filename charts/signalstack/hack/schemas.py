@@ -166,10 +166,7 @@ GLOBAL = obj(
                     "uniqueItems": True,
                 },
                 "ports": obj(
-                    {
-                        k: integer(minimum=1, maximum=65535)
-                        for k in PORTS
-                    },
+                    {k: integer(minimum=1, maximum=65535) for k in PORTS},
                     list(PORTS),
                 ),
             },
@@ -267,34 +264,72 @@ SUBCHARTS["serving"] = common(
 
 
 PVC = obj(
-    {"enabled": BOOL, "size": QTY, "storageClass": string(), "existingClaim": string(),
-     "accessModes": {"type": "array", "minItems": 1,
-                     "items": string(enum=["ReadWriteOnce", "ReadWriteMany", "ReadOnlyMany",
-                                           "ReadWriteOncePod"])}},
+    {
+        "enabled": BOOL,
+        "size": QTY,
+        "storageClass": string(),
+        "existingClaim": string(),
+        "accessModes": {
+            "type": "array",
+            "minItems": 1,
+            "items": string(
+                enum=["ReadWriteOnce", "ReadWriteMany", "ReadOnlyMany", "ReadWriteOncePod"]
+            ),
+        },
+    },
 )
 PROBES = {"startupProbe": PROBE, "livenessProbe": PROBE, "readinessProbe": PROBE}
 POD_KNOBS = {"terminationGracePeriodSeconds": integer(minimum=0)}
-EXIT_CODES = {"type": "array", "items": integer(minimum=0, maximum=255), "minItems": 1,
-              "uniqueItems": True}
+EXIT_CODES = {
+    "type": "array",
+    "items": integer(minimum=0, maximum=255),
+    "minItems": 1,
+    "uniqueItems": True,
+}
 
 SUBCHARTS["kafka"] = obj(
     {
-        "enabled": BOOL, "global": MAP, "nameOverride": string(), "fullnameOverride": string(),
+        "enabled": BOOL,
+        "global": MAP,
+        "nameOverride": string(),
+        "fullnameOverride": string(),
         "commonLabels": STR_MAP,
         "version": string(pattern=r"^[0-9]+\.[0-9]+\.[0-9]+$"),
         "nodePool": obj(
-            {"name": string(pattern=DNS_LABEL), "replicas": integer(minimum=1),
-             "roles": {"type": "array", "minItems": 1, "uniqueItems": True,
-                       "items": string(enum=["controller", "broker"])},
-             "storage": obj({"type": string(enum=["persistent-claim", "ephemeral"]), "size": QTY,
-                             "class": string(), "deleteClaim": BOOL}, ["type"]),
-             "resources": RESOURCES},
+            {
+                "name": string(pattern=DNS_LABEL),
+                "replicas": integer(minimum=1),
+                "roles": {
+                    "type": "array",
+                    "minItems": 1,
+                    "uniqueItems": True,
+                    "items": string(enum=["controller", "broker"]),
+                },
+                "storage": obj(
+                    {
+                        "type": string(enum=["persistent-claim", "ephemeral"]),
+                        "size": QTY,
+                        "class": string(),
+                        "deleteClaim": BOOL,
+                    },
+                    ["type"],
+                ),
+                "resources": RESOURCES,
+            },
             ["name", "replicas", "roles", "storage", "resources"],
         ),
         "config": MAP,
-        "external": obj({"enabled": BOOL, "bootstrapNodePort": integer(minimum=30000, maximum=32767),
-                         "brokerNodePorts": {"type": "array", "items": integer(minimum=30000, maximum=32767)},
-                         "advertisedHost": string()}),
+        "external": obj(
+            {
+                "enabled": BOOL,
+                "bootstrapNodePort": integer(minimum=30000, maximum=32767),
+                "brokerNodePorts": {
+                    "type": "array",
+                    "items": integer(minimum=30000, maximum=32767),
+                },
+                "advertisedHost": string(),
+            }
+        ),
         "entityOperator": obj({"resources": RESOURCES}, ["resources"]),
         "podSecurityContext": MAP,
         "networkPolicy": NETWORK_POLICY,
@@ -305,11 +340,21 @@ SUBCHARTS["kafka"] = obj(
 SUBCHARTS["timescaledb"] = common(
     {
         "persistence": PVC,
-        "config": {"type": "object", "additionalProperties": {"type": ["string", "number", "boolean"]}},
+        "config": {
+            "type": "object",
+            "additionalProperties": {"type": ["string", "number", "boolean"]},
+        },
         "extraDatabases": {"type": "array", "items": string(pattern=r"^[a-z_][a-z0-9_]*$")},
-        "migrations": obj({"enabled": BOOL, "image": IMAGE, "backoffLimit": integer(minimum=0),
-                           "activeDeadlineSeconds": integer(minimum=1), "resources": RESOURCES},
-                          ["image", "resources"]),
+        "migrations": obj(
+            {
+                "enabled": BOOL,
+                "image": IMAGE,
+                "backoffLimit": integer(minimum=0),
+                "activeDeadlineSeconds": integer(minimum=1),
+                "resources": RESOURCES,
+            },
+            ["image", "resources"],
+        ),
         **PROBES,
     },
     ["image", "resources", "livenessProbe", "readinessProbe"],
@@ -317,8 +362,13 @@ SUBCHARTS["timescaledb"] = common(
 
 SUBCHARTS["mlflow"] = common(
     {
-        "backendStore": obj({"database": string(pattern=r"^[a-z_][a-z0-9_]*$"),
-                             "existingSecret": string(), "existingSecretKey": string(minLength=1)}),
+        "backendStore": obj(
+            {
+                "database": string(pattern=r"^[a-z_][a-z0-9_]*$"),
+                "existingSecret": string(),
+                "existingSecretKey": string(minLength=1),
+            }
+        ),
         "persistence": PVC,
         "workers": integer(minimum=1),
         "extraAllowedHosts": {"type": "array", "items": string()},
@@ -330,16 +380,28 @@ SUBCHARTS["mlflow"] = common(
 
 SUBCHARTS["ingest"] = common(
     {
-        "replicaCount": {"const": 1, "description": "Polygon allows one connection per API key: "
-                         "one replica per feed; add a feed (its own key) to scale out"},
-        "feeds": {"type": "array", "minItems": 1, "items": obj(
-            {"name": string(pattern=DNS_LABEL, maxLength=20),
-             "symbols": string(pattern=r"^([A-Za-z0-9.]+(,[A-Za-z0-9.]+)*)?$"),
-             "existingSecret": string(minLength=1), "existingSecretKey": string(minLength=1)},
-            ["name", "existingSecret"])},
+        "replicaCount": {
+            "const": 1,
+            "description": "Polygon allows one connection per API key: "
+            "one replica per feed; add a feed (its own key) to scale out",
+        },
+        "feeds": {
+            "type": "array",
+            "minItems": 1,
+            "items": obj(
+                {
+                    "name": string(pattern=DNS_LABEL, maxLength=20),
+                    "symbols": string(pattern=r"^([A-Za-z0-9.]+(,[A-Za-z0-9.]+)*)?$"),
+                    "existingSecret": string(minLength=1),
+                    "existingSecretKey": string(minLength=1),
+                },
+                ["name", "existingSecret"],
+            ),
+        },
         "polygon": obj({"wsUrl": string(), "restUrl": string()}),
         "serviceMonitor": SERVICE_MONITOR,
-        **PROBES, **POD_KNOBS,
+        **PROBES,
+        **POD_KNOBS,
     },
     ["image", "resources", "livenessProbe", "readinessProbe", "feeds"],
 )
@@ -350,7 +412,8 @@ SUBCHARTS["sink"] = common(
         "groupId": string(minLength=1),
         "serviceMonitor": SERVICE_MONITOR,
         "podDisruptionBudget": obj({"enabled": BOOL, "maxUnavailable": integer(minimum=0)}),
-        **PROBES, **POD_KNOBS,
+        **PROBES,
+        **POD_KNOBS,
     },
     ["image", "resources", "livenessProbe", "readinessProbe"],
 )
@@ -364,18 +427,40 @@ SUBCHARTS["stream"] = common(
         "shufflePartitions": integer(minimum=1),
         "triggerSeconds": {"type": "number", "exclusiveMinimum": 0},
         "latenessMs": integer(minimum=0),
-        "sparkConf": {"type": "object", "additionalProperties": {"type": ["string", "number", "boolean"]}},
-        "checkpoints": obj({"persistence": PVC, "mountPath": string(pattern=r"^/"), "uri": string()}),
-        "restartPolicy": obj({"type": string(enum=["Always", "OnFailure", "Never"]),
-                              "onFailureRetries": integer(minimum=0),
-                              "onFailureRetryInterval": integer(minimum=1),
-                              "onSubmissionFailureRetries": integer(minimum=0),
-                              "onSubmissionFailureRetryInterval": integer(minimum=1)}, ["type"]),
-        "driver": obj({"cores": integer(minimum=1), "coreLimit": string(pattern=QUANTITY),
-                       "memory": SPARK_MEM}, ["cores", "memory"]),
-        "executor": obj({"instances": integer(minimum=1), "cores": integer(minimum=1),
-                         "coreLimit": string(pattern=QUANTITY), "memory": SPARK_MEM},
-                        ["instances", "cores", "memory"]),
+        "sparkConf": {
+            "type": "object",
+            "additionalProperties": {"type": ["string", "number", "boolean"]},
+        },
+        "checkpoints": obj(
+            {"persistence": PVC, "mountPath": string(pattern=r"^/"), "uri": string()}
+        ),
+        "restartPolicy": obj(
+            {
+                "type": string(enum=["Always", "OnFailure", "Never"]),
+                "onFailureRetries": integer(minimum=0),
+                "onFailureRetryInterval": integer(minimum=1),
+                "onSubmissionFailureRetries": integer(minimum=0),
+                "onSubmissionFailureRetryInterval": integer(minimum=1),
+            },
+            ["type"],
+        ),
+        "driver": obj(
+            {
+                "cores": integer(minimum=1),
+                "coreLimit": string(pattern=QUANTITY),
+                "memory": SPARK_MEM,
+            },
+            ["cores", "memory"],
+        ),
+        "executor": obj(
+            {
+                "instances": integer(minimum=1),
+                "cores": integer(minimum=1),
+                "coreLimit": string(pattern=QUANTITY),
+                "memory": SPARK_MEM,
+            },
+            ["instances", "cores", "memory"],
+        ),
         "serviceMonitor": SERVICE_MONITOR,
     },
     ["image", "resources", "driver", "executor"],
@@ -396,9 +481,13 @@ SUBCHARTS["drift"] = common(
     {
         **CRONJOB,
         "successExitCodes": EXIT_CODES,
-        "retrain": obj({"mode": string(enum=["kubernetes", "off"]),
-                        "lookbackDays": integer(minimum=1),
-                        "jobTemplateConfigMap": string()}),
+        "retrain": obj(
+            {
+                "mode": string(enum=["kubernetes", "off"]),
+                "lookbackDays": integer(minimum=1),
+                "jobTemplateConfigMap": string(),
+            }
+        ),
         "pushgatewayUrl": string(),
     },
     ["image", "resources", "schedule", "timeZone"],
@@ -409,9 +498,14 @@ SUBCHARTS["backfill"] = common(
         **CRONJOB,
         "args": {"type": "array", "minItems": 1, "items": string()},
         "lookbackSessions": integer(minimum=1),
-        "polygon": obj({"existingSecret": string(minLength=1),
-                        "existingSecretKey": string(minLength=1), "restUrl": string()},
-                       ["existingSecret"]),
+        "polygon": obj(
+            {
+                "existingSecret": string(minLength=1),
+                "existingSecretKey": string(minLength=1),
+                "restUrl": string(),
+            },
+            ["existingSecret"],
+        ),
         "pushgatewayUrl": string(),
     },
     ["image", "resources", "schedule", "timeZone"],
@@ -419,11 +513,28 @@ SUBCHARTS["backfill"] = common(
 
 SUBCHARTS["monitoring"] = obj(
     {
-        "enabled": BOOL, "global": MAP, "nameOverride": string(), "fullnameOverride": string(),
+        "enabled": BOOL,
+        "global": MAP,
+        "nameOverride": string(),
+        "fullnameOverride": string(),
         "commonLabels": STR_MAP,
-        "dashboards": obj({"enabled": BOOL, "label": string(minLength=1),
-                           "labelValue": string(), "folder": string(), "namespace": string()}),
+        "dashboards": obj(
+            {
+                "enabled": BOOL,
+                "label": string(minLength=1),
+                "labelValue": string(),
+                "folder": string(),
+                "namespace": string(),
+            }
+        ),
         "rules": obj({"enabled": BOOL, "labels": STR_MAP}),
+        "grafana": obj(
+            {
+                "namespace": string(minLength=1),
+                "service": string(minLength=1),
+                "port": integer(minimum=1, maximum=65535),
+            }
+        ),
     }
 )
 

@@ -1,0 +1,494 @@
+"""What each subchart promises (issue 15, item 3), read from its rendering: ingest's one replica
+per Polygon key, serving's autoscaling and disruption budget, TimescaleDB's volume, Secret and
+migrations hook, the CronJobs' schedules, drift's Role and the retraining Job it creates, the
+stream job's checkpoints, the network policies' flows, the monitoring files, NOTES."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+import yaml
+
+from signalstack.drift.retrain import JOB_LABELS, build_job, load_template
+
+from .conftest import (
+    CHART,
+    HELM,
+    NAMESPACE,
+    RELEASE,
+    HelmError,
+    docs_of,
+    env_of,
+    find,
+    helm_template,
+    kubeconform,
+    one,
+    pod_spec,
+    rendered,
+    run,
+)
+
+pytestmark = pytest.mark.integration
+
+
+def values_file(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "values.yaml"
+    p.write_text(text)
+    return p
+
+
+# ---- ingest --------------------------------------------------------------------------------
+
+
+def test_ingest_runs_one_replica_per_polygon_key(tmp_path: Path) -> None:
+    feeds = values_file(
+        tmp_path,
+        "ingest:\n  feeds:\n"
+        "    - {name: a, symbols: 'AAPL,MSFT', existingSecret: key-a}\n"
+        "    - {name: b, symbols: NVDA, existingSecret: key-b, existingSecretKey: k}\n",
+    )
+    docs = docs_of(helm_template(values=(feeds,)))
+    deploys = [
+        d
+        for d in find(docs, "Deployment")
+        if d["metadata"]["name"].startswith("signalstack-ingest")
+    ]
+    assert sorted(d["metadata"]["name"] for d in deploys) == [
+        "signalstack-ingest-a",
+        "signalstack-ingest-b",
+    ]
+    selectors = set()
+    for d, (secret, key, symbols) in zip(
+        deploys, [("key-a", "POLYGON_API_KEY", "AAPL,MSFT"), ("key-b", "k", "NVDA")], strict=True
+    ):
+        assert d["spec"]["replicas"] == 1
+        assert d["spec"]["strategy"] == {"type": "Recreate"}  # never two connections at once
+        c = d["spec"]["template"]["spec"]["containers"][0]
+        assert c["args"] == ["ingest", "--symbols", symbols]
+        assert env_of(c)["POLYGON_API_KEY"] == {"secretKeyRef": {"name": secret, "key": key}}
+        selectors.add(tuple(sorted(d["spec"]["selector"]["matchLabels"].items())))
+    assert len(selectors) == 2  # each Deployment owns only its own pod
+
+
+@pytest.mark.parametrize(
+    ("values", "says"),
+    [
+        ("ingest:\n  replicaCount: 2\n", "replicaCount"),
+        ("ingest:\n  feeds:\n    - {name: a, existingSecret: ''}\n", "existingSecret"),
+        ("ingest:\n  feeds: []\n", "feeds"),
+    ],
+)
+def test_ingest_refuses_a_second_connection(values: str, says: str, tmp_path: Path) -> None:
+    with pytest.raises(HelmError, match=says):
+        helm_template(values=(values_file(tmp_path, values),))
+
+
+def test_ingest_replica_guard_holds_without_the_schema(chart_copy: Path) -> None:
+    """The template's own check (for charts rendered with --skip-schema-validation)."""
+    (chart_copy / "charts" / "ingest" / "values.schema.json").unlink()
+    with pytest.raises(HelmError, match="one WebSocket connection per API key"):
+        helm_template(chart_copy, sets=("ingest.replicaCount=2",))
+
+
+# ---- serving -------------------------------------------------------------------------------
+
+
+def test_serving_autoscales_on_cpu_and_request_rate() -> None:
+    docs = rendered("kind")
+    hpa = one(docs, "HorizontalPodAutoscaler", "signalstack-serving")
+    assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment",
+                                             "name": "signalstack-serving"}  # fmt: skip
+    metrics = {m["type"]: m for m in hpa["spec"]["metrics"]}
+    assert metrics["Resource"]["resource"]["name"] == "cpu"
+    assert metrics["Pods"]["pods"]["metric"]["name"] == "signalstack_serving_requests_per_second"
+    deploy = one(docs, "Deployment", "signalstack-serving")
+    assert "replicas" not in deploy["spec"]  # the HPA owns the count
+    container = deploy["spec"]["template"]["spec"]["containers"][0]
+    assert container["args"] == ["serve"]
+    assert container["resources"]["requests"]["cpu"]  # CPU utilisation needs a request
+    assert container["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
+    pdb = one(docs, "PodDisruptionBudget", "signalstack-serving")
+    labels = deploy["spec"]["template"]["metadata"]["labels"]
+    assert pdb["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    sm = one(docs, "ServiceMonitor", "signalstack-serving")
+    svc = one(docs, "Service", "signalstack-serving")
+    assert sm["spec"]["selector"]["matchLabels"].items() <= svc["metadata"]["labels"].items()
+    assert sm["spec"]["endpoints"][0]["port"] in [p["name"] for p in svc["spec"]["ports"]]
+    assert svc["spec"]["type"] == "NodePort" and svc["spec"]["ports"][0]["nodePort"] == 30080
+
+
+def test_serving_without_autoscaling_and_with_a_token() -> None:
+    docs = rendered(
+        "default",
+        (
+            "serving.autoscaling.enabled=false",
+            "serving.replicaCount=3",
+            "serving.auth.existingSecret=api-token",
+        ),
+    )
+    assert not find(docs, "HorizontalPodAutoscaler")
+    deploy = one(docs, "Deployment", "signalstack-serving")
+    assert deploy["spec"]["replicas"] == 3
+    env = env_of(deploy["spec"]["template"]["spec"]["containers"][0])
+    assert env["SERVING_API_TOKEN"] == {
+        "secretKeyRef": {"name": "api-token", "key": "SERVING_API_TOKEN"}
+    }
+
+
+def test_kserve_inference_service_runs_the_serving_container() -> None:
+    docs = rendered("default", ("serving.kserve.enabled=true",))
+    isvc = one(docs, "InferenceService", "signalstack-serving")
+    deploy = one(docs, "Deployment", "signalstack-serving")
+    assert (
+        isvc["spec"]["predictor"]["containers"] == deploy["spec"]["template"]["spec"]["containers"]
+    )
+
+
+# ---- timescaledb ---------------------------------------------------------------------------
+
+
+def test_timescaledb_statefulset_secret_and_migrations() -> None:
+    docs = rendered("kind")
+    sts = one(docs, "StatefulSet", "signalstack-timescaledb")
+    c = sts["spec"]["template"]["spec"]["containers"][0]
+    assert c["image"].split("/", 1)[1].startswith("timescale/timescaledb:")  # Community image
+    assert sts["spec"]["volumeClaimTemplates"][0]["metadata"]["name"] == "data"
+    assert {"name": "data", "mountPath": "/var/lib/postgresql/data"} in c["volumeMounts"]
+    assert c["startupProbe"] and c["livenessProbe"] and c["readinessProbe"]
+    secret = one(docs, "Secret", "signalstack-timescaledb")
+    assert secret["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    # every client reads the password from that Secret
+    refs = [
+        e["valueFrom"]["secretKeyRef"]["name"]
+        for d in docs if (spec := pod_spec(d))
+        for ct in spec["containers"] for e in ct.get("env", [])
+        if e["name"] in ("TIMESCALE_PASSWORD", "POSTGRES_PASSWORD", "PGPASSWORD")
+    ]  # fmt: skip
+    assert len(refs) >= 8 and set(refs) == {"signalstack-timescaledb"}
+    job = one(docs, "Job", "signalstack-timescaledb-migrations")
+    assert job["metadata"]["annotations"]["helm.sh/hook"] == "post-install,post-upgrade"
+    mig = job["spec"]["template"]["spec"]["containers"][0]
+    assert "signalstack.store.migrations" in mig["args"][0]
+    # the helm test checks every table of the contract
+    test_pod = one(docs, "Pod", "signalstack-timescaledb-test")
+    assert test_pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    script = test_pod["spec"]["containers"][0]["args"][0]
+    tables = yaml.safe_load((CHART / "values.yaml").read_text())["global"]["contracts"]["tables"]
+    assert f"for t in {' '.join(tables)};" in script
+
+
+def test_an_existing_secret_is_used_and_none_generated() -> None:
+    docs = rendered("default", ("global.timescaledb.existingSecret=db-creds",))
+    assert not find(docs, "Secret")
+    sts = one(docs, "StatefulSet", "signalstack-timescaledb")
+    env = env_of(sts["spec"]["template"]["spec"]["containers"][0])
+    assert env["POSTGRES_PASSWORD"] == {"secretKeyRef": {"name": "db-creds", "key": "password"}}
+
+
+# ---- CronJobs ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["backfill", "training", "drift"])
+def test_cronjobs_are_scheduled_in_new_york_one_at_a_time(name: str) -> None:
+    cj = one(rendered("kind"), "CronJob", f"signalstack-{name}")["spec"]
+    assert cj["timeZone"] == "America/New_York"
+    assert "TZ" not in cj["schedule"]
+    assert cj["concurrencyPolicy"] == "Forbid"
+    assert cj["startingDeadlineSeconds"] >= 10
+    assert 0 < cj["successfulJobsHistoryLimit"] <= 5 and 0 < cj["failedJobsHistoryLimit"] <= 5
+    job = cj["jobTemplate"]["spec"]
+    assert job["activeDeadlineSeconds"] and job["ttlSecondsAfterFinished"]
+    assert job["template"]["spec"]["restartPolicy"] == "Never"
+
+
+def test_backfill_runs_daily_after_the_close() -> None:
+    cj = one(rendered("kind"), "CronJob", "signalstack-backfill")["spec"]
+    _minute, hour, dom, month, dow = cj["schedule"].split()
+    assert int(hour) >= 16 and dom == month == "*" and dow == "1-5"
+    c = cj["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
+    assert c["args"][:2] == ["backfill", "--scheduled"]
+
+
+@pytest.mark.parametrize(("code", "expected"), [(0, 0), (6, 0), (1, 1), (2, 2)])
+def test_training_exit_6_is_a_success_and_arguments_pass_through(
+    code: int, expected: int, tmp_path: Path
+) -> None:
+    """The wrapper the CronJob and the retraining Job run: `train`'s 6 (no champion moved) is
+    no failure to retry, other codes are kept, and drift's appended arguments reach signalstack."""
+    cj = one(rendered("kind"), "CronJob", "signalstack-training")["spec"]
+    c = cj["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
+    fake = tmp_path / "signalstack"
+    fake.write_text(f'#!/bin/sh\necho "$@" > {tmp_path}/argv\nexit {code}\n')
+    fake.chmod(0o755)
+    argv = [*c["command"], *c["args"], "--model", "regime"]
+    env = {**os.environ, "PATH": f"{tmp_path}:{os.environ['PATH']}"}
+    res = subprocess.run(argv, env=env, check=False, timeout=30)
+    assert res.returncode == expected
+    assert (tmp_path / "argv").read_text().split() == [*c["args"], "--model", "regime"]
+
+
+# ---- drift and the retraining Job ----------------------------------------------------------
+
+
+def test_drift_may_only_create_and_read_jobs() -> None:
+    docs = rendered("kind")
+    role = one(docs, "Role", "signalstack-drift")
+    assert role["rules"] == [
+        {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["create", "get", "list", "watch"]}
+    ]
+    binding = one(docs, "RoleBinding", "signalstack-drift")
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                                  "name": "signalstack-drift"}  # fmt: skip
+    pod = one(docs, "CronJob", "signalstack-drift")["spec"]["jobTemplate"]["spec"]["template"]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "namespace": NAMESPACE,
+                                    "name": pod["spec"]["serviceAccountName"]}]  # fmt: skip
+    assert pod["spec"]["automountServiceAccountToken"] is True
+    # no other Role or ClusterRole grants anything on jobs, and nothing is cluster-wide
+    assert not find(docs, "ClusterRole") and not find(docs, "ClusterRoleBinding")
+
+
+def test_drift_creates_the_training_job_from_the_rendered_template(
+    tmp_path: Path, builtin_schemas: Path
+) -> None:
+    docs = rendered("kind")
+    drift = one(docs, "CronJob", "signalstack-drift")["spec"]["jobTemplate"]["spec"]["template"]
+    c = drift["spec"]["containers"][0]
+    env = env_of(c)
+    assert env["DRIFT_RETRAIN"] == "kubernetes"
+    mount = next(
+        m for m in c["volumeMounts"] if env["DRIFT_JOB_TEMPLATE"].startswith(m["mountPath"])
+    )
+    volume = next(v for v in drift["spec"]["volumes"] if v["name"] == mount["name"])
+    cm = one(docs, "ConfigMap", volume["configMap"]["name"])
+    key = env["DRIFT_JOB_TEMPLATE"].removeprefix(mount["mountPath"]).lstrip("/")
+    path = tmp_path / key
+    path.write_text(cm["data"][key])
+    # what signalstack drift does with it: load, fill in, create
+    template = load_template(path)
+    now = pd.Timestamp("2026-03-02T21:30:00Z")
+    job = build_job(template, ["regime"], 0.4, now, lookback_days=20)
+    assert job["metadata"]["name"] == "signalstack-retrain-20260302-213000"
+    res = kubeconform(yaml.safe_dump(job), builtin_schemas)
+    assert res.returncode == 0, res.stdout + res.stderr
+    # it is the scheduled training's pod, with drift's arguments appended
+    training = one(docs, "CronJob", "signalstack-training")["spec"]["jobTemplate"]["spec"]
+    pod, want = job["spec"]["template"]["spec"], training["template"]["spec"]
+    assert pod["containers"][0]["image"] == want["containers"][0]["image"]
+    assert pod["containers"][0]["env"] == want["containers"][0]["env"]
+    assert pod["containers"][0]["args"][:3] == ["train", "--data-source", "store"]
+    assert pod["containers"][0]["args"][3:5] == ["--model", "regime"]
+    # and its pods are admitted by a NetworkPolicy that opens the store and MLflow
+    labels = job["spec"]["template"]["metadata"]["labels"]
+    assert JOB_LABELS.items() <= labels.items()
+    policies = [p for p in find(docs, "NetworkPolicy")
+                if p["spec"]["podSelector"].get("matchLabels")
+                and p["spec"]["podSelector"]["matchLabels"].items() <= labels.items()]  # fmt: skip
+    assert policies, "no NetworkPolicy selects the retraining pods"
+    assert egress_targets(policies) >= {"timescaledb", "mlflow"}
+
+
+def test_drift_with_retraining_off_has_no_role() -> None:
+    docs = rendered("default", ("drift.retrain.mode=off",))
+    assert not find(docs, "Role", "signalstack-drift")
+    pod = one(docs, "CronJob", "signalstack-drift")["spec"]["jobTemplate"]["spec"]["template"]
+    assert pod["spec"]["automountServiceAccountToken"] is False
+
+
+# ---- stream --------------------------------------------------------------------------------
+
+
+def test_stream_checkpoints_on_a_pvc_shared_by_driver_and_executors() -> None:
+    docs = rendered("kind")
+    app = one(docs, "SparkApplication", "signalstack-stream")["spec"]
+    pvc = one(docs, "PersistentVolumeClaim", "signalstack-stream-checkpoints")
+    volume = next(v for v in app["volumes"] if v.get("persistentVolumeClaim"))
+    assert volume["persistentVolumeClaim"]["claimName"] == pvc["metadata"]["name"]
+    for role in ("driver", "executor"):
+        mount = next(m for m in app[role]["volumeMounts"] if m["name"] == volume["name"])
+        assert env_of(app[role])["STREAM_CHECKPOINT_DIR"] == mount["mountPath"]
+    assert app["sparkVersion"].startswith("4.0.")
+    sa = app["driver"]["serviceAccount"]
+    binding = one(docs, "RoleBinding", "signalstack-stream")
+    assert binding["subjects"][0]["name"] == sa
+    rules = one(docs, "Role", "signalstack-stream")["rules"]
+    assert any("pods" in r["resources"] and "create" in r["verbs"] for r in rules)
+
+
+def test_stream_checkpoints_in_an_object_store() -> None:
+    docs = rendered("default", ("stream.checkpoints.uri=s3a://bucket/checkpoints",))
+    assert not find(docs, "PersistentVolumeClaim", "signalstack-stream-checkpoints")
+    app = one(docs, "SparkApplication", "signalstack-stream")["spec"]
+    assert env_of(app["driver"])["STREAM_CHECKPOINT_DIR"] == "s3a://bucket/checkpoints"
+
+
+# ---- network policies ----------------------------------------------------------------------
+
+SERVER_SELECTORS = {
+    "kafka": {"strimzi.io/cluster": RELEASE, "strimzi.io/kind": "Kafka"},
+    "timescaledb": {"app.kubernetes.io/name": "timescaledb", "app.kubernetes.io/instance": RELEASE},
+    "mlflow": {"app.kubernetes.io/name": "mlflow", "app.kubernetes.io/instance": RELEASE},
+}
+
+
+def egress_targets(policies: list[dict[str, Any]]) -> set[str]:
+    found = set()
+    for p in policies:
+        for rule in p["spec"].get("egress", []):
+            for to in rule.get("to", []):
+                sel = (to.get("podSelector") or {}).get("matchLabels") or {}
+                found |= {s for s, want in SERVER_SELECTORS.items() if sel == want}
+    return found
+
+
+def selecting(policies: list[dict[str, Any]], labels: dict[str, str]) -> list[dict[str, Any]]:
+    out = []
+    for p in policies:
+        if (p["spec"]["podSelector"].get("matchLabels") or {}).items() <= labels.items():
+            out.append(p)
+    return out
+
+
+def test_default_deny_then_each_pod_reaches_only_its_servers() -> None:
+    docs = rendered("kind")
+    policies = find(docs, "NetworkPolicy")
+    deny = one(docs, "NetworkPolicy", "signalstack-default-deny")["spec"]
+    assert deny == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
+    others = [p for p in policies if p["spec"]["podSelector"]]
+    checked = 0
+    for d in docs:
+        spec = pod_spec(d)
+        if spec is None:
+            continue
+        tmpl = d if d["kind"] == "Pod" else None
+        labels = (tmpl or {}).get("metadata", {}).get("labels") or _template_labels(d)
+        mine = selecting(others, labels)
+        assert mine, f"{d['kind']} {d['metadata']['name']}: no NetworkPolicy opens its flows"
+        wanted = {k.split("/")[1].removesuffix("-client") for k in labels
+                  if k.startswith("signalstack.io/") and k.endswith("-client")}  # fmt: skip
+        if labels.get("signalstack.io/helm-test") == "true":
+            continue  # the tests' policy opens the release's pods
+        assert egress_targets(mine) == wanted, f"{d['metadata']['name']}: {wanted}"
+        checked += 1
+    assert checked >= 9
+    # and each server admits exactly its clients
+    for server in ("timescaledb", "mlflow"):
+        pol = one(docs, "NetworkPolicy", f"signalstack-{server}")["spec"]
+        assert pol["ingress"][0]["from"] == [
+            {"podSelector": {"matchLabels": {f"signalstack.io/{server}-client": "true"}}}
+        ]
+    listener = one(docs, "Kafka", RELEASE)["spec"]["kafka"]["listeners"][0]
+    assert listener["networkPolicyPeers"] == [
+        {"podSelector": {"matchLabels": {"signalstack.io/kafka-client": "true"}}}
+    ]
+
+
+def _template_labels(doc: dict[str, Any]) -> dict[str, str]:
+    spec = doc["spec"]
+    if doc["kind"] == "CronJob":
+        spec = spec["jobTemplate"]["spec"]
+    labels: dict[str, str] = spec["template"]["metadata"]["labels"]
+    return labels
+
+
+def test_network_policies_can_be_switched_off() -> None:
+    assert not find(rendered("default", ("global.networkPolicy.enabled=false",)), "NetworkPolicy")
+
+
+# ---- monitoring files ----------------------------------------------------------------------
+
+
+def test_monitoring_ships_whatever_files_there_are(chart_copy: Path) -> None:
+    files = chart_copy / "charts" / "monitoring" / "files"
+    shutil.rmtree(files)
+    docs = docs_of(helm_template(chart_copy))
+    assert not find(docs, "PrometheusRule")
+    assert not [
+        d for d in find(docs, "ConfigMap") if "grafana_dashboard" in d["metadata"]["labels"]
+    ]
+    (files / "dashboards").mkdir(parents=True)
+    (files / "rules").mkdir()
+    for name in ("pipeline", "market_view"):
+        (files / "dashboards" / f"{name}.json").write_text(f'{{"title": "{name}", "panels": []}}\n')
+    groups = [{"name": "a", "rules": [{"alert": "A", "expr": "up == 0",
+                                       "annotations": {"summary": "{{ $labels.job }} down"}}]},
+              {"name": "b", "rules": [{"record": "r:x", "expr": "sum(up)"}]}]  # fmt: skip
+    (files / "rules" / "one.yaml").write_text(yaml.safe_dump({"groups": groups[:1]}))
+    (files / "rules" / "two.yaml").write_text(yaml.safe_dump({"groups": groups[1:]}))
+    docs = docs_of(helm_template(chart_copy))
+    dashboards = [
+        d
+        for d in find(docs, "ConfigMap")
+        if d["metadata"]["labels"].get("grafana_dashboard") == "1"
+    ]
+    assert {k: v for d in dashboards for k, v in d["data"].items()} == {
+        f"{n}.json": (files / "dashboards" / f"{n}.json").read_text()
+        for n in ("pipeline", "market_view")
+    }
+    rule = find(docs, "PrometheusRule")
+    assert len(rule) == 1 and rule[0]["spec"]["groups"] == groups  # alert templating kept as is
+
+
+def test_the_repository_dashboards_and_rules_are_shipped() -> None:
+    files = CHART / "charts" / "monitoring" / "files"
+    docs = rendered("kind")
+    names = sorted(p.name for p in files.glob("dashboards/*.json"))
+    shipped = sorted(
+        k for d in find(docs, "ConfigMap") for k in d.get("data", {}) if k.endswith(".json")
+    )
+    assert shipped == names
+    groups = [
+        g
+        for p in sorted(files.glob("rules/*.yaml"))
+        for g in yaml.safe_load(p.read_text())["groups"]
+    ]
+    assert groups
+    assert one(docs, "PrometheusRule", "signalstack-monitoring")["spec"]["groups"] == groups
+
+
+# ---- images and NOTES ----------------------------------------------------------------------
+
+
+def test_image_references() -> None:
+    docs = rendered(
+        "kind",
+        ("serving.image.repository=localhost:5001/signalstack/serving", "serving.image.tag=abc"),
+    )
+    c = one(docs, "Deployment", "signalstack-serving")["spec"]["template"]["spec"]["containers"][0]
+    assert c["image"] == "localhost:5001/signalstack/serving:abc"  # no second registry
+    c = one(docs, "Deployment", "signalstack-sink")["spec"]["template"]["spec"]["containers"][0]
+    assert c["image"] == "localhost:5001/signalstack/sink:dev"
+    default = one(rendered("default"), "Deployment", "signalstack-sink")
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    image = default["spec"]["template"]["spec"]["containers"][0]["image"]
+    assert image == f"signalstack/sink:{chart['appVersion']}"
+
+
+def test_all_charts_share_one_version() -> None:
+    charts = [yaml.safe_load(p.read_text()) for p in CHART.glob("**/Chart.yaml")]
+    assert len(charts) == 13
+    assert {(c["version"], c["appVersion"]) for c in charts} == {("0.1.0", "0.1.0")}
+    umbrella = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    deps = {d["name"]: d.get("condition") for d in umbrella["dependencies"]}
+    assert deps.pop("common") is None
+    assert deps == {n: f"{n}.enabled" for n in deps} and len(deps) == 11
+
+
+def test_notes_say_what_to_port_forward() -> None:
+    res = run(HELM, "install", RELEASE, CHART, "-n", NAMESPACE, "--dry-run=client",
+              "-f", CHART / "values-kind.yaml")  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    notes = res.stdout.split("NOTES:", 1)[1]
+    for line in (
+        f"kubectl -n {NAMESPACE} port-forward svc/signalstack-serving 8080:8080",
+        f"kubectl -n {NAMESPACE} port-forward svc/signalstack-mlflow 5000:5000",
+        "kubectl -n monitoring port-forward svc/kps-grafana 3000:80",
+        f"kubectl -n {NAMESPACE} create job --from=cronjob/signalstack-backfill",
+    ):
+        assert line in notes, notes
