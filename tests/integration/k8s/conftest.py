@@ -35,6 +35,11 @@ PROFILES = {
     "default": (),
     "kind": (CHART / "values-kind.yaml",),
     "production": (CHART / "values-production.yaml",),
+    # the chart-testing cases (ci/*-values.yaml, as prometheus-community's charts keep them)
+    **{
+        f"ci-{p.name.removesuffix('-values.yaml')}": (p,)
+        for p in sorted(CHART.glob("ci/*-values.yaml"))
+    },
 }
 SUBCHARTS = ("kafka", "timescaledb", "mlflow", "ingest", "stream", "sink", "serving",
              "training", "backfill", "drift", "monitoring")  # fmt: skip

@@ -492,3 +492,20 @@ def test_notes_say_what_to_port_forward() -> None:
         f"kubectl -n {NAMESPACE} create job --from=cronjob/signalstack-backfill",
     ):
         assert line in notes, notes
+
+
+def test_external_servers_replace_the_in_release_ones() -> None:
+    """ci/external-services: Kafka, the database and MLflow elsewhere; the workloads point at
+    them, no policy opens a flow to pods that do not exist, the extra egress is there."""
+    docs = rendered("ci-external-services")
+    assert not find(docs, "Kafka") and not find(docs, "StatefulSet") and not find(docs, "Secret")
+    sink = one(docs, "Deployment", "signalstack-sink")["spec"]["template"]["spec"]["containers"][0]
+    env = env_of(sink)
+    assert env["KAFKA_BOOTSTRAP_SERVERS"].startswith("kafka-0.kafka.example.internal:9092")
+    assert env["TIMESCALE_HOST"] == "timescale.example.internal"
+    assert env["TIMESCALE_PASSWORD"] == {"secretKeyRef": {"name": "managed-db", "key": "password"}}
+    assert egress_targets(find(docs, "NetworkPolicy")) == set()
+    policy = one(docs, "NetworkPolicy", "signalstack-sink")["spec"]
+    assert {"ipBlock": {"cidr": "10.20.0.0/16"}} in [
+        t for r in policy["egress"] for t in r.get("to", [])
+    ]

@@ -4,7 +4,9 @@ shuts every pod off; this opens only the component's own flows.
   include "common.networkPolicy" (dict "ctx" . "uses" (list "kafka" "timescaledb" "kubeApi" "internet")
                                        "ingress" (list <NetworkPolicyIngressRule>...))
 uses: kafka | timescaledb | mlflow (egress to that server's pods on its contract port, and the
-pod carries the signalstack.io/<server>-client label the server admits), kubeApi (the API server),
+pod carries the signalstack.io/<server>-client label the server admits; a server outside the
+release (global.kafka.bootstrapServers, global.timescaledb.host, global.mlflow.trackingUri) needs
+its flow in extraEgress), kubeApi (the API server),
 internet (HTTPS to public addresses: Polygon). DNS is always open. networkPolicy.extraIngress /
 extraEgress add rules (e.g. for servers outside the release).
 */}}
@@ -44,7 +46,7 @@ spec:
       ports:
         - {protocol: UDP, port: 53}
         - {protocol: TCP, port: 53}
-    {{- if has "kafka" .uses }}
+    {{- if and (has "kafka" .uses) (not $g.kafka.bootstrapServers) }}
     - to:
         - podSelector:
             matchLabels:
@@ -53,7 +55,7 @@ spec:
       ports:
         - {protocol: TCP, port: {{ $g.contracts.ports.kafka }}}
     {{- end }}
-    {{- if has "timescaledb" .uses }}
+    {{- if and (has "timescaledb" .uses) (not $g.timescaledb.host) }}
     - to:
         - podSelector:
             matchLabels:
@@ -62,7 +64,7 @@ spec:
       ports:
         - {protocol: TCP, port: {{ $g.contracts.ports.timescaledb }}}
     {{- end }}
-    {{- if has "mlflow" .uses }}
+    {{- if and (has "mlflow" .uses) (not $g.mlflow.trackingUri) }}
     - to:
         - podSelector:
             matchLabels:
