@@ -40,6 +40,10 @@ demo: ## Run the pipeline on the embedded default (Python 3.11 only: no root, JD
 dashboards: ## Generate the Grafana dashboards (grafana/, foundation SDK) into the monitoring chart's files
 	$(PY) -m grafana
 
+.PHONY: images
+images: ## Build every container image (signalstack/<target>:dev; a private dockerd if none runs; IMAGE_TAG=...)
+	@bash scripts/docker.sh images
+
 bench: setup ## Run every benchmark in bench/ (writes bench/results/*.json)
 	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
