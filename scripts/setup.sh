@@ -5,7 +5,7 @@
 # usual per-user caches (uv, ~/.m2, Go) plus $SIGNALSTACK_DOWNLOAD_CACHE, so a fresh clone on a
 # machine that has run this before only re-links and re-extracts.
 #
-#   scripts/setup.sh [step ...]     steps: python kafka spark timescaledb prometheus k8s-tools
+#   scripts/setup.sh [step ...]     steps: python kafka spark timescaledb prometheus k8s-tools docker
 #                                   (the default: all of them, for `make test`), or demo
 #
 # `demo` (what `make demo` runs) needs Python 3.11 alone: no root, JDK, Maven or Go. It creates
@@ -213,9 +213,17 @@ step_k8s_tools() {
   rm -f "$CACHE/bin/.stamp" # the one stamp of the helm 3 step, before each tool had its own
 }
 
+step_docker() {
+  # Debian's docker.io (dockerd 20.10, containerd, runc) and the base image's root filesystem
+  # (debootstrap, cached as a tarball in the download cache). The daemon itself is started by
+  # `make images` or the image tests (scripts/docker.sh; docs/components/images.md).
+  bash "$ROOT/scripts/docker.sh" install
+  bash "$ROOT/scripts/docker.sh" rootfs
+}
+
 main() {
   local steps=("$@")
-  [ ${#steps[@]} -gt 0 ] || steps=(python kafka spark timescaledb prometheus k8s-tools)
+  [ ${#steps[@]} -gt 0 ] || steps=(python kafka spark timescaledb prometheus k8s-tools docker)
   local t0=$SECONDS s
   for s in "${steps[@]}"; do
     local t=$SECONDS
