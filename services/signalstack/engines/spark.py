@@ -465,6 +465,7 @@ class SparkEngine(StreamEngine):
         self.writer = SparkBatchWriter(sink, dlq, publisher, cfg)
         self.spark: Any = None
         self.http = http  # (host, port) of /metrics and /health/*, or None
+        self.health: HealthServer | None = None  # while run() serves them
         self._queries: tuple[Any, ...] = ()
 
     def start(self, *, available_now: bool = False) -> tuple[Any, Any]:
@@ -504,10 +505,15 @@ class SparkEngine(StreamEngine):
             health = HealthServer(
                 self.http[0], self.http[1], None, ready=(self.queries_active,), name="stream-http"
             ).start()
+        self.health = health
         try:
+            self.spark = self.spark or get_session(self.cfg)
+            # a query that terminated earlier in this session would end the wait at once
+            self.spark.streams.resetTerminated()
             _q1, _q2 = self.start()
             self.spark.streams.awaitAnyTermination()
             return self.writer.stats
         finally:
             if health is not None:
                 health.stop()
+                self.health = None
