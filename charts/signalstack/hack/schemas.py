@@ -541,7 +541,7 @@ SUBCHARTS["monitoring"] = obj(
 SUBCHARTS["common"] = obj({"global": MAP, "enabled": BOOL})
 
 
-def umbrella(present: list[str]) -> S:
+def umbrella() -> S:
     props: S = {"global": GLOBAL, "common": MAP}
     for name in (
         "kafka",
@@ -565,14 +565,25 @@ def umbrella(present: list[str]) -> S:
     }
 
 
-def main() -> None:
-    present = [p.name for p in (CHART / "charts").iterdir() if (p / "Chart.yaml").is_file()]
+def documents() -> dict[str, S]:
+    """values.schema.json of every chart, by its path relative to the umbrella chart."""
+    docs = {"values.schema.json": umbrella()}
     for name, schema in SUBCHARTS.items():
-        doc = {"$schema": "http://json-schema.org/draft-07/schema#", "title": name, **schema}
-        (CHART / "charts" / name / "values.schema.json").write_text(
-            json.dumps(doc, indent=2) + "\n"
-        )
-    (CHART / "values.schema.json").write_text(json.dumps(umbrella(present), indent=2) + "\n")
+        docs[f"charts/{name}/values.schema.json"] = {
+            "$schema": "http://json-schema.org/draft-07/schema#",
+            "title": name,
+            **schema,
+        }
+    return docs
+
+
+def render(doc: S) -> str:
+    return json.dumps(doc, indent=2) + "\n"
+
+
+def main() -> None:
+    for rel, doc in documents().items():
+        (CHART / rel).write_text(render(doc))
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ values.schema.json refusing bad values by name, and a chart broken on purpose fa
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import pytest
@@ -139,3 +140,17 @@ def test_schema_rejects_bad_values(values: str, field: str, tmp_path: Path) -> N
     with pytest.raises(HelmError) as err:
         helm_template(CHART, (bad,))
     assert "schema" in str(err.value) and field in str(err.value), str(err.value)
+
+
+def test_checked_in_schemas_are_the_generated_ones() -> None:
+    """Every chart carries a values.schema.json, and each is what hack/schemas.py writes (a
+    schema edited by hand, or a values change without regenerating, fails here)."""
+    spec = importlib.util.spec_from_file_location("chart_schemas", CHART / "hack" / "schemas.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    docs = module.documents()
+    charts = {str(p.parent.relative_to(CHART)) for p in CHART.glob("**/Chart.yaml")}
+    assert {str(Path(rel).parent) for rel in docs} == charts
+    for rel, doc in docs.items():
+        assert (CHART / rel).read_text() == module.render(doc), f"{rel}: run hack/schemas.py"
