@@ -339,6 +339,16 @@ SUBCHARTS["kafka"] = obj(
 
 SUBCHARTS["timescaledb"] = common(
     {
+        "networkPolicy": obj(
+            {
+                "enabled": BOOL,
+                "extraIngress": LIST,
+                "extraEgress": LIST,
+                "grafana": obj(
+                    {"enabled": BOOL, "namespace": string(minLength=1), "podLabels": STR_MAP}
+                ),
+            }
+        ),
         "persistence": PVC,
         "config": {
             "type": "object",

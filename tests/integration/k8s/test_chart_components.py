@@ -383,6 +383,14 @@ def test_default_deny_then_each_pod_reaches_only_its_servers() -> None:
         assert pol["ingress"][0]["from"] == [
             {"podSelector": {"matchLabels": {f"signalstack.io/{server}-client": "true"}}}
         ]
+    # and Grafana (kube-prometheus-stack's, namespace monitoring) reads the dashboards' tables
+    grafana = one(docs, "NetworkPolicy", "signalstack-timescaledb")["spec"]["ingress"][1]["from"]
+    assert grafana == [
+        {
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
+            "podSelector": {"matchLabels": {"app.kubernetes.io/name": "grafana"}},
+        }
+    ]
     listener = one(docs, "Kafka", RELEASE)["spec"]["kafka"]["listeners"][0]
     assert listener["networkPolicyPeers"] == [
         {"podSelector": {"matchLabels": {"signalstack.io/kafka-client": "true"}}}
