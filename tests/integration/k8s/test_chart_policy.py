@@ -147,10 +147,11 @@ def test_service_account_tokens_only_where_the_api_is_called() -> None:
         if automount:
             mounted.add(d["metadata"]["labels"]["app.kubernetes.io/component"])
     spark = next(d for d in docs if d["kind"] == "SparkApplication")
-    sa = next(d for d in docs if d["kind"] == "ServiceAccount"
-              and d["metadata"]["name"] == spark["spec"]["driver"]["serviceAccount"])  # fmt: skip
-    if sa.get("automountServiceAccountToken", True):
-        mounted.add("stream")
+    accounts = {d["metadata"]["name"]: d for d in docs if d["kind"] == "ServiceAccount"}
+    for role, wants_token in (("driver", True), ("executor", False)):
+        sa = accounts[spark["spec"][role]["serviceAccount"]]  # never the namespace's default
+        assert sa.get("automountServiceAccountToken", True) is wants_token, role
+    mounted.add("stream")
     assert mounted == API_CLIENTS
 
 
