@@ -538,7 +538,7 @@ def latency(server: TimescaleServer, rate: int, seconds: float, warmup: float) -
             "decode_seconds",
             "queue_seconds",
             "write_latency_seconds",
-            "batch_size",
+            "batch_messages",
         )
     }
     res: dict[str, Any] = {
@@ -569,11 +569,11 @@ def latency(server: TimescaleServer, rate: int, seconds: float, warmup: float) -
         f"p99 {res['poll_cycle_p99_ms']:.2f} ms)"
     )
     for name, h in stages.items():
-        scale = 1 if name == "batch_size" else 1000
+        scale = 1 if name == "batch_messages" else 1000
         print(
             f"  {name:<24} n={h['count']:>7,.0f}  mean {h['mean'] * scale:8.2f}  "
             f"p50 {h['p50'] * scale:8.2f}  p99 {h['p99'] * scale:8.2f}"
-            + ("" if name == "batch_size" else " ms")
+            + ("" if name == "batch_messages" else " ms")
         )
     print(
         f"  produce → COMMIT (server commit timestamp): p50 {res['produce_to_commit_p50_ms']:.1f}"
