@@ -65,6 +65,7 @@ def create_app(
             )  # fmt: skip
             predictor.start()
         app.state.predictor = predictor
+        app.state.loop = asyncio.get_running_loop()  # the hub's: publish runs on it
         try:
             yield
         finally:

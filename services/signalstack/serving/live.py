@@ -302,6 +302,7 @@ class Hub:
                     s.queue.put_nowait(value)
                 except asyncio.QueueFull:  # it stopped reading: drop it, never wait for it
                     s.dropped.set()
+                    self.remove(s)
                     if self.metrics is not None:
                         self.metrics.ws_dropped.inc()
                     break

@@ -172,7 +172,9 @@ async def ws_predictions(websocket: WebSocket) -> None:
                 raise SubscriptionError(
                     f"unknown query parameters {', '.join(extra)} (symbols, models)"
                 )
-            obj: dict[str, Any] = {"symbols": ",".join(query.getlist("symbols"))}
+            obj: dict[str, Any] = {}
+            if "symbols" in query:
+                obj["symbols"] = ",".join(query.getlist("symbols"))
             if "models" in query:
                 obj["models"] = ",".join(query.getlist("models"))
         else:
@@ -206,7 +208,9 @@ async def ws_predictions(websocket: WebSocket) -> None:
         if tasks[2] in done:  # it stopped reading: close it, waiting a bounded time
             log.warning("serving.ws_client_dropped", client=str(websocket.client),
                         queue=live.queue_size)  # fmt: skip
-            with contextlib.suppress(TimeoutError, WebSocketDisconnect, RuntimeError):
+            # the close frame waits behind what the socket holds: bounded, then the
+            # connection ends with the handler (the client reads the code if it reads on)
+            with contextlib.suppress(TimeoutError, WebSocketDisconnect, RuntimeError, OSError):
                 await asyncio.wait_for(
                     websocket.close(CLOSE_TOO_SLOW, "too slow: stopped reading predictions"),
                     CLOSE_WAIT_S,
