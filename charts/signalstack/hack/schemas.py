@@ -227,6 +227,9 @@ SUBCHARTS["serving"] = common(
             {"enabled": BOOL, "path": string(pattern=r"^/"), "existingClaim": string()}
         ),
         "auth": SECRET_REF,
+        "feed": obj(
+            {"type": string(enum=["kafka", "none"]), "groupId": string(minLength=1)}, ["type"]
+        ),
         "service": obj(
             {
                 "type": string(enum=["ClusterIP", "NodePort", "LoadBalancer"]),

@@ -17,6 +17,12 @@ env:
     value: {{ join "," .Values.models | quote }}
   - name: SERVING_RELOAD_INTERVAL_S
     value: {{ .Values.reloadIntervalSeconds | quote }}
+  - name: SERVING_FEED
+    value: {{ .Values.feed.type | quote }}
+  {{- if eq .Values.feed.type "kafka" }}
+  - name: SERVING_FEED_GROUP_ID
+    value: {{ .Values.feed.groupId | quote }}
+  {{- end }}
   {{- if .Values.modelDir.enabled }}
   - name: SERVING_MODEL_DIR
     value: {{ .Values.modelDir.path | quote }}
