@@ -129,10 +129,13 @@ cmd_start() {
   flock -w 120 9 || die "another start holds $STATE/start.lock"
   if answers "unix://$SOCK"; then echo "unix://$SOCK"; return 0; fi # started meanwhile
   if [ -f "$PIDFILE" ] && ! kill -0 "$(cat "$PIDFILE")" 2>/dev/null; then rm -f "$PIDFILE"; fi
+  # BuildKit's cache (uv's downloads, superseded layers) is collected beyond 8 GB.
+  printf '%s\n' '{"builder": {"gc": {"enabled": true, "defaultKeepStorage": "8GB"}}}' >"$STATE/daemon.json"
   log "starting dockerd (data root $STATE/data, socket $SOCK)"
   # setsid: the daemon outlives this script and the caller's process group.
   setsid dockerd --bridge=none --iptables=false --ip-masq=false \
     --data-root "$STATE/data" --exec-root "$STATE/exec" --pidfile "$PIDFILE" \
+    --config-file "$STATE/daemon.json" \
     -H "unix://$SOCK" >>"$STATE/dockerd.log" 2>&1 </dev/null 9>&- &
   for _ in $(seq 1 120); do
     if answers "unix://$SOCK"; then echo "unix://$SOCK"; return 0; fi
