@@ -13,15 +13,15 @@ help: ## Show this help
 setup: ## Install the venv and every real component (Kafka, Spark connector, TimescaleDB, Prometheus, helm, kubeconform); idempotent
 	@bash scripts/setup.sh
 
-lint: setup ## ruff (lint + format check) and mypy (the package, strict; the bench scripts)
-	$(VENV)/bin/ruff check services tests bench spark-apps
-	$(VENV)/bin/ruff format --check services tests bench spark-apps
+lint: setup ## ruff (lint + format check) and mypy (the package, strict; the bench scripts and the dashboards)
+	$(VENV)/bin/ruff check services tests bench spark-apps grafana
+	$(VENV)/bin/ruff format --check services tests bench spark-apps grafana
 	$(VENV)/bin/mypy
-	$(VENV)/bin/mypy bench
+	$(VENV)/bin/mypy bench grafana
 
 format: ## Apply ruff fixes and formatting
-	$(VENV)/bin/ruff check --fix services tests bench spark-apps
-	$(VENV)/bin/ruff format services tests bench spark-apps
+	$(VENV)/bin/ruff check --fix services tests bench spark-apps grafana
+	$(VENV)/bin/ruff format services tests bench spark-apps grafana
 
 test: setup lint ## Set up, lint, then run the whole suite (unit, integration, slow: all of it)
 	$(PY) -m pytest $(PYTEST_ARGS)
