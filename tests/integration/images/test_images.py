@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from tests.integration.images.conftest import TARGETS, Docker
+from tests.integration.images.conftest import ROOT, TARGETS, Docker
 from tests.integration.serving.serve_process import free_port
 from tests.unit.serving.serving_helpers import copy_bundles, trained
 
@@ -29,6 +29,17 @@ pytestmark = [
 TMPFS = ("--tmpfs", "/tmp:rw,nosuid,nodev,size=256m")
 # Spark resolves the local host name; with --network none Docker's /etc/hosts knows only localhost
 STREAM_OPTS = (*TMPFS, "--hostname", "localhost")
+
+
+# what scripts/docker.sh put in the build context for the builder stages
+EXTRA_CAS = sorted((ROOT / "ca-certificates").glob("*.crt"))
+
+
+def _certs(pem: str) -> set[str]:
+    """The base64 bodies of the certificates in a PEM text."""
+    return {
+        "".join(b.split("-----")[0].split()) for b in pem.split("-----BEGIN CERTIFICATE-----")[1:]
+    }
 
 
 @pytest.mark.parametrize("target", TARGETS)
@@ -51,8 +62,15 @@ def test_image_runs_as_non_root_on_a_read_only_root(
     probe = docker.run(image, "-c", "id -u; id -g; ls -A /usr/local/share/ca-certificates",
                        opts=["--entrypoint", "/bin/sh"])  # fmt: skip
     assert probe.returncode == 0, probe.stderr
-    # the builder stages' extra CA certificates never reach a final image
+    # the builder stages' extra CA certificates never reach a final image: not as files, and
+    # not in the trust bundle
     assert probe.stdout.split() == ["10001", "10001"]
+    bundle = docker.run(image, "/etc/ssl/certs/ca-certificates.crt", opts=["--entrypoint", "cat"])
+    assert bundle.returncode == 0, bundle.stderr
+    trusted = _certs(bundle.stdout)
+    assert len(trusted) > 50  # Debian's public roots
+    for extra in EXTRA_CAS:
+        assert not _certs(extra.read_text()) & trusted, extra.name
 
 
 def test_serving_image_holds_no_training_stack(docker: Docker, images: dict[str, str]) -> None:
