@@ -38,8 +38,7 @@ case "$role" in
       submit+=(--conf "spark.driver.bindAddress=$SPARK_DRIVER_BIND_ADDRESS"
                --conf "spark.executorEnv.SPARK_DRIVER_POD_IP=$SPARK_DRIVER_BIND_ADDRESS")
     fi
-    export SPARK_CLASSPATH
-    SPARK_CLASSPATH=$(classpath)
+    # spark-submit composes the driver's classpath itself ($SPARK_HOME/jars, the conf dirs).
     exec tini -s -- "${submit[@]}" --deploy-mode client "$@"
     ;;
   executor)
