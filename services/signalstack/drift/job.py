@@ -298,6 +298,7 @@ def run(
         metrics.failed()
         metrics.push(cfg.pushgateway_url)
         raise
+    metrics.succeeded()
     metrics.push(cfg.pushgateway_url)
     return report
 

@@ -5,12 +5,22 @@ The drift job is a CronJob: each pass fills its own registry, which is pushed to
 a Pushgateway that is down is logged, never a failed pass. The registry is also there to read
 (tests, ``signalstack drift --metrics``).
 
+Pushgateway semantics: a PUT replaces every metric of the job's group, a POST only the metric
+families it carries. A pass that succeeded PUTs its whole registry (stale series of models no
+longer checked go away). A pass that failed POSTs what it has — never
+``last_success_timestamp_seconds``, which only a successful pass registers — so the gateway
+keeps the last success's time while ``last_run`` and
+``runs_total{outcome="error"}`` move on.
+
 - ``signalstack_drift_psi{model,input}``: PSI of each model input over the last window;
 - ``signalstack_drift_psi_max{model}``: the largest of them (what the alert rule watches,
   against ``signalstack_drift_alert_threshold``);
 - ``signalstack_drift_window_rows{model}``: feature rows in the window;
 - ``signalstack_drift_alert_threshold`` / ``_warn_threshold``: DRIFT_ALERT_PSI / DRIFT_WARN_PSI;
-- ``signalstack_drift_last_run_timestamp_seconds``: when the pass ended (Unix time);
+- ``signalstack_drift_last_run_timestamp_seconds``: when the pass ended (Unix time), failed
+  or not;
+- ``signalstack_drift_last_success_timestamp_seconds``: when the last pass that succeeded
+  ended — an alert on its age catches a drift job that keeps failing (or stopped running);
 - ``signalstack_drift_runs_total{outcome}``: passes by outcome (stable, warn, alert,
   no_data, no_models, error) — in one process; pushed, each pass replaces the last;
 - ``signalstack_drift_retrain_requests_total{mode,action}``: what was done about a drift.
@@ -21,7 +31,14 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Final
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest, push_to_gateway
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    generate_latest,
+    push_to_gateway,
+    pushadd_to_gateway,
+)
 
 from signalstack.logs import get_logger
 
@@ -70,6 +87,13 @@ class DriftMetrics:
             "When the last drift pass ended (Unix time).",
             registry=r,
         )
+        # registered by :meth:`succeeded` only (see the module docstring)
+        self.last_success = Gauge(
+            "signalstack_drift_last_success_timestamp_seconds",
+            "When the last successful drift pass ended (Unix time).",
+            registry=None,
+        )
+        self._succeeded = False
         self.runs = Counter(
             "signalstack_drift_runs", "Drift passes by outcome.", ["outcome"], registry=r
         )
@@ -104,15 +128,24 @@ class DriftMetrics:
             self.runs.labels("error").inc()
         self.last_run.set(time.time() if now is None else now)
 
+    def succeeded(self, now: float | None = None) -> None:
+        """The pass (PSI, rows, any retraining request) completed: ``last_success`` is now."""
+        self.last_success.set(time.time() if now is None else now)
+        if not self._succeeded:
+            self.registry.register(self.last_success)
+            self._succeeded = True
+
     def exposition(self) -> str:
         return generate_latest(self.registry).decode()
 
     def push(self, url: str) -> bool:
-        """Push to the Pushgateway at ``url``; False (logged) when it fails."""
+        """Push to the Pushgateway at ``url`` (a success replaces the group, a failure adds
+        to it: see the module docstring); False (logged) when it fails."""
         if not url:
             return False
+        send = push_to_gateway if self._succeeded else pushadd_to_gateway
         try:
-            push_to_gateway(url, job=JOB, registry=self.registry, timeout=10)
+            send(url, job=JOB, registry=self.registry, timeout=10)
         except OSError as err:  # URLError and connection errors
             log.warning("drift_metrics_push_failed", url=url, error=str(err))
             return False
