@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from signalstack.devstack.mlflow import template_db
 from signalstack.drift.retrain import JOB_LABELS, build_job, load_template
 
 from .conftest import (
@@ -521,3 +523,64 @@ def test_external_servers_replace_the_in_release_ones() -> None:
     assert {"ipBlock": {"cidr": "10.20.0.0/16"}} in [
         t for r in policy["egress"] for t in r.get("to", [])
     ]
+
+
+@pytest.mark.slow
+def test_mlflow_server_runs_with_the_rendered_arguments(tmp_path: Path) -> None:
+    """The Deployment's `mlflow server` arguments, run here (the same mlflow as the training
+    image): it serves the in-cluster names the clients use and refuses other Host headers."""
+    import socket
+    import time
+    import urllib.error
+    import urllib.request
+
+    deploy = one(rendered("kind"), "Deployment", "signalstack-mlflow")
+    c = deploy["spec"]["template"]["spec"]["containers"][0]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    db = tmp_path / "mlflow.db"  # already migrated (the devstack's template): starts in seconds
+    shutil.copyfile(template_db(), db)
+    local = {
+        "--host": "127.0.0.1",
+        "--port": str(port),
+        "--workers": "1",
+        "--backend-store-uri": f"sqlite:///{db}",
+        "--artifacts-destination": str(tmp_path / "artifacts"),
+    }
+    args = [f"{k}={local[k]}" if (k := a.partition("=")[0]) in local else a for a in c["args"]]
+    exe = str(Path(sys.executable).with_name("mlflow"))
+    proc = subprocess.Popen(
+        [exe, *c["command"][1:], *args],
+        env={**os.environ, "HOME": str(tmp_path)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+    def get(path: str, host: str, body: bytes | None = None) -> int:
+        headers = {"Host": host, "Content-Type": "application/json"}
+        req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=body, headers=headers)
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r:
+                return int(r.status)
+        except urllib.error.HTTPError as err:
+            return err.code
+
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if get("/health", "localhost") == 200:
+                    break
+            except OSError:
+                pass
+            assert proc.poll() is None, "mlflow server exited"
+            assert time.monotonic() < deadline, "mlflow server did not start"
+            time.sleep(0.5)
+        search, body = "/api/2.0/mlflow/experiments/search", b'{"max_results": 1}'
+        assert get(search, f"signalstack-mlflow:{c['ports'][0]['containerPort']}", body) == 200
+        assert get(search, "signalstack-mlflow.signalstack.svc.cluster.local:5000", body) == 200
+        assert get(search, "elsewhere.example.com", body) == 403
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
