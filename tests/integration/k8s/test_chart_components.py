@@ -584,3 +584,54 @@ def test_mlflow_server_runs_with_the_rendered_arguments(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_migrations_hook_and_table_test_run_on_timescaledb(timescale_db: Any) -> None:
+    """The migrations Job's command applies sql/ to a real TimescaleDB (once: a second run has
+    nothing pending), and the helm test's script then finds every table of the contract."""
+    from urllib.parse import urlsplit
+
+    docs = rendered("kind")
+    where = urlsplit(timescale_db.dsn)
+    server = {
+        "TIMESCALE_HOST": str(where.hostname),
+        "TIMESCALE_PORT": str(where.port),
+        "TIMESCALE_USER": str(where.username),
+        "TIMESCALE_PASSWORD": where.password or "",
+        "TIMESCALE_DATABASE": where.path.lstrip("/"),
+    }
+    job = one(docs, "Job", "signalstack-timescaledb-migrations")["spec"]["template"]["spec"]
+    c = job["containers"][0]
+    assert c["command"] == ["python", "-c"]
+    rendered_env = env_of(c)
+    assert set(server) <= set(rendered_env)
+    env = {k: v for k, v in rendered_env.items() if isinstance(v, str)}
+    env |= server | {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/tmp")}
+    for expected in ("applied: [", "applied: nothing pending"):
+        res = subprocess.run([sys.executable, "-c", *c["args"]], env=env, capture_output=True,
+                             text=True, check=False, timeout=300)  # fmt: skip
+        assert res.returncode == 0, res.stderr
+        assert expected in res.stdout, res.stdout
+
+    pod = one(docs, "Pod", "signalstack-timescaledb-test")["spec"]["containers"][0]
+    pg = {"PGHOST": server["TIMESCALE_HOST"], "PGPORT": server["TIMESCALE_PORT"],
+          "PGUSER": server["TIMESCALE_USER"], "PGDATABASE": server["TIMESCALE_DATABASE"],
+          "PGPASSWORD": server["TIMESCALE_PASSWORD"]}  # fmt: skip
+    assert set(pg) == set(env_of(pod))
+    res = subprocess.run([*pod["command"], *pod["args"]], env={**os.environ, **pg},
+                         capture_output=True, text=True, check=False, timeout=120)  # fmt: skip
+    assert res.returncode == 0, res.stdout + res.stderr
+    tables = yaml.safe_load((CHART / "values.yaml").read_text())["global"]["contracts"]["tables"]
+    assert [line.split(":")[0] for line in res.stdout.splitlines()] == tables
+    # and the script fails when a table is missing
+    with psycopg_connect(timescale_db.dsn) as conn:
+        conn.execute("DROP TABLE drift")
+    res = subprocess.run([*pod["command"], *pod["args"]], env={**os.environ, **pg},
+                         capture_output=True, text=True, check=False, timeout=120)  # fmt: skip
+    assert res.returncode != 0 and "drift: 0" in res.stdout
+
+
+def psycopg_connect(dsn: str) -> Any:
+    import psycopg
+
+    return psycopg.connect(dsn, autocommit=True)
