@@ -222,13 +222,18 @@ def test_backfill_runs_daily_after_the_close() -> None:
     assert c["args"][:2] == ["backfill", "--scheduled"]
 
 
-@pytest.mark.parametrize(("code", "expected"), [(0, 0), (6, 0), (1, 1), (2, 2)])
-def test_training_exit_6_is_a_success_and_arguments_pass_through(
-    code: int, expected: int, tmp_path: Path
+@pytest.mark.parametrize(
+    ("job", "code", "expected"),
+    [("training", 0, 0), ("training", 6, 0), ("training", 1, 1), ("training", 7, 7),
+     ("drift", 7, 0), ("drift", 6, 6), ("drift", 2, 2)],
+)  # fmt: skip
+def test_outcome_exit_codes_are_a_success_and_arguments_pass_through(
+    job: str, code: int, expected: int, tmp_path: Path
 ) -> None:
-    """The wrapper the CronJob and the retraining Job run: `train`'s 6 (no champion moved) is
-    no failure to retry, other codes are kept, and drift's appended arguments reach signalstack."""
-    cj = one(rendered("kind"), "CronJob", "signalstack-training")["spec"]
+    """The wrapper the CronJobs and the retraining Job run: `train`'s 6 (no champion moved) and
+    `drift`'s 7 (a model drifted) are no failure to retry, other codes are kept, and the
+    arguments drift appends reach signalstack."""
+    cj = one(rendered("kind"), "CronJob", f"signalstack-{job}")["spec"]
     c = cj["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
     fake = tmp_path / "signalstack"
     fake.write_text(f'#!/bin/sh\necho "$@" > {tmp_path}/argv\nexit {code}\n')

@@ -3,17 +3,6 @@
 {{- list "timescaledb" "mlflow" | toJson -}}
 {{- end -}}
 
-{{/*
-A command that runs `signalstack "$@"` and maps .Values.successExitCodes to 0 (a Job would count
-`train`'s 6, "every champion stayed", as a failure and retry it). Arguments appended to the
-container's args (the drift job's --model/--start/--end) reach signalstack unchanged.
-*/}}
-{{- define "training.command" -}}
-- sh
-- -c
-- 'signalstack "$@"; rc=$?; case " {{ join " " .Values.successExitCodes }} " in *" $rc "*) exit 0;; esac; exit $rc'
-- signalstack
-{{- end -}}
 
 {{/* the Job spec of the scheduled training and of the retraining drift creates */}}
 {{- define "training.jobSpec" -}}
@@ -42,7 +31,7 @@ template:
         image: {{ include "common.image" (dict "image" .Values.image "ctx" .) }}
         imagePullPolicy: {{ include "common.imagePullPolicy" (dict "image" .Values.image "ctx" .) }}
         command:
-          {{- include "training.command" . | nindent 10 }}
+          {{- include "common.successCommand" .Values.successExitCodes | nindent 10 }}
         args:
           {{- toYaml .Values.args | nindent 10 }}
         env:
