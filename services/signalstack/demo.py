@@ -228,6 +228,9 @@ def _serve(
         "STORE_TYPE": "duckdb",
         "STORE_DUCKDB_PATH": str(settings.store.duckdb_path),
         "LOG_LEVEL": "WARNING",
+        # live predictions: the API reads the feature log the local engine writes below
+        "SERVING_FEED": "local",
+        "SERVING_FEED_DIR": str(out / "feature-log"),
     }
     env.pop("SERVING_API_TOKEN", None)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request otherwise
@@ -292,6 +295,8 @@ def _serve(
                     np.max(np.abs(np.subtract(_probs(answer.json()), _probs_of(row.json()))))
                 ),
             }
+        with console.status("WebSocket: live predictions of the next session's first minutes"):
+            result["websocket"] = _live(base, out / "feature-log", symbols, session_open_ns)
     finally:
         proc.terminate()
         try:
@@ -303,6 +308,84 @@ def _serve(
         if "p50_ms" in r:
             console.log(f"{call}: {r['answer'].get('prediction')} (p50 {r['p50_ms']} ms)")
     return result
+
+
+def _live(
+    base: str, log_dir: Path, symbols: tuple[str, ...], session_open_ns: int, minutes: int = 10
+) -> dict[str, Any]:
+    """``WS /ws/predictions``: subscribe to every symbol, run the local engine over the first
+    ``minutes`` of the next simulated session, one batch of trades per minute as a live stream
+    hands them out, publishing its feature rows to the API's feature log; record what arrives
+    and the latency from a row's publication to its prediction on the socket."""
+    import threading
+
+    from websockets.exceptions import ConnectionClosed
+    from websockets.sync.client import connect
+
+    from signalstack.engines.base import ListSink
+    from signalstack.engines.local import LocalEngine
+    from signalstack.marketdata.simulator import SimConfig, simulate
+    from signalstack.serving.feeds import FeatureLogPublisher
+
+    day = dt.datetime.fromtimestamp(session_open_ns / 1e9, dt.UTC).date() + dt.timedelta(days=1)
+    while day.weekday() >= 5:  # the next weekday (the simulator's sessions are weekdays)
+        day += dt.timedelta(days=1)
+    market = simulate(SimConfig(seed=1, symbols=symbols, trades_per_day=20_000, date=day))
+    trades = market.to_frame(labels=False)
+    minute = (trades["ts_event"].to_numpy() - market.session_open_ns) // 60_000_000_000
+    published: dict[int, int] = {}  # a row's ts (ns) → when it was published (ns)
+
+    class TimedLog(FeatureLogPublisher):
+        def publish(self, features: pd.DataFrame) -> int:
+            n = super().publish(features)
+            now = time.time_ns()
+            for ts in pd.DatetimeIndex(features["ts"]).asi8.tolist():
+                published.setdefault(int(ts), now)
+            return n
+
+    received: list[tuple[int, dict[str, Any]]] = []
+    url = base.replace("http://", "ws://") + "/ws/predictions?symbols=*"
+    with connect(url, open_timeout=30) as ws:
+        ack = json.loads(ws.recv(timeout=30))
+
+        def read() -> None:
+            try:
+                while True:
+                    msg = ws.recv()
+                    received.append((time.time_ns(), json.loads(msg)))
+            except ConnectionClosed:
+                return
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        batches = (trades[minute == m] for m in range(minutes + 1))
+        publisher = TimedLog(log_dir)
+        engine = LocalEngine(ListSink(), publisher=publisher, source=batches)
+        stats = engine.run(flush_at_end=True)
+        want = stats.features_out * len(ack["subscribed"]["models"])
+        deadline = time.monotonic() + 60
+        while len(received) < want and time.monotonic() < deadline:
+            time.sleep(0.05)
+    reader.join(10)
+    lat = [(at - published[m["ts"]]) / 1e6 for at, m in received if m["ts"] in published]
+    by_model: dict[str, int] = {}
+    for _, m in received:
+        by_model[m["model_name"]] = by_model.get(m["model_name"], 0) + 1
+    return {
+        "url": url,
+        "subscribed": ack["subscribed"],
+        "session": day.isoformat(),
+        "minutes": minutes,
+        "feature_rows": stats.features_out,
+        "predictions": len(received),
+        "expected": want,
+        "by_model": by_model,
+        "latency_ms": {
+            "p50": round(float(np.percentile(lat, 50)), 2) if lat else None,
+            "max": round(float(np.max(lat)), 2) if lat else None,
+        },
+        "example": received[0][1] if received else None,
+    }
 
 
 def _row_features(
@@ -416,6 +499,20 @@ def _serving_markdown(sv: dict[str, Any]) -> list[str]:
             "(`/v2/models/regime/infer`, one FP64 tensor per feature): probabilities within "
             f"{oip['max_abs_diff_from_predict']:.1e} of `/predict/regime`.",
         ]
+    live = sv.get("websocket")
+    if live:
+        lat = live["latency_ms"]
+        lines += [
+            "",
+            f"Live over `WS /ws/predictions` (every symbol, models "
+            f"{', '.join(live['subscribed']['models'])}): the local engine ran the first "
+            f"{live['minutes']} minutes of the next session ({live['session']}) in one-minute "
+            f"batches and published {live['feature_rows']} feature rows to the API's feature "
+            f"log; {live['predictions']} of {live['expected']} predictions arrived "
+            f"({', '.join(f'{k} {v}' for k, v in sorted(live['by_model'].items()))}), "
+            f"p50 {lat['p50']} ms and at most {lat['max']} ms from a row's publication to its "
+            "prediction on the socket.",
+        ]
     return lines
 
 
@@ -474,6 +571,10 @@ def _print(r: DemoReport) -> None:
             a = c["answer"]
             what = a["prediction"] if "prediction" in a else f"score {a.get('score', 0):.3f}"
             table.add_row(call, f"{what} (p50 {c['p50_ms']} ms)")
+    live = r.serving.get("websocket")
+    if live:
+        table.add_row("WS /ws/predictions", f"{live['predictions']}/{live['expected']} "
+                      f"(p50 {live['latency_ms']['p50']} ms)")  # fmt: skip
     table.add_row("total seconds", f"{sum(r.stages.values()):.1f}")
     console.print(table)
 

@@ -83,3 +83,24 @@ def test_demo_end_to_end(tmp_path: Path) -> None:
     assert calls["POST /predict/regime"]["answer"]["prediction"] in ("calm", "trending", "volatile")
     assert calls["POST /v2/models/regime/infer"]["max_abs_diff_from_predict"] < 1e-9
     assert "## Serving" in (out / "report.md").read_text()
+
+    # Live: the local engine's rows reached the API through its feature log, and every served
+    # model's prediction of each row came over the WebSocket and into the predictions table.
+    live = report["serving"]["websocket"]
+    assert live["subscribed"]["symbols"] == ["*"] and live["feature_rows"] > 0
+    assert live["predictions"] == live["expected"] == 3 * live["feature_rows"]
+    assert live["by_model"] == dict.fromkeys(("anomaly", "direction", "regime"),
+                                             live["feature_rows"])  # fmt: skip
+    assert live["latency_ms"]["p50"] > 0
+    assert live["example"]["ts_iso"].startswith(live["session"])
+    con = duckdb.connect(str(out / "signalstack.duckdb"), read_only=True)
+    try:
+        stored = con.execute(
+            "SELECT count(*) FROM predictions WHERE CAST(ts AT TIME ZONE 'America/New_York' "
+            "AS DATE) = CAST(? AS DATE)",
+            [live["session"]],
+        ).fetchone()
+    finally:
+        con.close()
+    assert stored == (live["predictions"],)
+    assert "WS /ws/predictions" in (out / "report.md").read_text()
