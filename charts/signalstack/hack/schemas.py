@@ -412,6 +412,15 @@ SUBCHARTS["ingest"] = common(
             ),
         },
         "polygon": obj({"wsUrl": string(), "restUrl": string()}),
+        "fakePolygon": obj(
+            {
+                "enabled": BOOL,
+                "port": integer(minimum=1024, maximum=65535),
+                "rate": {"type": "number", "minimum": 0},
+                "tradesPerDay": integer(minimum=1000),
+                "resources": RESOURCES,
+            }
+        ),
         "serviceMonitor": SERVICE_MONITOR,
         **PROBES,
         **POD_KNOBS,

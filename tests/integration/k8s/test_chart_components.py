@@ -48,6 +48,36 @@ def values_file(tmp_path: Path, text: str) -> Path:
 # ---- ingest --------------------------------------------------------------------------------
 
 
+def test_kind_ingests_from_a_simulated_polygon() -> None:
+    """kind has no Polygon key: ingest and the backfill talk to `signalstack fake-polygon --live`
+    with a generated key, and the network policies open exactly those flows."""
+    docs = rendered("kind")
+    fake = one(docs, "Deployment", "signalstack-ingest-fake-polygon")["spec"]["template"]
+    c = fake["spec"]["containers"][0]
+    assert (
+        c["args"][:2] == ["fake-polygon", "--live"] and "--api-key=$(POLYGON_API_KEY)" in c["args"]
+    )
+    key = {"secretKeyRef": {"name": "signalstack-ingest-fake-polygon", "key": "POLYGON_API_KEY"}}
+    assert env_of(c)["POLYGON_API_KEY"] == key
+    ingest = one(docs, "Deployment", "signalstack-ingest-default")["spec"]["template"]["spec"]
+    env = env_of(ingest["containers"][0])
+    assert env["POLYGON_API_KEY"] == key
+    assert env["POLYGON_WS_URL"] == "ws://signalstack-ingest-fake-polygon:8765/stocks"
+    backfill = one(docs, "CronJob", "signalstack-backfill")["spec"]["jobTemplate"]["spec"]
+    benv = env_of(backfill["template"]["spec"]["containers"][0])
+    assert benv["POLYGON_API_KEY"] == key
+    assert benv["POLYGON_REST_URL"] == "http://signalstack-ingest-fake-polygon:8765"
+    fake_pods = {"app.kubernetes.io/name": "fake-polygon"}
+    for name in ("signalstack-ingest", "signalstack-backfill"):
+        egress = one(docs, "NetworkPolicy", name)["spec"]["egress"]
+        assert any(
+            t.get("podSelector", {}).get("matchLabels", {}).items() >= fake_pods.items()
+            for r in egress for t in r.get("to", [])
+        ), name  # fmt: skip
+    # production has no simulator
+    assert not find(rendered("production"), "Deployment", "signalstack-ingest-fake-polygon")
+
+
 def test_ingest_runs_one_replica_per_polygon_key(tmp_path: Path) -> None:
     feeds = values_file(
         tmp_path,

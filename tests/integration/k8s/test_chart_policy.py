@@ -182,7 +182,11 @@ def test_no_secret_value_in_any_values_file() -> None:
 def test_production_generates_no_secret() -> None:
     assert not [d for d in rendered("production") if d["kind"] == "Secret"]
     generated = [d for d in rendered("kind") if d["kind"] == "Secret"]
-    assert [d["metadata"]["name"] for d in generated] == ["signalstack-timescaledb"]
+    # the database password and the simulated Polygon's key (kind has no real one)
+    assert sorted(d["metadata"]["name"] for d in generated) == [
+        "signalstack-ingest-fake-polygon",
+        "signalstack-timescaledb",
+    ]
 
 
 def test_every_template_file_is_used() -> None:
