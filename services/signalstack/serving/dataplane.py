@@ -302,6 +302,30 @@ class DataPlane:
         self.observe(prediction)
         return prediction.to_response()
 
+    def predict_cached(
+        self, name: str, request: PredictRequest
+    ) -> ClassPrediction | AnomalyPrediction | None:
+        """:meth:`predict` by symbol when the session cache can answer (newest rows, no
+        ``as_of``): no I/O, so the router runs it on the event loop; None otherwise."""
+        from signalstack.serving.live import cacheable
+
+        if self.cache is None or request.symbol is None or request.as_of is not None:
+            return None
+        model = self.repository.get(name)
+        meta = model.bundle.meta
+        if request.feature_set_version not in (None, meta.feature_set_version):
+            return None  # predict() answers it with the error
+        if not cacheable(model):
+            return None
+        got = self.cache.rows(request.symbol, meta.feature_set_version, meta.sequence_length or 1)
+        if got is None:
+            return None
+        prediction = self.predict_rows(
+            model, got[0], symbol=request.symbol, ts=got[1].to_pydatetime()
+        )
+        self.observe(prediction)
+        return prediction.to_response()
+
     def _symbol_rows(
         self, model: LoadedModel, symbol: str, as_of: Any
     ) -> tuple[pd.DataFrame | F8, pd.Timestamp]:

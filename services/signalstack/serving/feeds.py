@@ -200,7 +200,7 @@ class LocalFeatureFeed(FeatureFeed):
     in name order (names start with the writer's clock in ns). Files already there at start-up
     are not read: like a new Kafka group, the feed starts at the newest rows."""
 
-    def __init__(self, directory: Path, *, interval_s: float = 0.05) -> None:
+    def __init__(self, directory: Path, *, interval_s: float = 0.02) -> None:
         super().__init__()
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)

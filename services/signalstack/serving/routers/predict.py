@@ -16,9 +16,12 @@ router = APIRouter(prefix="/predict", tags=["predict"], responses=ERROR_RESPONSE
 
 async def _predict(dataplane: DataPlane, name: str, body: PredictRequest) -> object:
     """Explicit features are predicted on the event loop (~0.1 ms of ONNX Runtime: a thread
-    hop would cost more); a by-symbol request reads the store, which blocks, so it runs in the
-    thread pool."""
+    hop would cost more), and so is a by-symbol request the session cache answers; one that
+    reads the store, which blocks, runs in the thread pool."""
     if body.symbol is not None:
+        cached = dataplane.predict_cached(name, body)
+        if cached is not None:
+            return cached
         return await run_in_threadpool(dataplane.predict, name, body)
     return dataplane.predict(name, body)
 
