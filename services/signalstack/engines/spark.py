@@ -107,11 +107,15 @@ def spark_conf(cfg: SparkJobConfig) -> dict[str, str]:
         "spark.sql.session.timeZone": "UTC",
         "spark.sql.execution.arrow.pyspark.enabled": "true",
         "spark.ui.enabled": "false",
-        "spark.driver.bindAddress": "127.0.0.1",
-        "spark.driver.host": "127.0.0.1",
         "spark.sql.adaptive.enabled": "false",  # keep the stateful plan's partitioning fixed
         "spark.sql.streaming.noDataMicroBatches.enabled": "false",
     }
+    if cfg.master.startswith("local"):
+        # local[N]: the driver and its executors share this host; loopback only. On a cluster
+        # (k8s://, spark://) the executors must reach the driver at its pod address, which the
+        # Spark images' entrypoint supplies (SPARK_DRIVER_BIND_ADDRESS): never pin it here.
+        conf["spark.driver.bindAddress"] = "127.0.0.1"
+        conf["spark.driver.host"] = "127.0.0.1"
     jars = spark_jars()
     if jars:
         conf["spark.jars"] = ",".join(jars)
