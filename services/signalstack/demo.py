@@ -314,9 +314,10 @@ def _live(
     base: str, log_dir: Path, symbols: tuple[str, ...], session_open_ns: int, minutes: int = 10
 ) -> dict[str, Any]:
     """``WS /ws/predictions``: subscribe to every symbol, run the local engine over the first
-    ``minutes`` of the next simulated session, one batch of trades per minute as a live stream
-    hands them out, publishing its feature rows to the API's feature log; record what arrives
-    and the latency from a row's publication to its prediction on the socket."""
+    ``minutes`` of the next simulated session, one batch of trades per minute (one every
+    0.25 s: a live stream, sped up), publishing its feature rows to the API's feature log;
+    record what arrives and the latency from a row's publication to its prediction on the
+    socket."""
     import threading
 
     from websockets.exceptions import ConnectionClosed
@@ -358,9 +359,15 @@ def _live(
 
         reader = threading.Thread(target=read, daemon=True)
         reader.start()
-        batches = (trades[minute == m] for m in range(minutes + 1))
+
+        def batches() -> Iterator[pd.DataFrame]:  # a minute of trades every 0.25 s
+            for m in range(minutes + 1):
+                if m:
+                    time.sleep(0.25)
+                yield trades[minute == m]
+
         publisher = TimedLog(log_dir)
-        engine = LocalEngine(ListSink(), publisher=publisher, source=batches)
+        engine = LocalEngine(ListSink(), publisher=publisher, source=batches())
         stats = engine.run(flush_at_end=True)
         want = stats.features_out * len(ack["subscribed"]["models"])
         deadline = time.monotonic() + 60
@@ -507,9 +514,9 @@ def _serving_markdown(sv: dict[str, Any]) -> list[str]:
             f"Live over `WS /ws/predictions` (every symbol, models "
             f"{', '.join(live['subscribed']['models'])}): the local engine ran the first "
             f"{live['minutes']} minutes of the next session ({live['session']}) in one-minute "
-            f"batches and published {live['feature_rows']} feature rows to the API's feature "
-            f"log; {live['predictions']} of {live['expected']} predictions arrived "
-            f"({', '.join(f'{k} {v}' for k, v in sorted(live['by_model'].items()))}), "
+            f"batches (one every 0.25 s) and published {live['feature_rows']} feature rows to "
+            f"the API's feature log; {live['predictions']} of {live['expected']} predictions "
+            f"arrived ({', '.join(f'{k} {v}' for k, v in sorted(live['by_model'].items()))}), "
             f"p50 {lat['p50']} ms and at most {lat['max']} ms from a row's publication to its "
             "prediction on the socket.",
         ]
