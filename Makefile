@@ -14,14 +14,14 @@ setup: ## Install the venv and every real component (Kafka, Spark connector, Tim
 	@bash scripts/setup.sh
 
 lint: setup ## ruff (lint + format check) and mypy (the package, strict; the bench scripts and the dashboards)
-	$(VENV)/bin/ruff check services tests bench spark-apps grafana
-	$(VENV)/bin/ruff format --check services tests bench spark-apps grafana
+	$(VENV)/bin/ruff check services tests bench spark-apps grafana charts/signalstack/hack
+	$(VENV)/bin/ruff format --check services tests bench spark-apps grafana charts/signalstack/hack
 	$(VENV)/bin/mypy
-	$(VENV)/bin/mypy bench grafana
+	$(VENV)/bin/mypy bench grafana charts/signalstack/hack/schemas.py
 
 format: ## Apply ruff fixes and formatting
-	$(VENV)/bin/ruff check --fix services tests bench spark-apps grafana
-	$(VENV)/bin/ruff format services tests bench spark-apps grafana
+	$(VENV)/bin/ruff check --fix services tests bench spark-apps grafana charts/signalstack/hack
+	$(VENV)/bin/ruff format services tests bench spark-apps grafana charts/signalstack/hack
 
 test: setup lint ## Set up, lint, then run the whole suite (unit, integration, slow: all of it)
 	$(PY) -m pytest $(PYTEST_ARGS)
