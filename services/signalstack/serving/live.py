@@ -477,11 +477,18 @@ class LivePredictor:
         log.info("serving.live_started", feed=self.feed.description)
 
     def stop(self, timeout_s: float = 30.0) -> None:
+        """Stop after the batch in hand (a poll waits ``poll_s`` at most), then close the feed
+        — on this thread once the predictor's is done: a Kafka consumer is not closed under a
+        thread polling it."""
         self._stop.set()
-        self.feed.close()
         if self._thread is not None:
             self._thread.join(timeout_s)
+            alive = self._thread.is_alive()
             self._thread = None
+            if alive:  # stuck in a write to a store that is away: leave its feed to it
+                log.warning("serving.live_stop_timeout", timeout_s=timeout_s)
+                return
+        self.feed.close()
         if self.publisher is not None:
             self.publisher.close()
 
