@@ -61,19 +61,24 @@ LABEL org.opencontainers.image.vendor="signalstack" \
 ENV HOME=/tmp TMPDIR=/tmp
 WORKDIR /tmp
 
-# The virtualenvs: third-party packages first (a layer cached until uv.lock changes), then the
-# project itself (a wheel, not editable: no source tree in the images). uv's cache is a BuildKit
-# cache mount, so a lock change downloads only what changed; not for the training stack, whose
-# ~6 GB of unpacked wheels would stay on disk twice (the cache and the image) for a download
-# that takes well under a minute.
+# The virtualenvs: the locked third-party packages first, then the project itself (a wheel,
+# not editable: no source tree in the images). The first layer is keyed on the export of the
+# image's own extra from uv.lock (stage `locks`), so it is rebuilt only when that set changes,
+# not for a new dev tool; the second checks the venv against uv.lock (`uv sync --frozen`).
+# uv's cache is a BuildKit cache mount, so a changed set downloads only what changed; not for the
+# training stack, whose ~6 GB of unpacked wheels would stay on disk twice (the cache and the
+# image) for a download that takes well under a minute.
+FROM builder AS locks
+RUN --mount=type=bind,source=pyproject.toml,target=/src/pyproject.toml \
+    --mount=type=bind,source=uv.lock,target=/src/uv.lock \
+    /opt/uv/sync export core serve train spark
 
 # ---- ingest, sink, backfill: the runtime dependencies alone ------------------------------------
 FROM runtime AS core
 RUN --mount=type=bind,from=builder,source=/opt/uv,target=/opt/uv \
     --mount=type=cache,id=signalstack-uv,target=/var/cache/uv \
-    --mount=type=bind,source=pyproject.toml,target=/src/pyproject.toml \
-    --mount=type=bind,source=uv.lock,target=/src/uv.lock \
-    /opt/uv/sync --no-install-project
+    --mount=type=bind,from=locks,source=/locks/core.txt,target=/src/requirements.txt \
+    /opt/uv/sync deps
 RUN --mount=type=bind,from=builder,source=/opt/uv,target=/opt/uv \
     --mount=type=cache,id=signalstack-uv,target=/var/cache/uv \
     --mount=type=bind,source=pyproject.toml,target=/src/pyproject.toml \
@@ -81,7 +86,7 @@ RUN --mount=type=bind,from=builder,source=/opt/uv,target=/opt/uv \
     --mount=type=bind,source=README.md,target=/src/README.md \
     --mount=type=bind,source=services,target=/src/services \
     --mount=type=bind,source=sql,target=/src/sql \
-    /opt/uv/sync --no-editable
+    /opt/uv/sync project
 USER 10001:10001
 ENTRYPOINT ["signalstack"]
 CMD ["--help"]
@@ -101,9 +106,8 @@ CMD ["backfill", "--scheduled"]
 FROM runtime AS serving
 RUN --mount=type=bind,from=builder,source=/opt/uv,target=/opt/uv \
     --mount=type=cache,id=signalstack-uv,target=/var/cache/uv \
-    --mount=type=bind,source=pyproject.toml,target=/src/pyproject.toml \
-    --mount=type=bind,source=uv.lock,target=/src/uv.lock \
-    /opt/uv/sync --no-install-project --extra serve
+    --mount=type=bind,from=locks,source=/locks/serve.txt,target=/src/requirements.txt \
+    /opt/uv/sync deps
 RUN --mount=type=bind,from=builder,source=/opt/uv,target=/opt/uv \
     --mount=type=cache,id=signalstack-uv,target=/var/cache/uv \
     --mount=type=bind,source=pyproject.toml,target=/src/pyproject.toml \
@@ -111,7 +115,7 @@ RUN --mount=type=bind,from=builder,source=/opt/uv,target=/opt/uv \
     --mount=type=bind,source=README.md,target=/src/README.md \
     --mount=type=bind,source=services,target=/src/services \
     --mount=type=bind,source=sql,target=/src/sql \
-    /opt/uv/sync --no-editable --extra serve
+    /opt/uv/sync project --extra serve
 # The conventional SERVING_MODEL_DIR for a mounted bundle volume. Not set here: unset, serving
 # loads the MLflow alias (its downloads go to TMPDIR).
 RUN install -d -o 10001 -g 10001 /var/lib/signalstack/models
@@ -125,9 +129,8 @@ CMD ["serve"]
 # ---- training: the training stack (torch, xgboost, scikit-learn, MLflow); also runs `drift` ------
 FROM runtime AS training
 RUN --mount=type=bind,from=builder,source=/opt/uv,target=/opt/uv \
-    --mount=type=bind,source=pyproject.toml,target=/src/pyproject.toml \
-    --mount=type=bind,source=uv.lock,target=/src/uv.lock \
-    UV_NO_CACHE=1 /opt/uv/sync --no-install-project --extra train
+    --mount=type=bind,from=locks,source=/locks/train.txt,target=/src/requirements.txt \
+    UV_NO_CACHE=1 /opt/uv/sync deps
 RUN --mount=type=bind,from=builder,source=/opt/uv,target=/opt/uv \
     --mount=type=cache,id=signalstack-uv,target=/var/cache/uv \
     --mount=type=bind,source=pyproject.toml,target=/src/pyproject.toml \
@@ -135,7 +138,7 @@ RUN --mount=type=bind,from=builder,source=/opt/uv,target=/opt/uv \
     --mount=type=bind,source=README.md,target=/src/README.md \
     --mount=type=bind,source=services,target=/src/services \
     --mount=type=bind,source=sql,target=/src/sql \
-    /opt/uv/sync --no-editable --extra train
+    /opt/uv/sync project --extra train
 USER 10001:10001
 ENTRYPOINT ["signalstack"]
 CMD ["train"]
@@ -168,9 +171,8 @@ LABEL org.opencontainers.image.vendor="signalstack" \
       org.opencontainers.image.licenses="Apache-2.0"
 RUN --mount=type=bind,from=builder,source=/opt/uv,target=/opt/uv \
     --mount=type=cache,id=signalstack-uv,target=/var/cache/uv \
-    --mount=type=bind,source=pyproject.toml,target=/src/pyproject.toml \
-    --mount=type=bind,source=uv.lock,target=/src/uv.lock \
-    /opt/uv/sync --no-install-project --extra spark
+    --mount=type=bind,from=locks,source=/locks/spark.txt,target=/src/requirements.txt \
+    /opt/uv/sync deps
 RUN --mount=type=bind,from=builder,source=/opt/uv,target=/opt/uv \
     --mount=type=cache,id=signalstack-uv,target=/var/cache/uv \
     --mount=type=bind,source=pyproject.toml,target=/src/pyproject.toml \
@@ -178,7 +180,7 @@ RUN --mount=type=bind,from=builder,source=/opt/uv,target=/opt/uv \
     --mount=type=bind,source=README.md,target=/src/README.md \
     --mount=type=bind,source=services,target=/src/services \
     --mount=type=bind,source=sql,target=/src/sql \
-    /opt/uv/sync --no-editable --extra spark
+    /opt/uv/sync project --extra spark
 COPY --from=spark-jars /src/.cache/spark-jars/jars/ /opt/venv/lib/python3.11/site-packages/pyspark/jars/
 COPY spark-apps /opt/signalstack/spark-apps
 COPY scripts/spark-entrypoint.sh /opt/signalstack/entrypoint.sh

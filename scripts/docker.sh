@@ -204,9 +204,12 @@ cmd_build() {
 
 cmd_images() {
   cmd_install
+  local running=1
+  cmd_host >/dev/null || running=0
   cmd_start >/dev/null
   cmd_base
   cmd_build "$@"
+  [ $running = 1 ] || log "the private dockerd keeps running (DOCKER_HOST=unix://$SOCK); scripts/docker.sh stop stops it"
 }
 
 cmd=${1:-images}
