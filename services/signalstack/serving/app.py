@@ -14,16 +14,12 @@ from fastapi.middleware.cors import CORSMiddleware
 from signalstack import __version__
 from signalstack.config import Settings
 from signalstack.serving.auth import require_token
+from signalstack.serving.cache import SessionCache
 from signalstack.serving.dataplane import DataPlane
 from signalstack.serving.errors import install_error_handlers
 from signalstack.serving.feeds import FeatureFeed
-from signalstack.serving.live import (
-    Hub,
-    KafkaPredictionPublisher,
-    LivePredictor,
-    SessionCache,
-    loop_fanout,
-)
+from signalstack.serving.hub import Hub
+from signalstack.serving.live import KafkaPredictionPublisher, LivePredictor, loop_fanout
 from signalstack.serving.metrics import ServingMetrics
 from signalstack.serving.middleware import BodyLimitMiddleware, MetricsMiddleware
 from signalstack.serving.repository import ModelRepository

@@ -18,7 +18,7 @@ prediction reads the rows up to *i*. Outputs: ``probabilities`` ``FP64 [-1, K]``
 The live stream (:mod:`signalstack.serving.live`: ``WS /ws/predictions``, ``market.predictions``,
 the ``predictions`` / ``anomalies`` tables) calls :meth:`DataPlane.predict_rows`, which returns
 a :class:`Prediction` for one symbol's session rows, the unit it publishes and stores. When the
-stream runs, its :class:`~signalstack.serving.live.SessionCache` answers ``/predict`` by symbol
+stream runs, its :class:`~signalstack.serving.cache.SessionCache` answers ``/predict`` by symbol
 for the newest rows (no ``as_of``) from memory; a point-in-time request (``as_of``), or a
 symbol the cache cannot answer exactly, reads the store (and fills the cache).
 """
@@ -57,7 +57,7 @@ from signalstack.serving.schemas import (
 )
 
 if TYPE_CHECKING:
-    from signalstack.serving.live import SessionCache
+    from signalstack.serving.cache import SessionCache
     from signalstack.serving.metrics import ServingMetrics
     from signalstack.store.base import Store
 
@@ -307,7 +307,7 @@ class DataPlane:
     ) -> ClassPrediction | AnomalyPrediction | None:
         """:meth:`predict` by symbol when the session cache can answer (newest rows, no
         ``as_of``): no I/O, so the router runs it on the event loop; None otherwise."""
-        from signalstack.serving.live import cacheable
+        from signalstack.serving.cache import cacheable
 
         if self.cache is None or request.symbol is None or request.as_of is not None:
             return None
@@ -330,7 +330,7 @@ class DataPlane:
         self, model: LoadedModel, symbol: str, as_of: Any
     ) -> tuple[pd.DataFrame | F8, pd.Timestamp]:
         """The symbol's newest session rows at or before ``as_of`` and the newest one's time."""
-        from signalstack.serving.live import cacheable
+        from signalstack.serving.cache import cacheable
 
         meta = model.bundle.meta
         limit = meta.sequence_length or 1

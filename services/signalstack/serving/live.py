@@ -2,27 +2,20 @@
 each served model's prediction → the WebSocket subscribers, ``market.predictions`` and the
 ``predictions`` / ``anomalies`` tables.
 
-- :class:`SessionCache`: each symbol's newest rows of its current session, in memory, fed by
-  the feed (and filled from the store on a miss). The stream predicts from it, and
-  ``/predict/*`` by symbol answers from it instead of reading the store per request.
-- :class:`LivePredictor`: a thread polling the feed; per row and model
-  ``DataPlane.predict_rows`` (the same path as ``/predict``), then the fan-out, the store
-  (idempotent upserts on the tables' keys, retried with backoff), Kafka (when configured) and
-  only then the feed's commit: at least once, never a duplicate row.
-- :class:`Hub`: the subscribers, on the event loop; each has a bounded queue, and one whose
-  queue is full (it stopped reading) is marked dropped — its handler closes it with
-  :data:`CLOSE_TOO_SLOW` — while the others go on receiving.
+:class:`LivePredictor`: a thread polling the feed; per row and model ``DataPlane.predict_rows``
+(the same path as ``/predict``; the LSTM's sequence from the
+:class:`~signalstack.serving.cache.SessionCache`), then the fan-out to the
+:class:`~signalstack.serving.hub.Hub`, the store (idempotent upserts on the tables' keys,
+retried with backoff), Kafka (when configured) and only then the feed's commit: at least once,
+never a duplicate row. The message is :func:`prediction_json` (schemas/json/prediction.v1.json).
 """
 
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import threading
 import time
-from bisect import bisect_right
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
@@ -30,9 +23,10 @@ import numpy.typing as npt
 import orjson
 import pandas as pd
 
-from signalstack.features.columns import FEATURE_COLUMNS
 from signalstack.logs import get_logger
+from signalstack.serving.cache import SessionCache, cacheable, session_of
 from signalstack.serving.feeds import FeatureFeed, FeatureRow
+from signalstack.serving.hub import Hub, Message
 from signalstack.serving.repository import LoadedModel
 
 if TYPE_CHECKING:
@@ -44,124 +38,6 @@ log = get_logger(__name__)
 
 F8 = npt.NDArray[np.float64]
 SCHEMA_VERSION: Final = 1
-#: the WebSocket close codes (RFC 6455 leaves 4000–4999 to applications)
-CLOSE_BAD_SUBSCRIPTION: Final = 4400
-CLOSE_UNAUTHORIZED: Final = 4401
-CLOSE_SUBSCRIBE_TIMEOUT: Final = 4408
-CLOSE_TOO_SLOW: Final = 4429
-_NY: Final = "America/New_York"
-
-
-def session_of(ts: pd.Timestamp) -> dt.date:
-    """A row's trading session: its New York calendar date (a session never crosses midnight)."""
-    return ts.tz_convert(_NY).date()
-
-
-def cacheable(model: LoadedModel) -> bool:
-    """The cache keeps ``FEATURE_COLUMNS``: a model reading other columns is not served from it."""
-    return tuple(model.bundle.meta.feature_columns) == tuple(FEATURE_COLUMNS)
-
-
-# ---- the per-symbol session cache ---------------------------------------------------------------
-@dataclass
-class _Entry:
-    session: dt.date
-    ts: list[int] = field(default_factory=list)  # ns, ascending
-    values: list[F8] = field(default_factory=list)
-    complete: bool = False  # holds every row of the session up to its newest
-
-    def put(self, ts: int, values: F8) -> None:
-        i = bisect_right(self.ts, ts)
-        if i and self.ts[i - 1] == ts:  # a replayed row replaces the one with its key
-            self.values[i - 1] = values
-            return
-        self.ts.insert(i, ts)
-        self.values.insert(i, values)
-
-
-class SessionCache:
-    """The newest ``capacity`` rows of each (symbol, feature_set_version)'s current session.
-
-    :meth:`rows` answers only when it can answer exactly as the store would for the newest
-    rows: it holds at least ``limit`` rows of the session, or every row of the session (it saw
-    the session begin, or the store said it had fewer). Otherwise None: read the store (and
-    :meth:`seed` the cache with the answer)."""
-
-    def __init__(self, capacity: int = 64) -> None:
-        if capacity < 1:
-            raise ValueError(f"capacity must be at least 1, got {capacity}")
-        self.capacity = capacity
-        self._entries: dict[tuple[str, int], _Entry] = {}
-        self._lock = threading.Lock()
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    def add(self, row: FeatureRow) -> None:
-        session = session_of(row.ts)
-        key = (row.symbol, row.feature_set_version)
-        with self._lock:
-            e = self._entries.get(key)
-            if e is None or session > e.session:
-                # a tracked symbol's next session starts with this row (the feed is in order
-                # per symbol); a symbol first seen now may have older rows of it elsewhere
-                tracked = e is not None and (e.complete or len(e.ts) >= self.capacity)
-                e = self._entries[key] = _Entry(session, complete=tracked)
-            elif session < e.session:
-                return  # a replay of an older session
-            e.put(int(row.ts.value), row.values)
-            self._trim(e)
-
-    def seed(self, symbol: str, fsv: int, frame: pd.DataFrame, limit: int) -> None:
-        """Merge the store's answer for the symbol's newest ``limit`` rows (oldest first)."""
-        if frame.empty:
-            return
-        ts = pd.DatetimeIndex(frame["ts"])
-        session = session_of(ts[-1])
-        values = frame.loc[:, list(FEATURE_COLUMNS)].to_numpy(dtype=np.float64)
-        with self._lock:
-            e = self._entries.get((symbol, fsv))
-            if e is not None and e.session > session:
-                return
-            if e is None or e.session < session:
-                e = self._entries[(symbol, fsv)] = _Entry(session)
-            for t, v in zip(ts.asi8.tolist(), values, strict=True):
-                i = bisect_right(e.ts, t)
-                if not (i and e.ts[i - 1] == t):  # the feed's copy of a row wins
-                    e.put(t, v)
-            e.complete = e.complete or len(frame) < limit
-            self._trim(e)
-
-    def mark_complete(self, symbol: str, fsv: int, session: dt.date) -> None:
-        """The cache holds every row of ``session`` (the store had none before them)."""
-        with self._lock:
-            e = self._entries.get((symbol, fsv))
-            if e is not None and e.session == session and len(e.ts) < self.capacity:
-                e.complete = True
-
-    def _trim(self, e: _Entry) -> None:
-        extra = len(e.ts) - self.capacity
-        if extra > 0:
-            del e.ts[:extra], e.values[:extra]
-            e.complete = False
-
-    def rows(
-        self, symbol: str, fsv: int, limit: int, upto: pd.Timestamp | None = None,
-        *, partial: bool = False,
-    ) -> tuple[F8, pd.Timestamp] | None:  # fmt: skip
-        """The newest ``limit`` rows (``FEATURE_COLUMNS`` order, oldest first) at or before
-        ``upto`` and the newest row's time; None when the cache cannot answer exactly
-        (``partial``: answer with what it has)."""
-        with self._lock:
-            e = self._entries.get((symbol, fsv))
-            if e is None:
-                return None
-            n = len(e.ts) if upto is None else bisect_right(e.ts, int(upto.value))
-            if n == 0 or (n < limit and not (e.complete or partial)):
-                return None
-            picked = e.values[max(0, n - limit) : n]
-            newest = e.ts[n - 1]
-        return np.vstack(picked), pd.Timestamp(newest, tz="UTC")
 
 
 # ---- messages -----------------------------------------------------------------------------------
@@ -246,66 +122,6 @@ class KafkaPredictionPublisher:
 
     def close(self) -> None:
         self._producer.flush(10)
-
-
-# ---- fan-out ------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Subscription:
-    symbols: frozenset[str] | None  # None: every symbol
-    models: frozenset[str]
-
-    def wants(self, symbol: str, model: str) -> bool:
-        return model in self.models and (self.symbols is None or symbol in self.symbols)
-
-
-class Subscriber:
-    """One client: its subscription and bounded queue (made on the event loop)."""
-
-    def __init__(self, subscription: Subscription, max_queue: int) -> None:
-        self.subscription = subscription
-        self.queue: asyncio.Queue[bytes] = asyncio.Queue(maxsize=max_queue)
-        self.dropped = asyncio.Event()
-
-
-Message = tuple[str, str, bytes]  # symbol, model, JSON
-
-
-class Hub:
-    """The subscribers; :meth:`publish` runs on the event loop (never blocks)."""
-
-    def __init__(self, metrics: ServingMetrics | None = None) -> None:
-        self.metrics = metrics
-        self._subscribers: set[Subscriber] = set()
-
-    def __len__(self) -> int:
-        return len(self._subscribers)
-
-    def add(self, s: Subscriber) -> None:
-        self._subscribers.add(s)
-        if self.metrics is not None:
-            self.metrics.ws_clients.set(len(self._subscribers))
-
-    def remove(self, s: Subscriber) -> None:
-        self._subscribers.discard(s)
-        if self.metrics is not None:
-            self.metrics.ws_clients.set(len(self._subscribers))
-
-    def publish(self, messages: Iterable[Message]) -> None:
-        batch = list(messages)
-        for s in list(self._subscribers):
-            if s.dropped.is_set():
-                continue
-            for symbol, model, value in batch:
-                if not s.subscription.wants(symbol, model):
-                    continue
-                try:
-                    s.queue.put_nowait(value)
-                except asyncio.QueueFull:  # it stopped reading: drop it, never wait for it
-                    s.dropped.set()
-                    self.remove(s)
-                    if self.metrics is not None:
-                        self.metrics.ws_dropped.inc()
-                    break
 
 
 # ---- the predictor ------------------------------------------------------------------------------
@@ -504,19 +320,9 @@ def loop_fanout(loop: asyncio.AbstractEventLoop, hub: Hub) -> Callable[[list[Mes
 
 
 __all__ = [
-    "CLOSE_BAD_SUBSCRIPTION",
-    "CLOSE_SUBSCRIBE_TIMEOUT",
-    "CLOSE_TOO_SLOW",
-    "CLOSE_UNAUTHORIZED",
-    "Hub",
     "KafkaPredictionPublisher",
     "LivePredictor",
-    "SessionCache",
-    "Subscriber",
-    "Subscription",
-    "cacheable",
     "loop_fanout",
     "prediction_json",
     "prediction_rows",
-    "session_of",
 ]

@@ -17,6 +17,7 @@ from tests.unit.serving.serving_helpers import Trained
 
 from signalstack.engines.kafka_io import feature_json
 from signalstack.features.columns import FEATURE_COLUMNS
+from signalstack.serving.cache import SessionCache
 from signalstack.serving.dataplane import DataPlane
 from signalstack.serving.feeds import (
     BadFeatureMessageError,
@@ -25,14 +26,8 @@ from signalstack.serving.feeds import (
     LocalFeatureFeed,
     parse_feature_message,
 )
-from signalstack.serving.live import (
-    Hub,
-    LivePredictor,
-    SessionCache,
-    Subscriber,
-    Subscription,
-    prediction_json,
-)
+from signalstack.serving.hub import Hub, Subscriber, Subscription
+from signalstack.serving.live import LivePredictor, prediction_json
 from signalstack.serving.metrics import ServingMetrics
 from signalstack.serving.repository import DirectorySource, ModelRepository
 

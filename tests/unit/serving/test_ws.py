@@ -31,7 +31,7 @@ from websockets.sync.client import ClientConnection, connect
 from signalstack.config import ServingSettings, Settings
 from signalstack.serving.app import create_app
 from signalstack.serving.feeds import FeatureLogPublisher, LocalFeatureFeed
-from signalstack.serving.live import CLOSE_TOO_SLOW
+from signalstack.serving.hub import CLOSE_TOO_SLOW
 from signalstack.serving.metrics import ServingMetrics
 from signalstack.serving.repository import DirectorySource, ModelRepository
 from signalstack.store.duckdb import DuckDBStore

@@ -28,7 +28,7 @@ from pydantic import SecretStr
 
 from signalstack.logs import get_logger
 from signalstack.serving.auth import token_matches
-from signalstack.serving.live import (
+from signalstack.serving.hub import (
     CLOSE_BAD_SUBSCRIPTION,
     CLOSE_SUBSCRIBE_TIMEOUT,
     CLOSE_TOO_SLOW,
