@@ -91,9 +91,13 @@ def backfill(
     ] = None,
     start: Annotated[str | None, typer.Option(help="First session date, YYYY-MM-DD.")] = None,
     end: Annotated[str | None, typer.Option(help="Last session date, YYYY-MM-DD.")] = None,
-    source: Annotated[Literal["polygon"], typer.Option(help="Where history comes from.")] = (
-        "polygon"
-    ),
+    source: Annotated[
+        Literal["polygon", "polygon-aggs", "yfinance"],
+        typer.Option(
+            help="Where history comes from: polygon (REST trades), polygon-aggs (Polygon minute "
+            "bars) or yfinance (Yahoo 1m bars); bars go to ohlcv_1m marked with their source."
+        ),
+    ] = "polygon",
     sink: Annotated[Literal["db"], typer.Option(help="Where it goes: the store.")] = "db",
     detect_gaps: Annotated[
         bool, typer.Option("--detect-gaps", help="Fetch only the minutes with no bar.")

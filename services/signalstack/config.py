@@ -276,6 +276,8 @@ class BackfillSettings(BaseSettings):
     lookback_sessions: int = Field(default=5, ge=1)  # --scheduled: the last N closed sessions
     merge_minutes: int = Field(default=15, ge=0)  # gaps this close are fetched as one range
     page_limit: int = Field(default=50_000, ge=1, le=50_000)  # /v3/trades results per page
+    yfinance_rate_per_s: float = Field(default=0.5, gt=0)  # --source yfinance: Yahoo requests/s
+    yfinance_max_retries: int = Field(default=4, ge=0)  # rate-limit/network errors retried
     pushgateway_url: str = ""  # push the last run's metrics here (job signalstack-backfill)
     metrics_file: str = ""  # or write them to this node-exporter textfile
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 import orjson
 import pandas as pd
 
+from signalstack.backfill.bars import YFinanceBars
 from signalstack.backfill.metrics import export
 from signalstack.backfill.progress import progress_for
 from signalstack.backfill.run import (
@@ -69,6 +70,7 @@ def options(
     extended_hours: bool | None,
     merge_minutes: int,
     page_limit: int,
+    source: str = "polygon",
 ) -> BackfillOptions:
     syms = _symbols(settings, symbols)
     lo, hi = _date(start, "start"), _date(end, "end")
@@ -77,11 +79,21 @@ def options(
     if not 1 <= page_limit <= 50_000:
         raise BackfillError(f"--page-limit must be in 1..50000, got {page_limit}")
     return BackfillOptions(
-        symbols=syms, start=lo, end=hi, detect_gaps=detect_gaps,
+        symbols=syms, start=lo, end=hi, detect_gaps=detect_gaps, source=_source(source),
         extended_hours=_extended(settings, extended_hours),
         calendar=settings.market.calendar, merge_within_minutes=max(0, merge_minutes),
         page_limit=page_limit,
     )  # fmt: skip
+
+
+def _source(source: str) -> Literal["polygon", "polygon-aggs", "yfinance"]:
+    if source == "polygon":
+        return "polygon"
+    if source == "polygon-aggs":
+        return "polygon-aggs"
+    if source == "yfinance":
+        return "yfinance"
+    raise BackfillError(f"--source must be polygon, polygon-aggs or yfinance, got {source!r}")
 
 
 def run(
@@ -103,14 +115,23 @@ def run(
 ) -> BackfillResult:
     """Run (or resume, dry-run, or run the scheduled pass of) a backfill; raise
     :class:`BackfillIncompleteError` (exit 5) when ranges remain unhealed."""
-    if source != "polygon" or sink != "db":
-        raise BackfillError(f"--source {source} --sink {sink} is not supported yet")
+    _source(source)
+    if sink != "db":
+        raise BackfillError(f"--sink {sink} is not supported yet")
     cfg = settings.backfill
     merge = cfg.merge_minutes if merge_minutes is None else merge_minutes
     limit = cfg.page_limit if page_limit is None else page_limit
 
     def client(transport: httpx.AsyncBaseTransport) -> PolygonRestClient:
         return PolygonRestClient.from_settings(settings.polygon, transport=transport)
+
+    def yahoo() -> YFinanceBars:
+        from signalstack.marketdata.yfinance_source import YFinanceSource
+
+        return YFinanceBars(
+            YFinanceSource(prepost=_extended(settings, extended_hours)),
+            rate_per_s=cfg.yfinance_rate_per_s, max_retries=cfg.yfinance_max_retries,
+        )  # fmt: skip
 
     try:
         store = open_store(settings)
@@ -122,7 +143,9 @@ def run(
         raise
     try:
         clock = (lambda: now) if now is not None else wall_clock
-        runner = BackfillRunner(store, client, progress=progress_for(), now=clock)
+        runner = BackfillRunner(
+            store, client, progress=progress_for(), now=clock, yfinance_factory=yahoo
+        )
         if resume:
             result = runner.resume(resume)
         elif scheduled:
@@ -131,13 +154,14 @@ def run(
                 syms, runner.now(),
                 cfg.lookback_sessions, calendar=settings.market.calendar,
                 extended_hours=_extended(settings, extended_hours),
-                merge_within_minutes=merge, page_limit=limit,
+                merge_within_minutes=merge, page_limit=limit, source=_source(source),
             )  # fmt: skip
             result = run_scheduled(runner, opts)
         else:
             opts = options(
                 settings, symbols=symbols, start=start, end=end, detect_gaps=detect_gaps,
                 extended_hours=extended_hours, merge_minutes=merge, page_limit=limit,
+                source=source,
             )  # fmt: skip
             if dry_run:
                 result = runner.dry_run(opts)

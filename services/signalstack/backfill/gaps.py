@@ -97,10 +97,16 @@ def find_gaps(
     calendar: str = "XNYS",
     extended_hours: bool = False,
     merge_within_minutes: int = 0,
+    bars_from: Sequence[str] | None = None,
+    checked_by: Sequence[str] | None = None,
 ) -> list[Gap]:
     """For each symbol and each session in ``start..end``, the unchecked minutes with no bar,
     grouped into ranges padded by :data:`PAD` on both sides within the session (ranges that
-    then touch or overlap are joined; ordered by symbol, then time)."""
+    then touch or overlap are joined; ordered by symbol, then time).
+
+    ``bars_from``: only bars of these ``ohlcv_1m.source`` values count (a trade backfill looks
+    for minutes without an engine bar: a vendor bar is a stand-in its trades replace);
+    ``checked_by``: only ranges done by runs of these backfill sources count as checked."""
     days = sessions(start, end, calendar)
     if not days:
         return []
@@ -108,8 +114,13 @@ def find_gaps(
     lo, hi = bounds[days[0]][0], bounds[days[-1]][1] + MINUTE
     gaps: list[Gap] = []
     for symbol in symbols:
-        have = pd.DatetimeIndex(store.bars([symbol], lo, hi)["ts"])
-        checked = [(r.start, r.end) for r in store.checked_ranges([symbol], lo, hi)]
+        if bars_from is None:
+            have = pd.DatetimeIndex(store.bars([symbol], lo, hi)["ts"])
+        else:
+            src = store.bar_sources([symbol], lo, hi)
+            have = pd.DatetimeIndex(src.loc[src["source"].isin(list(bars_from)), "ts"])
+        done = store.checked_ranges([symbol], lo, hi, checked_by)
+        checked = [(r.start, r.end) for r in done]
         for day in days:
             missing = session_minutes(day, calendar, extended_hours).difference(have)
             missing = unchecked(missing, checked)

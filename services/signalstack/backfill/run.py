@@ -34,7 +34,7 @@ import asyncio
 import datetime as dt
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from itertools import groupby
 from typing import Any, Literal
@@ -43,6 +43,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from signalstack.backfill.bars import BAR_SOURCES, BarPage, YFinanceBars, polygon_bar_pages
 from signalstack.backfill.gaps import MINUTE, Gap, clip_gaps, find_gaps
 from signalstack.backfill.polygon import StatusCounter, trade_pages
 from signalstack.backfill.progress import LogProgress, Progress
@@ -50,7 +51,7 @@ from signalstack.errors import SignalStackError
 from signalstack.features.definitions import LONGEST_WINDOW_MINUTES, VOLUME_RATIO_LOOKBACK
 from signalstack.features.sessions import NS_PER_MINUTE, session_index
 from signalstack.logs import get_logger
-from signalstack.marketdata.errors import PolygonAuthError, PolygonRestError
+from signalstack.marketdata.errors import MarketDataError, PolygonAuthError, PolygonRestError
 from signalstack.marketdata.polygon_rest import PolygonRestClient
 from signalstack.schemas.trade import NS_PER_MS
 from signalstack.store.base import BackfillRange, BackfillRun, Store
@@ -85,13 +86,18 @@ class BackfillOptions:
     symbols: tuple[str, ...]
     start: dt.date
     end: dt.date
-    source: Literal["polygon"] = "polygon"
+    source: Literal["polygon", "polygon-aggs", "yfinance"] = "polygon"
     sink: Literal["db"] = "db"
     detect_gaps: bool = True
     extended_hours: bool = False
     calendar: str = "XNYS"
     merge_within_minutes: int = 15  # join gaps this close into one request
-    page_limit: int = 50_000  # results per /v3/trades page (Polygon's maximum)
+    page_limit: int = 50_000  # results per /v3/trades (or /v2/aggs) page (Polygon's maximum)
+
+    @property
+    def bars_only(self) -> bool:
+        """A vendor-bar source (``polygon-aggs``, ``yfinance``): bars straight to ohlcv_1m."""
+        return self.source in BAR_SOURCES
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
@@ -118,8 +124,8 @@ class BackfillStats:
     retries: int = 0
     http_429: int = 0
     http_5xx: int = 0
-    trades_fetched: int = 0
-    trades_stored: int = 0
+    trades_fetched: int = 0  # results fetched: trades, or bars for a vendor-bar source
+    trades_stored: int = 0  # new rows: trades, or vendor bars written
     rejected: int = 0
     bars: int = 0
     features: int = 0
@@ -329,9 +335,11 @@ class BackfillRunner:
         progress: Progress | None = None,
         clock: Any = time.monotonic,
         now: Callable[[], pd.Timestamp] = wall_clock,
+        yfinance_factory: Callable[[], YFinanceBars] | None = None,
     ) -> None:
         self.store = store
         self.client_factory = client_factory
+        self.yfinance_factory = yfinance_factory or default_yfinance
         self.progress = progress or LogProgress()
         self.clock = clock
         self.now = now  # what "now" is for which minutes are settled (injected in tests)
@@ -379,10 +387,16 @@ class BackfillRunner:
         if not opts.detect_gaps:
             gaps = whole_sessions(opts)
         else:
+            # A trade backfill heals minutes without an engine bar (a vendor bar is replaced by
+            # the bar its trades make) and trusts only trade runs' checks; a vendor-bar run
+            # fills minutes with no bar at all, and any run's check (no trades: no bar) holds.
+            trades = not opts.bars_only
             gaps = find_gaps(
                 self.store, opts.symbols, opts.start, opts.end, calendar=opts.calendar,
                 extended_hours=opts.extended_hours,
                 merge_within_minutes=opts.merge_within_minutes,
+                bars_from=("trades",) if trades else None,
+                checked_by=("polygon",) if trades else None,
             )  # fmt: skip
         return clip_gaps(gaps, horizon(self.now()))
 
@@ -400,7 +414,7 @@ class BackfillRunner:
         error = ""
         try:
             asyncio.run(self._fetch_and_compute(opts, ranges, stats))
-        except PolygonAuthError as err:
+        except (PolygonAuthError, MarketDataError) as err:
             error = str(err)
         final = self.store.backfill_ranges(run.run_id)
         stats.trades_fetched = sum(r.trades for r in final)
@@ -425,6 +439,7 @@ class BackfillRunner:
     ) -> None:
         counter = StatusCounter()
         client: PolygonRestClient = self.client_factory(counter)
+        yahoo = self.yfinance_factory() if opts.source == "yfinance" else None
         settled = horizon(self.now())
         try:
 
@@ -435,9 +450,16 @@ class BackfillRunner:
                 todo = list(group)
                 if all(r.status == "done" for r in todo):
                     continue
-                fetched = [await self._fetch(client, opts, r, stats) for r in todo]
+                if opts.bars_only:
+                    fetched = [await self._fetch_bars(client, yahoo, opts, r) for r in todo]
+                else:
+                    fetched = [await self._fetch(client, opts, r, stats) for r in todo]
                 if any(r.end > settled for r in fetched):  # planned with another clock
                     log.warning("backfill_range_not_settled", symbol=todo[0].symbol)
+                elif opts.bars_only:  # vendor bars are written as fetched: no replay
+                    done = [replace(r, status="done") for r in fetched if r.status == "fetched"]
+                    self.store.record_backfill_ranges(done)
+                    stats.bars += sum(r.stored for r in fetched if r.status == "fetched")
                 elif all(r.status in ("fetched", "done") for r in fetched):
                     self._compute(opts, fetched, stats)
                     self.store.record_backfill_ranges([replace(r, status="done") for r in fetched])
@@ -446,11 +468,52 @@ class BackfillRunner:
                         replace(r, status="done") if r.status == "fetched" else r
                     )
         finally:
-            stats.api_calls = client.requests
-            stats.retries = client.retries
-            stats.http_429 = counter.throttled
+            stats.api_calls = client.requests + (yahoo.requests if yahoo else 0)
+            stats.retries = client.retries + (yahoo.retries if yahoo else 0)
+            stats.http_429 = counter.throttled + (yahoo.throttled if yahoo else 0)
             stats.http_5xx = counter.server_errors
             await client.aclose()
+
+    async def _fetch_bars(
+        self,
+        client: PolygonRestClient,
+        yahoo: YFinanceBars | None,
+        opts: BackfillOptions,
+        rng: BackfillRange,
+    ) -> BackfillRange:
+        """Vendor bars of one range straight into ohlcv_1m (never over an engine bar); the
+        cursor is the newest bar end written, so a resume asks from there."""
+        if rng.status in ("fetched", "done"):
+            return rng
+        lo = pd.Timestamp(rng.cursor_ns, tz="UTC") if rng.cursor_ns is not None else rng.start
+
+        async def pages() -> AsyncIterator[BarPage]:
+            if yahoo is not None:
+                yield await yahoo.page(rng.symbol, lo, rng.end, self.now())
+            else:
+                async for p in polygon_bar_pages(client, rng.symbol, lo, rng.end, opts.page_limit):
+                    yield p
+
+        try:
+            async for page in pages():  # each page written and its cursor recorded at once
+                if page.rejects:
+                    self.store.write_dlq(page.rejects)
+                stored = self.store.write_vendor_bars(page.bars) if len(page.bars) else 0
+                cursor = page.max_end_ns if page.max_end_ns is not None else rng.cursor_ns
+                rng = replace(
+                    rng, status="pending", cursor_ns=cursor,
+                    trades=rng.trades + page.results, stored=rng.stored + stored,
+                )  # fmt: skip
+                self.store.record_backfill_ranges([rng])
+                self.progress.page(rng)
+        except (PolygonRestError, MarketDataError) as err:
+            log.warning("backfill_range_failed", seq=rng.seq, symbol=rng.symbol, error=str(err))
+            rng = replace(rng, status="failed")
+            self.store.record_backfill_ranges([rng])
+            return rng
+        rng = replace(rng, status="fetched")
+        self.store.record_backfill_ranges([rng])
+        return rng
 
     async def _fetch(
         self,
@@ -508,6 +571,12 @@ class BackfillRunner:
         stats.bars += sink.bars
         stats.features += sink.features
         stats.features_skipped += sink.features_skipped
+
+
+def default_yfinance() -> YFinanceBars:
+    from signalstack.marketdata.yfinance_source import YFinanceSource
+
+    return YFinanceBars(YFinanceSource())
 
 
 def run_lock(run_id: str) -> str:

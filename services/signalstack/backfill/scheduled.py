@@ -9,6 +9,7 @@ that finds it taken exits cleanly with status ``skipped``.
 from __future__ import annotations
 
 import datetime as dt
+from typing import Literal
 
 import pandas as pd
 
@@ -48,6 +49,7 @@ def scheduled_options(
     extended_hours: bool = False,
     merge_within_minutes: int = 15,
     page_limit: int = 50_000,
+    source: Literal["polygon", "polygon-aggs", "yfinance"] = "polygon",
 ) -> BackfillOptions | None:
     days = closed_sessions(now, lookback, calendar, extended_hours)
     if not days:
@@ -55,7 +57,7 @@ def scheduled_options(
     return BackfillOptions(
         symbols=symbols, start=days[0], end=days[-1], detect_gaps=True, calendar=calendar,
         extended_hours=extended_hours, merge_within_minutes=merge_within_minutes,
-        page_limit=page_limit,
+        page_limit=page_limit, source=source,
     )  # fmt: skip
 
 

@@ -423,6 +423,12 @@ class Store(ABC):
         """Upsert 1-minute bars on (symbol, ts). Returns rows written."""
 
     @abstractmethod
+    def write_vendor_bars(self, df: pd.DataFrame) -> int:
+        """Upsert vendor 1-minute bars (``source`` ``polygon_aggs`` or ``yfinance``) on
+        (symbol, ts), never over a bar the engine made from trades (``source = 'trades'``).
+        Returns rows written (inserted or replacing a vendor bar)."""
+
+    @abstractmethod
     def write_features(self, df: pd.DataFrame) -> int:
         """Upsert feature rows on (symbol, ts, feature_set_version). Returns rows written."""
 
@@ -461,9 +467,14 @@ class Store(ABC):
 
     @abstractmethod
     def checked_ranges(
-        self, symbols: Sequence[str], start: TimeLike, end: TimeLike
+        self,
+        symbols: Sequence[str],
+        start: TimeLike,
+        end: TimeLike,
+        sources: Sequence[str] | None = None,
     ) -> list[BackfillRange]:
-        """The ``done`` ranges of any run that overlap ``start <= ts < end`` for these symbols."""
+        """The ``done`` ranges overlapping ``start <= ts < end`` for these symbols, of any run
+        or (``sources``) of the runs whose ``backfill_runs.source`` is one of these."""
 
     @abstractmethod
     def try_lock(self, name: str) -> AbstractContextManager[bool]:
@@ -519,6 +530,11 @@ class Store(ABC):
     @abstractmethod
     def bars(self, symbols: Sequence[str], start: TimeLike, end: TimeLike) -> pd.DataFrame:
         """1-minute bars with start <= ts < end, ordered by (symbol, ts)."""
+
+    @abstractmethod
+    def bar_sources(self, symbols: Sequence[str], start: TimeLike, end: TimeLike) -> pd.DataFrame:
+        """``symbol, ts, source`` of the 1-minute bars with start <= ts < end (``trades``: the
+        engine's; else the vendor's), ordered by (symbol, ts)."""
 
     @abstractmethod
     def training_frame(

@@ -140,6 +140,13 @@ class DuckDBStore(Store):
         typed = frames.prepare_bars(df)
         return self._insert_frame("ohlcv_1m", typed, self._upsert(["symbol", "ts"], typed.columns))
 
+    def write_vendor_bars(self, df: pd.DataFrame) -> int:
+        typed = frames.prepare_vendor_bars(df)
+        conflict = self._upsert(["symbol", "ts"], typed.columns)
+        return self._insert_frame(
+            "ohlcv_1m", typed, f"{conflict} WHERE ohlcv_1m.source <> '{frames.ENGINE_BAR_SOURCE}'"
+        )
+
     def write_features(self, df: pd.DataFrame) -> int:
         typed = frames.prepare_features(df)
         key = ["symbol", "feature_set_version", "ts"]
@@ -222,14 +229,24 @@ class DuckDBStore(Store):
         return backfill_ranges_from_frame(df)
 
     def checked_ranges(
-        self, symbols: Sequence[str], start: TimeLike, end: TimeLike
+        self,
+        symbols: Sequence[str],
+        start: TimeLike,
+        end: TimeLike,
+        sources: Sequence[str] | None = None,
     ) -> list[BackfillRange]:
         df = self._df(
             f"SELECT {', '.join(BACKFILL_RANGE_COLUMNS)} FROM backfill_ranges "
             "WHERE status = 'done' AND symbol IN (SELECT unnest(?::VARCHAR[])) "
-            "AND start_ts < ? AND end_ts > ? ORDER BY symbol, start_ts",
-            [list(symbols), _py(to_utc(end)), _py(to_utc(start))],
-        )
+            "AND start_ts < ? AND end_ts > ? AND (?::VARCHAR[] IS NULL OR run_id IN "
+            "(SELECT run_id FROM backfill_runs WHERE list_contains(?::VARCHAR[], source))) "
+            "ORDER BY symbol, start_ts",
+            [
+                list(symbols), _py(to_utc(end)), _py(to_utc(start)),
+                None if sources is None else list(sources),
+                None if sources is None else list(sources),
+            ],
+        )  # fmt: skip
         return backfill_ranges_from_frame(df)
 
     @contextlib.contextmanager
@@ -294,6 +311,15 @@ class DuckDBStore(Store):
             [list(symbols), _py(to_utc(start)), _py(to_utc(end))],
         )
         return frames.finish_bars(df)
+
+    def bar_sources(self, symbols: Sequence[str], start: TimeLike, end: TimeLike) -> pd.DataFrame:
+        df = self._df(
+            "SELECT symbol, ts, source FROM ohlcv_1m "
+            "WHERE symbol IN (SELECT unnest(?::VARCHAR[])) AND ts >= ? AND ts < ? "
+            "ORDER BY symbol, ts",
+            [list(symbols), _py(to_utc(start)), _py(to_utc(end))],
+        )
+        return frames.finish_bar_sources(df)
 
     def training_frame(
         self,

@@ -250,17 +250,53 @@ def prepare_bars(df: pd.DataFrame) -> pd.DataFrame:
         out[c] = out[c].astype("float64")
     out["trade_count"] = out["trade_count"].astype("int64")
     out["symbol"] = _text_key(out["symbol"], "symbol")
+    # The engine's bars: they replace a vendor bar of the same minute (sql/006_ohlcv_source.sql).
+    out["source"] = ENGINE_BAR_SOURCE
     # A batch may repeat a key (a re-emitted bar): the last one wins, as in a later batch.
     return out.drop_duplicates(["symbol", "ts"], keep="last").reset_index(drop=True)
 
 
+ENGINE_BAR_SOURCE: Final = "trades"
+VENDOR_BAR_SOURCES: Final = ("polygon_aggs", "yfinance")
+
+
+@_types_refused
+def prepare_vendor_bars(df: pd.DataFrame) -> pd.DataFrame:
+    """Vendor bars (``BAR_COLUMNS`` + ``source``, one of :data:`VENDOR_BAR_SOURCES`);
+    ``trade_count`` may be missing (NA: the vendor does not say), ``vwap`` NaN."""
+    require_columns(df, (*BAR_COLUMNS, "source"), "vendor bars")
+    out = df.loc[:, [*BAR_COLUMNS, "source"]].copy()
+    bad = sorted(set(out["source"].astype(str)) - set(VENDOR_BAR_SOURCES))
+    if bad:
+        raise ValueError(f"vendor bars: source must be one of {VENDOR_BAR_SOURCES}, got {bad}")
+    out["ts"] = key_ts(out["ts"])
+    for c in ("open", "high", "low", "close", "volume", "vwap"):
+        out[c] = out[c].astype("float64")
+    out["trade_count"] = out["trade_count"].astype("Int64")
+    out["symbol"] = _text_key(out["symbol"], "symbol")
+    out["source"] = out["source"].astype(object)
+    return out.drop_duplicates(["symbol", "ts"], keep="last").reset_index(drop=True)
+
+
 def finish_bars(df: pd.DataFrame) -> pd.DataFrame:
+    """Bars as read: ``trade_count`` int64, or nullable Int64 when a vendor bar without a
+    count (yfinance) is among them."""
     out = df.loc[:, list(BAR_COLUMNS)].copy() if not df.empty else empty(BAR_COLUMNS)
     out["symbol"] = out["symbol"].astype(object)
     out["ts"] = utc_ns(out["ts"])
     for c in ("open", "high", "low", "close", "volume", "vwap"):
         out[c] = out[c].astype("float64")
-    out["trade_count"] = out["trade_count"].astype("int64")
+    counts = out["trade_count"].astype("Int64")
+    out["trade_count"] = counts.astype("int64") if not counts.isna().any() else counts
+    return out.reset_index(drop=True)
+
+
+def finish_bar_sources(df: pd.DataFrame) -> pd.DataFrame:
+    cols = ("symbol", "ts", "source")
+    out = df.loc[:, list(cols)].copy() if not df.empty else empty(cols)
+    out["symbol"] = out["symbol"].astype(object)
+    out["ts"] = utc_ns(out["ts"])
+    out["source"] = out["source"].astype(object)
     return out.reset_index(drop=True)
 
 

@@ -369,7 +369,12 @@ class TimescaleStore(Store):
         return self._loop.run(self._write_async(batch))
 
     def _upsert(
-        self, table: str, df: pd.DataFrame, types: Mapping[str, str], key: Sequence[str]
+        self,
+        table: str,
+        df: pd.DataFrame,
+        types: Mapping[str, str],
+        key: Sequence[str],
+        where: str = "",
     ) -> int:
         if df.empty:
             return 0
@@ -381,6 +386,7 @@ class TimescaleStore(Store):
         query = (
             f"INSERT INTO {table} ({', '.join(cols)}) SELECT * FROM unnest({unnest}) "
             f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {sets}{extra}"
+            + (f" WHERE {where}" if where else "")
         )
         args = [_col(df, c) for c in cols]
 
@@ -396,8 +402,23 @@ class TimescaleStore(Store):
             "ts": "timestamptz",
             **{c: "float8" for c in ("open", "high", "low", "close", "volume", "vwap")},
             "trade_count": "int8",
+            "source": "text",
         }
         return self._upsert("ohlcv_1m", typed, types, ["symbol", "ts"])
+
+    def write_vendor_bars(self, df: pd.DataFrame) -> int:
+        typed = frames.prepare_vendor_bars(df)
+        types = {
+            "symbol": "text",
+            "ts": "timestamptz",
+            **{c: "float8" for c in ("open", "high", "low", "close", "volume", "vwap")},
+            "trade_count": "int8",
+            "source": "text",
+        }
+        return self._upsert(
+            "ohlcv_1m", typed, types, ["symbol", "ts"],
+            where=f"ohlcv_1m.source <> '{frames.ENGINE_BAR_SOURCE}'",
+        )  # fmt: skip
 
     def write_features(self, df: pd.DataFrame) -> int:
         typed = frames.prepare_features(df)
@@ -508,15 +529,22 @@ class TimescaleStore(Store):
         return backfill_ranges_from_frame(df)
 
     def checked_ranges(
-        self, symbols: Sequence[str], start: TimeLike, end: TimeLike
+        self,
+        symbols: Sequence[str],
+        start: TimeLike,
+        end: TimeLike,
+        sources: Sequence[str] | None = None,
     ) -> list[BackfillRange]:
         df = self._fetch_df(
             f"SELECT {', '.join(BACKFILL_RANGE_COLUMNS)} FROM backfill_ranges "
             "WHERE status = 'done' AND symbol = ANY($1::text[]) AND start_ts < $2 "
-            "AND end_ts > $3 ORDER BY symbol, start_ts",
+            "AND end_ts > $3 AND ($4::text[] IS NULL OR run_id IN "
+            "(SELECT run_id FROM backfill_runs WHERE source = ANY($4::text[]))) "
+            "ORDER BY symbol, start_ts",
             list(symbols),
             _dt(to_utc(end)),
             _dt(to_utc(start)),
+            None if sources is None else list(sources),
         )
         return backfill_ranges_from_frame(df)
 
@@ -598,6 +626,16 @@ class TimescaleStore(Store):
             _dt(to_utc(end)),
         )
         return frames.finish_bars(df)
+
+    def bar_sources(self, symbols: Sequence[str], start: TimeLike, end: TimeLike) -> pd.DataFrame:
+        df = self._fetch_df(
+            "SELECT symbol, ts, source FROM ohlcv_1m "
+            "WHERE symbol = ANY($1::text[]) AND ts >= $2 AND ts < $3 ORDER BY symbol, ts",
+            list(symbols),
+            _dt(to_utc(start)),
+            _dt(to_utc(end)),
+        )
+        return frames.finish_bar_sources(df)
 
     def training_frame(
         self,

@@ -276,3 +276,31 @@ def test_scheduled_pass_skips_cleanly_while_the_embedded_store_is_open_elsewhere
         assert summary(done)["status"] == "skipped" and srv.rest_requests == 0
     finally:
         other.close()
+
+
+def test_cli_polygon_aggs_writes_vendor_bars_marked_and_is_idempotent(
+    fake: Callable[..., FakePolygonServer],
+    target: tuple[dict[str, str], Callable[[], Store]],
+) -> None:
+    """``--source polygon-aggs``: Polygon's minute bars straight into ohlcv_1m (source
+    ``polygon_aggs``), no trade stored; the same command again finds no gap."""
+    srv = fake()
+    store_env, open_store = target
+    args = [a if a != "polygon" else "polygon-aggs" for a in ARGS] + ["--detect-gaps"]
+    first = backfill(args, env_for(srv, store_env))
+    assert first.returncode == 0, first.stderr[-3000:]
+    s1 = summary(first)
+    assert s1["status"] == "ok" and s1["trades_stored"] == s1["bars"]
+    assert isinstance(s1["bars"], int) and s1["bars"] > 600
+    again = backfill(args, env_for(srv, store_env))
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert summary(again)["ranges"] == 0 and summary(again)["api_calls"] == 0
+    store = open_store()
+    try:
+        src = store.bar_sources(list(SYMBOLS), LO, HI)
+        assert len(src) == s1["bars"] and set(src["source"]) == {"polygon_aggs"}
+        assert store.count("trades") == 0
+        run = store.backfill_run(str(s1["run_id"]))
+        assert run is not None and run.source == "polygon-aggs"
+    finally:
+        store.close()

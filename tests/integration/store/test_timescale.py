@@ -50,6 +50,7 @@ ALL_MIGRATIONS = [
     "003_dlq_dedup_key",
     "004_backfill_progress",
     "005_model_decisions",
+    "006_ohlcv_source",
 ]
 
 
