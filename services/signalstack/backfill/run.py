@@ -274,7 +274,8 @@ class _FetchedMinutes:
             & np.isclose(both["close"], both["close_s"])
         )
         ends = pd.DatetimeIndex(both["ts"].to_numpy(dtype="int64"), tz="UTC")
-        bad = ~same.to_numpy() & ~self._fetched(ends)
+        # a vendor bar without a trade count (Yahoo: NULL) compares as NA: never equal
+        bad = ~same.fillna(False).to_numpy(dtype=bool) & ~self._fetched(ends)
         return np.sort(ends[bad].as_unit("ns").asi8)
 
     def commit(self) -> None:

@@ -338,3 +338,22 @@ def test_the_source_migration_keeps_existing_bars_as_engine_bars(
 
 
 MIN = pd.Timedelta(minutes=1)
+
+
+def test_a_trade_backfill_beside_a_yahoo_bar_treats_it_as_untrusted() -> None:
+    """A stored vendor bar without a trade count (NULL) outside the fetched ranges is not equal
+    to the replay's bar: the feature rows reading it are left alone (it used to crash)."""
+    from signalstack.backfill.run import _FetchedMinutes
+    from signalstack.store.base import BackfillRange
+
+    t = pd.Timestamp("2024-03-12 14:00", tz="UTC")
+
+    def bars(counts: object, ends: list[pd.Timestamp]) -> pd.DataFrame:
+        cols = {"open": 1.0, "high": 2.0, "low": 0.5, "close": 1.0, "volume": 10.0, "vwap": 1.0}
+        return pd.DataFrame({"symbol": "AAPL", "ts": ends, **cols, "trade_count": counts})
+
+    stored = bars(pd.array([None, 3], dtype="Int64"), [t + 3 * MIN, t + 4 * MIN])
+    replayed = bars(np.array([5, 5, 3]), [t + MIN, t + 3 * MIN, t + 4 * MIN])
+    ranges = [BackfillRange("r", 0, "AAPL", t, t + 2 * MIN)]
+    fetched = _FetchedMinutes(None, ranges, stored)  # type: ignore[arg-type]
+    assert fetched._untrusted(replayed).tolist() == [(t + 3 * MIN).value]
