@@ -82,6 +82,8 @@ class SessionCache:
                 e = self._entries[key] = _Entry(session, complete=tracked)
             elif session < e.session:
                 return  # a replay of an older session
+            elif len(e.ts) >= self.capacity and row.ts.value < e.ts[0]:
+                return  # older than the newest rows kept: it would go at once
             e.put(int(row.ts.value), row.values)
             self._trim(e)
 

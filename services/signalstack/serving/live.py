@@ -191,15 +191,20 @@ class LivePredictor:
         if not cacheable(model):
             return self._store_rows(r, limit)
         got = self.cache.rows(r.symbol, fsv, limit, upto=r.ts)
-        if got is None and self.store is not None:
-            stored = self._stored(r, limit)
-            if stored.empty:  # nothing of this session before r in the store: r starts it
-                self.cache.mark_complete(r.symbol, fsv, session_of(r.ts))
-            else:
-                self.cache.seed(r.symbol, fsv, stored, limit)
-        if got is None:
-            got = self.cache.rows(r.symbol, fsv, limit, upto=r.ts, partial=True)
-        if got is None or got[1] != r.ts:  # a replayed row older than the cache keeps
+        if got is not None:
+            return got[0]
+        held = self.cache.rows(r.symbol, fsv, limit, upto=r.ts, partial=True)
+        if held is None or held[1] != r.ts:  # a replayed row older than the cache keeps
+            return self._store_rows(r, limit)
+        if self.store is None:
+            return held[0]
+        stored = self._stored(r, limit)
+        if stored.empty:  # nothing of this session before r in the store: r starts it
+            self.cache.mark_complete(r.symbol, fsv, session_of(r.ts))
+            return held[0]
+        self.cache.seed(r.symbol, fsv, stored, limit)
+        got = self.cache.rows(r.symbol, fsv, limit, upto=r.ts)
+        if got is None or got[1] != r.ts:  # the cache keeps newer rows than these: the store
             return self._store_rows(r, limit)
         return got[0]
 
