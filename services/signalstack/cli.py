@@ -98,7 +98,12 @@ def backfill(
             "bars) or yfinance (Yahoo 1m bars); bars go to ohlcv_1m marked with their source."
         ),
     ] = "polygon",
-    sink: Annotated[Literal["db"], typer.Option(help="Where it goes: the store.")] = "db",
+    sink: Annotated[
+        Literal["db", "kafka"],
+        typer.Option(
+            help="Where REST trades go: the store (db), or market.trades and the store (kafka)."
+        ),
+    ] = "db",
     detect_gaps: Annotated[
         bool, typer.Option("--detect-gaps", help="Fetch only the minutes with no bar.")
     ] = False,

@@ -10,6 +10,7 @@ import orjson
 import pandas as pd
 
 from signalstack.backfill.bars import YFinanceBars
+from signalstack.backfill.kafka_sink import TradeProducer
 from signalstack.backfill.metrics import export
 from signalstack.backfill.progress import progress_for
 from signalstack.backfill.run import (
@@ -71,6 +72,7 @@ def options(
     merge_minutes: int,
     page_limit: int,
     source: str = "polygon",
+    sink: str = "db",
 ) -> BackfillOptions:
     syms = _symbols(settings, symbols)
     lo, hi = _date(start, "start"), _date(end, "end")
@@ -80,6 +82,7 @@ def options(
         raise BackfillError(f"--page-limit must be in 1..50000, got {page_limit}")
     return BackfillOptions(
         symbols=syms, start=lo, end=hi, detect_gaps=detect_gaps, source=_source(source),
+        sink="kafka" if sink == "kafka" else "db",
         extended_hours=_extended(settings, extended_hours),
         calendar=settings.market.calendar, merge_within_minutes=max(0, merge_minutes),
         page_limit=page_limit,
@@ -115,15 +118,22 @@ def run(
 ) -> BackfillResult:
     """Run (or resume, dry-run, or run the scheduled pass of) a backfill; raise
     :class:`BackfillIncompleteError` (exit 5) when ranges remain unhealed."""
-    _source(source)
-    if sink != "db":
-        raise BackfillError(f"--sink {sink} is not supported yet")
+    if _source(source) != "polygon" and sink != "db":
+        raise BackfillError(
+            f"--source {source} writes bars to ohlcv_1m: use --sink db (bars never become trades)"
+        )
+    if sink not in ("db", "kafka"):
+        raise BackfillError(f"--sink must be db or kafka, got {sink!r}")
     cfg = settings.backfill
     merge = cfg.merge_minutes if merge_minutes is None else merge_minutes
     limit = cfg.page_limit if page_limit is None else page_limit
 
     def client(transport: httpx.AsyncBaseTransport) -> PolygonRestClient:
         return PolygonRestClient.from_settings(settings.polygon, transport=transport)
+
+    def producer() -> TradeProducer:
+        k = settings.kafka
+        return TradeProducer(k.bootstrap_servers, k.trades_topic, settings.ingest)
 
     def yahoo() -> YFinanceBars:
         from signalstack.marketdata.yfinance_source import YFinanceSource
@@ -144,8 +154,9 @@ def run(
     try:
         clock = (lambda: now) if now is not None else wall_clock
         runner = BackfillRunner(
-            store, client, progress=progress_for(), now=clock, yfinance_factory=yahoo
-        )
+            store, client, progress=progress_for(), now=clock, yfinance_factory=yahoo,
+            producer_factory=producer,
+        )  # fmt: skip
         if resume:
             result = runner.resume(resume)
         elif scheduled:
@@ -155,13 +166,14 @@ def run(
                 cfg.lookback_sessions, calendar=settings.market.calendar,
                 extended_hours=_extended(settings, extended_hours),
                 merge_within_minutes=merge, page_limit=limit, source=_source(source),
+                sink="kafka" if sink == "kafka" else "db",
             )  # fmt: skip
             result = run_scheduled(runner, opts)
         else:
             opts = options(
                 settings, symbols=symbols, start=start, end=end, detect_gaps=detect_gaps,
                 extended_hours=extended_hours, merge_minutes=merge, page_limit=limit,
-                source=source,
+                source=source, sink=sink,
             )  # fmt: skip
             if dry_run:
                 result = runner.dry_run(opts)

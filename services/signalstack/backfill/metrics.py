@@ -32,6 +32,10 @@ FIELDS: Final = {
     "http_5xx": ("http_5xx", "HTTP 5xx answers the last run got."),
     "trades_stored": ("trades_stored", "Trades the last run stored (new rows)."),
     "rejected": ("rejected", "Results the last run sent to the DLQ."),
+    "produced": (
+        "trades_produced",
+        "Trades the last run produced to market.trades (--sink kafka).",
+    ),
     "failed_ranges": ("failed_ranges", "Ranges the last run left unhealed."),
 }
 

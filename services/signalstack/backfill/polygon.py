@@ -57,11 +57,13 @@ class StatusCounter(httpx.AsyncBaseTransport):
 
 @dataclass(frozen=True, slots=True)
 class TradePage:
-    """One page of results: the valid trades as a store frame, the rejects, the page's size."""
+    """One page of results: the valid trades as a store frame (and as ``market.trades``
+    events, row for row), the rejects, the page's size."""
 
     trades: pd.DataFrame
     rejects: list[DlqRecord]
     results: int
+    events: tuple[dict[str, Any], ...] = ()
 
     @property
     def max_ts_ns(self) -> int | None:
@@ -89,7 +91,7 @@ def to_page(symbol: str, results: list[dict[str, Any]], ts_ingest: int) -> Trade
             continue
         good.append(ev)
     frame = pd.DataFrame.from_records(good, columns=["schema_version", *TRADE_COLUMNS])
-    return TradePage(frame.drop(columns=["schema_version"]), rejects, len(results))
+    return TradePage(frame.drop(columns=["schema_version"]), rejects, len(results), tuple(good))
 
 
 async def trade_pages(

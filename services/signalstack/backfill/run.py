@@ -45,6 +45,7 @@ import pandas as pd
 
 from signalstack.backfill.bars import BAR_SOURCES, BarPage, YFinanceBars, polygon_bar_pages
 from signalstack.backfill.gaps import MINUTE, Gap, clip_gaps, find_gaps
+from signalstack.backfill.kafka_sink import KafkaProduceError, TradeProducer
 from signalstack.backfill.polygon import StatusCounter, trade_pages
 from signalstack.backfill.progress import LogProgress, Progress
 from signalstack.errors import SignalStackError
@@ -87,7 +88,7 @@ class BackfillOptions:
     start: dt.date
     end: dt.date
     source: Literal["polygon", "polygon-aggs", "yfinance"] = "polygon"
-    sink: Literal["db"] = "db"
+    sink: Literal["db", "kafka"] = "db"
     detect_gaps: bool = True
     extended_hours: bool = False
     calendar: str = "XNYS"
@@ -127,6 +128,7 @@ class BackfillStats:
     trades_fetched: int = 0  # results fetched: trades, or bars for a vendor-bar source
     trades_stored: int = 0  # new rows: trades, or vendor bars written
     rejected: int = 0
+    produced: int = 0  # --sink kafka: trades produced to market.trades (acknowledged)
     bars: int = 0
     features: int = 0
     features_skipped: int = 0  # rows not rewritten: a bar they read differs and was not fetched
@@ -337,10 +339,12 @@ class BackfillRunner:
         clock: Any = time.monotonic,
         now: Callable[[], pd.Timestamp] = wall_clock,
         yfinance_factory: Callable[[], YFinanceBars] | None = None,
+        producer_factory: Callable[[], TradeProducer] | None = None,
     ) -> None:
         self.store = store
         self.client_factory = client_factory
         self.yfinance_factory = yfinance_factory or default_yfinance
+        self.producer_factory = producer_factory
         self.progress = progress or LogProgress()
         self.clock = clock
         self.now = now  # what "now" is for which minutes are settled (injected in tests)
@@ -409,13 +413,13 @@ class BackfillRunner:
             ranges=len(ranges),
             minutes=sum(_minutes(r) for r in ranges),
         )
-        kept = ("bars", "features", "features_skipped")
+        kept = ("bars", "features", "features_skipped", "produced")
         stats.add({k: v for k, v in run.stats.items() if k in kept})
         self.progress.start(run.run_id, ranges, stats.minutes)
         error = ""
         try:
             asyncio.run(self._fetch_and_compute(opts, ranges, stats))
-        except (PolygonAuthError, MarketDataError) as err:
+        except (PolygonAuthError, MarketDataError, KafkaProduceError) as err:
             error = str(err)
         final = self.store.backfill_ranges(run.run_id)
         stats.trades_fetched = sum(r.trades for r in final)
@@ -441,6 +445,7 @@ class BackfillRunner:
         counter = StatusCounter()
         client: PolygonRestClient = self.client_factory(counter)
         yahoo = self.yfinance_factory() if opts.source == "yfinance" else None
+        producer = self._producer(opts)
         settled = horizon(self.now())
         try:
 
@@ -454,7 +459,7 @@ class BackfillRunner:
                 if opts.bars_only:
                     fetched = [await self._fetch_bars(client, yahoo, opts, r) for r in todo]
                 else:
-                    fetched = [await self._fetch(client, opts, r, stats) for r in todo]
+                    fetched = [await self._fetch(client, opts, r, stats, producer) for r in todo]
                 if any(r.end > settled for r in fetched):  # planned with another clock
                     log.warning("backfill_range_not_settled", symbol=todo[0].symbol)
                 elif opts.bars_only:  # vendor bars are written as fetched: no replay
@@ -473,7 +478,17 @@ class BackfillRunner:
             stats.retries = client.retries + (yahoo.retries if yahoo else 0)
             stats.http_429 = counter.throttled + (yahoo.throttled if yahoo else 0)
             stats.http_5xx = counter.server_errors
+            if producer is not None:
+                stats.produced += producer.produced
+                producer.close()
             await client.aclose()
+
+    def _producer(self, opts: BackfillOptions) -> TradeProducer | None:
+        if opts.sink != "kafka":
+            return None
+        if self.producer_factory is None:
+            raise BackfillError("--sink kafka needs a Kafka producer (KAFKA_BOOTSTRAP_SERVERS)")
+        return self.producer_factory()
 
     async def _fetch_bars(
         self,
@@ -522,6 +537,7 @@ class BackfillRunner:
         opts: BackfillOptions,
         rng: BackfillRange,
         stats: BackfillStats,
+        producer: TradeProducer | None = None,
     ) -> BackfillRange:
         if rng.status in ("fetched", "done"):
             return rng
@@ -532,6 +548,10 @@ class BackfillRunner:
                     self.store.write_dlq(page.rejects)
                     stats.rejected += len(page.rejects)
                 fresh = new_trades(self.store, page.trades)
+                if producer is not None and len(fresh):
+                    # to market.trades first, acknowledged, then the store: a kill in between
+                    # produces the page again on resume (consumers drop the copies), never less
+                    producer.produce([page.events[i] for i in fresh.index])
                 stored = self.store.write_trades(fresh) if len(fresh) else 0
                 cursor = page.max_ts_ns if page.max_ts_ns is not None else rng.cursor_ns
                 rng = replace(

@@ -50,6 +50,7 @@ def scheduled_options(
     merge_within_minutes: int = 15,
     page_limit: int = 50_000,
     source: Literal["polygon", "polygon-aggs", "yfinance"] = "polygon",
+    sink: Literal["db", "kafka"] = "db",
 ) -> BackfillOptions | None:
     days = closed_sessions(now, lookback, calendar, extended_hours)
     if not days:
@@ -57,7 +58,7 @@ def scheduled_options(
     return BackfillOptions(
         symbols=symbols, start=days[0], end=days[-1], detect_gaps=True, calendar=calendar,
         extended_hours=extended_hours, merge_within_minutes=merge_within_minutes,
-        page_limit=page_limit, source=source,
+        page_limit=page_limit, source=source, sink=sink,
     )  # fmt: skip
 
 

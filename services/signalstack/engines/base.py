@@ -79,6 +79,7 @@ class EngineStats:
 
     trades_in: int = 0
     late: int = 0
+    backfill_history: int = 0  # late polygon_rest trades: a backfill replays their minutes
     duplicates: int = 0
     out_of_session: int = 0
     unknown_conditions: int = 0

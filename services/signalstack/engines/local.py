@@ -37,6 +37,10 @@ from signalstack.logs import get_logger
 log = get_logger(__name__)
 
 DLQ_SOURCE = "stream"
+# Trades a backfill produced to market.trades (`signalstack backfill --sink kafka`): history,
+# whose closed minutes the backfill itself replays (docs/components/backfill.md). Older than the
+# watermark they are not late live prints: they are counted, not sent to the DLQ.
+BACKFILL_SOURCE = "polygon_rest"
 _SLICE_ROWS = 2  # late rows up to which one-row slices beat a take
 
 
@@ -50,6 +54,23 @@ class LateTrade:
     detail: str
     key: str | None
     received_at: dt.datetime
+
+
+def split_backfill(batch: TradeBatch, rows: Any) -> tuple[Any, int]:
+    """The late ``rows`` that are not backfill history, and how many were."""
+    if len(rows) == 0:
+        return rows, 0
+    idx = np.asarray(rows, dtype=np.int64)
+    if isinstance(batch, (pa.RecordBatch, pa.Table)):
+        if "source" not in batch.schema.names:
+            return rows, 0
+        src = np.asarray(batch.column("source").take(idx).to_pylist(), dtype=object)
+    else:
+        if "source" not in batch.columns:
+            return rows, 0
+        src = batch["source"].to_numpy(dtype=object)[idx]
+    history = src == BACKFILL_SOURCE
+    return idx[~history], int(history.sum())
 
 
 def late_records(batch: TradeBatch, rows: Any, watermark_ns: int) -> list[Any]:
@@ -136,11 +157,13 @@ class LocalEngine(StreamEngine):
         if step.max_event_ns is not None:
             self.watermark.observe_max(step.max_event_ns)
         emitted = self.machine.finalize(self.watermark.advance())
-        self._write(emitted, batch, step.late_rows, wm)
+        late_rows, history = split_backfill(batch, step.late_rows)
+        self._write(emitted, batch, late_rows, wm)
         s = self.stats
         s.batches += 1
         s.trades_in += len(batch)
-        s.late += len(step.late_rows)
+        s.late += len(late_rows)
+        s.backfill_history += history
         s.duplicates += step.duplicates
         s.out_of_session += step.out_of_session
         s.unknown_conditions += step.unknown_conditions
@@ -149,7 +172,7 @@ class LocalEngine(StreamEngine):
         record_batch(
             self.name,
             trades=len(batch),
-            late=len(step.late_rows),
+            late=len(late_rows),
             duplicates=step.duplicates,
             unknown_conditions=step.unknown_conditions,
             bars=emitted.n_bars,

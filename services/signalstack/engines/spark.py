@@ -174,6 +174,19 @@ def _output_frame(
     return out[cols]
 
 
+def _is_backfill(value: Any) -> bool:
+    """A late trade's raw JSON names the backfill's source (``polygon_rest``)."""
+    import orjson
+
+    from signalstack.engines.local import BACKFILL_SOURCE
+
+    try:
+        ev = orjson.loads(value)
+    except (orjson.JSONDecodeError, TypeError):
+        return False
+    return isinstance(ev, dict) and ev.get("source") == BACKFILL_SOURCE
+
+
 def make_state_function(cfg: SparkJobConfig) -> Callable[..., Iterator[pd.DataFrame]]:
     calendar, extended = cfg.calendar, cfg.extended_hours
 
@@ -198,6 +211,8 @@ def make_state_function(cfg: SparkJobConfig) -> Callable[..., Iterator[pd.DataFr
             batch = batch.reset_index(drop=True)
             step_result = machine.ingest(batch, wm_ns)
             late = batch.iloc[step_result.late_rows]
+            if len(late):  # backfill history (--sink kafka) is replayed by the backfill: no DLQ
+                late = late[~late["value"].map(_is_backfill).to_numpy(dtype=bool)]
         else:
             late = pd.DataFrame()
         emitted = machine.finalize(wm_ns)
