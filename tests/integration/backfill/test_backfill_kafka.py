@@ -179,3 +179,44 @@ def test_kafka_sink_equals_db_sink_and_the_live_engine_dlqs_nothing(
         store.close()
         ref.close()
         srv.stop()
+
+
+def test_cli_sink_kafka_produces_what_it_stores(kafka: object, tmp_path: object) -> None:
+    """``signalstack backfill --sink kafka`` as a user runs it: Kafka from KAFKA_* settings."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    bootstrap = kafka.bootstrap  # type: ignore[attr-defined]
+    topic = f"trades-{uuid.uuid4().hex[:8]}"
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    for f in admin.create_topics(
+        [NewTopic(topic, num_partitions=6, replication_factor=1)]
+    ).values():
+        f.result(30)
+    market = simulate(SimConfig(seed=22, symbols=("AAPL",), date=DAY, trades_per_day=1_000))
+    srv = FakePolygonServer(SimTape(market), FakeConfig(api_keys=frozenset({KEY}), restamp=False))
+    srv.start()
+    path = f"{tmp_path}/cli.duckdb"
+    env = {
+        **os.environ, "STORE_TYPE": "duckdb", "STORE_DUCKDB_PATH": path,
+        "POLYGON_REST_URL": srv.rest_url, "POLYGON_API_KEY": KEY, "LOG_FORMAT": "json",
+        "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "KAFKA_TRADES_TOPIC": topic,
+    }  # fmt: skip
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "signalstack.cli", "backfill", "--symbols", "AAPL",
+             "--start", str(DAY), "--end", str(DAY), "--source", "polygon", "--sink", "kafka",
+             "--detect-gaps"],
+            env=env, cwd=Path(__file__).resolve().parents[3], capture_output=True, text=True,
+            timeout=300,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        summary = orjson.loads(proc.stdout.strip().splitlines()[-1])
+        n = summary["trades_stored"]
+        assert summary["status"] == "ok" and n > 300 and summary["produced"] == n
+        msgs = messages(bootstrap, topic, n)
+        assert len(msgs) == n and {k for k, _ in msgs} == {"AAPL"}
+    finally:
+        srv.stop()
