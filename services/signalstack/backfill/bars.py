@@ -136,7 +136,10 @@ async def polygon_bar_pages(
     """The minute bars of ``[start, end)`` (bar starts from ``start`` to ``end - 1 minute``)."""
     from_ms = start.value // 1_000_000
     to_ms = end.value // 1_000_000 - 1  # ``to`` is inclusive of the window starting there
-    async for page in client.aggs(symbol, 1, "minute", from_ms, to_ms, limit=limit):
+    # adjusted=false: prices as traded, like the engine's bars from trades in the same table
+    # (Polygon's default split-adjusts history, which would put a step at every split)
+    pages = client.aggs(symbol, 1, "minute", from_ms, to_ms, adjusted=False, limit=limit)
+    async for page in pages:
         raw = list(page)
         bad = [r for r in raw if not isinstance(r.get("t"), int)]
         good = [r for r in raw if isinstance(r.get("t"), int)]

@@ -357,3 +357,31 @@ def test_a_trade_backfill_beside_a_yahoo_bar_treats_it_as_untrusted() -> None:
     ranges = [BackfillRange("r", 0, "AAPL", t, t + 2 * MIN)]
     fetched = _FetchedMinutes(None, ranges, stored)  # type: ignore[arg-type]
     assert fetched._untrusted(replayed).tolist() == [(t + 3 * MIN).value]
+
+
+def test_polygon_bars_are_asked_for_as_traded_not_split_adjusted(
+    fake_history: Callable[..., FakePolygonServer], store: Store
+) -> None:
+    """Engine bars are prices as traded; Polygon split-adjusts aggregates by default, which
+    would mix two price scales in ohlcv_1m after a split."""
+    import httpx
+
+    srv = fake_history()
+    seen: list[httpx.URL] = []
+
+    class Recording(httpx.AsyncBaseTransport):
+        def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+            self.inner = inner
+
+        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+            seen.append(request.url)
+            return await self.inner.handle_async_request(request)
+
+    plain = client_factory(srv)
+    runner = BackfillRunner(store, lambda t: plain(Recording(t)))
+    assert runner.start(opts(source="polygon-aggs", symbols=("AAPL",))).status == "ok"
+    aggs = [u for u in seen if u.path.startswith("/v2/aggs/")]
+    # the first request of each range says so; next_url pages carry Polygon's cursor, which
+    # encodes the original query
+    firsts = [u for u in aggs if "cursor" not in u.params]
+    assert firsts and all(u.params.get("adjusted") == "false" for u in firsts)
