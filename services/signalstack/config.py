@@ -125,7 +125,13 @@ class ServingSettings(BaseSettings):
     # or a local feature log directory the local engine writes (the embedded default)
     feed: Literal["none", "kafka", "local"] = "none"
     feed_dir: Path | None = None  # the local feature log (SERVING_FEED=local)
-    feed_group_id: str = "signalstack-serving"  # Kafka consumer group; {hostname} is expanded
+    # the Kafka consumer group, SHARED by the replicas: each row is predicted by one of them
+    # ({hostname} is still expanded, but a group per replica predicts every row N times)
+    feed_group_id: str = "signalstack-serving"
+    # where WS /ws/predictions clients' messages come from: kafka = market.predictions (every
+    # replica's predictions; the cluster), feed = this process's predictor (the embedded
+    # default), auto = kafka with SERVING_FEED=kafka, else feed
+    ws_fanout: Literal["auto", "feed", "kafka"] = "auto"
     ws_queue_size: int = Field(default=256, ge=1)  # messages a client may lag before it is dropped
     ws_subscribe_timeout_s: float = Field(default=10.0, gt=0)  # wait for the first message
     cache_rows: int = Field(default=64, ge=1)  # newest session rows kept per symbol (by-symbol)

@@ -17,6 +17,7 @@ from signalstack.serving.auth import require_token
 from signalstack.serving.cache import SessionCache
 from signalstack.serving.dataplane import DataPlane
 from signalstack.serving.errors import install_error_handlers
+from signalstack.serving.fanout import KafkaPredictionFanout, describe
 from signalstack.serving.feeds import FeatureFeed
 from signalstack.serving.hub import Hub
 from signalstack.serving.live import KafkaPredictionPublisher, LivePredictor, loop_fanout
@@ -35,12 +36,15 @@ def create_app(
     metrics: ServingMetrics | None = None,
     feed: FeatureFeed | None = None,
     publisher: KafkaPredictionPublisher | None = None,
+    fanout: KafkaPredictionFanout | None = None,
 ) -> FastAPI:
     """The app. Its lifespan starts the repository's polling (models load in the background:
     readiness is 503 until they have) and stops it — unless the caller started it already,
     in which case the caller stops it too. With a ``feed``, the lifespan also runs the live
     predictor (predictions to the WebSocket clients, the store and ``publisher``), and its
-    session cache answers ``/predict`` by symbol."""
+    session cache answers ``/predict`` by symbol. With a ``fanout`` (the cluster), the
+    WebSocket clients get ``market.predictions`` — every replica's predictions — instead of
+    this process's predictor's alone."""
     metrics = metrics or repository.metrics or ServingMetrics()
     if repository.metrics is None:
         repository.metrics = metrics
@@ -54,10 +58,14 @@ def create_app(
         owned = not repository.running
         repository.start()
         predictor: LivePredictor | None = None
+        to_hub = loop_fanout(asyncio.get_running_loop(), hub)
+        if fanout is not None:
+            fanout.deliver = to_hub
+            fanout.start()
         if feed is not None and cache is not None:
             predictor = LivePredictor(
                 feed, dataplane, cache=cache, store=store, publisher=publisher,
-                fanout=loop_fanout(asyncio.get_running_loop(), hub), metrics=metrics,
+                fanout=to_hub if fanout is None else None, metrics=metrics,
             )  # fmt: skip
             predictor.start()
         app.state.predictor = predictor
@@ -67,6 +75,8 @@ def create_app(
         finally:
             if predictor is not None:
                 await asyncio.to_thread(predictor.stop)
+            if fanout is not None:
+                await asyncio.to_thread(fanout.stop)
             if owned:
                 await asyncio.to_thread(repository.stop)
 
@@ -82,7 +92,7 @@ def create_app(
     app.state.dataplane = dataplane
     app.state.metrics = metrics
     app.state.live = ws.LiveConfig(
-        hub=hub, models=repository.names, feed=feed.description if feed is not None else "none",
+        hub=hub, models=repository.names, feed=describe(feed, fanout),
         queue_size=s.ws_queue_size, subscribe_timeout_s=s.ws_subscribe_timeout_s,
         token=s.api_token,
     )  # fmt: skip

@@ -2,9 +2,13 @@
 implementations side by side.
 
 - :class:`KafkaFeatureFeed` (the cluster): ``market.features`` (the stream job's rows, key =
-  symbol, the ``feature_json`` value), in its own consumer group (``SERVING_FEED_GROUP_ID``),
-  offsets committed after a batch was predicted and stored — at least once; the writes are
-  idempotent, so a replay duplicates nothing.
+  symbol, the ``feature_json`` value) in the consumer group ``SERVING_FEED_GROUP_ID``, which
+  the replicas share: predicting is partitioned work, each row goes to one replica (a symbol's
+  rows stay on one while the group is stable; after a rebalance the new owner's session cache
+  fills from the store). Offsets are committed after a batch was predicted, stored and
+  published — at least once; the writes are idempotent, so a replay duplicates no table row.
+  The WebSocket clients of every replica get every replica's predictions through
+  ``market.predictions`` (:mod:`signalstack.serving.fanout`).
 - :class:`LocalFeatureFeed` (the embedded default): a *feature log* directory the local engine
   writes through :class:`FeatureLogPublisher` (its ``FeaturePublisher``): each batch of rows is
   one JSON-lines file of the same ``market.features`` values, written under a temporary name and
@@ -143,13 +147,15 @@ class FeatureFeed(ABC):
 
 
 def group_id(template: str) -> str:
-    """``SERVING_FEED_GROUP_ID`` with ``{hostname}`` replaced (one group per replica)."""
+    """``SERVING_FEED_GROUP_ID`` with ``{hostname}`` replaced (a group per replica: each
+    predicts every row — kept for a single replica's own group; the cluster shares one)."""
     return template.replace("{hostname}", socket.gethostname())
 
 
 class KafkaFeatureFeed(FeatureFeed):
     """``market.features`` in the consumer group ``group``; a new group starts at the newest
-    rows (live predictions, not the topic's history), a known one where it left off."""
+    rows (live predictions, not the topic's history), a known one where it left off.
+    :attr:`partitions`: the partitions this member owns now (logged on each rebalance)."""
 
     def __init__(self, bootstrap: str, topic: str, group: str, *, max_batch: int = 1000) -> None:
         super().__init__()
@@ -166,8 +172,24 @@ class KafkaFeatureFeed(FeatureFeed):
                 "enable.auto.commit": False,
             }
         )
-        self._consumer.subscribe([topic])
+        self._partitions: frozenset[int] = frozenset()
+        self._consumer.subscribe([topic], on_assign=self._assigned, on_revoke=self._revoked)
         self._pending = False
+
+    @property
+    def partitions(self) -> frozenset[int]:
+        return self._partitions
+
+    def _assigned(self, _consumer: Any, partitions: list[Any]) -> None:
+        self._partitions = frozenset(p.partition for p in partitions)
+        log.info("serving.feed_assigned", topic=self.topic, partitions=sorted(self._partitions))
+
+    def _revoked(self, _consumer: Any, partitions: list[Any]) -> None:
+        # called inside poll, between batches: every batch handled so far is committed
+        self._partitions = frozenset()
+        self._pending = False
+        log.info("serving.feed_revoked", topic=self.topic,
+                 partitions=sorted(p.partition for p in partitions))  # fmt: skip
 
     def poll(self, timeout_s: float) -> list[FeatureRow]:
         msgs = self._consumer.consume(num_messages=self.max_batch, timeout=timeout_s)

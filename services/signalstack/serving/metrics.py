@@ -98,8 +98,15 @@ class ServingMetrics:
         )
         self.live_errors = Counter(
             p + "live_errors_total",
-            "Live-prediction failures by stage (feed, predict, store, kafka); writes are retried.",
+            "Live-prediction failures by stage (feed, predict, store, kafka, fanout); writes "
+            "are retried.",
             ["stage"],
+            registry=r,
+        )
+        self.fanout_messages = Counter(
+            p + "fanout_messages_total",
+            "market.predictions messages forwarded to this replica's WebSocket clients "
+            "(SERVING_WS_FANOUT=kafka).",
             registry=r,
         )
 
