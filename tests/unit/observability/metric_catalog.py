@@ -73,7 +73,6 @@ def _backfill_registry() -> CollectorRegistry:
 def all_metrics() -> list[MetricDef]:
     for name in MODULES:
         importlib.import_module(name)
-    from signalstack.drift.metrics import DriftMetrics
     from signalstack.ingest.metrics import IngestMetrics
     from signalstack.serving.metrics import ServingMetrics
 
@@ -82,13 +81,22 @@ def all_metrics() -> list[MetricDef]:
         (REGISTRY, "default registry (sink, engines)"),
         (IngestMetrics(CollectorRegistry()).registry, "IngestMetrics"),
         (ServingMetrics(CollectorRegistry()).registry, "ServingMetrics"),
-        (DriftMetrics(CollectorRegistry()).registry, "DriftMetrics"),
+        (_drift_registry(), "DriftMetrics"),
         (_backfill_registry(), "backfill registry_for"),
     ]
     for registry, origin in sources:
         for m in _walk(registry, origin):
             found.setdefault(m.name, m)
     return sorted(found.values(), key=lambda m: m.name)
+
+
+def _drift_registry() -> CollectorRegistry:
+    """A drift pass's registry after a success (``last_success`` is registered only then)."""
+    from signalstack.drift.metrics import DriftMetrics
+
+    metrics = DriftMetrics(CollectorRegistry())
+    metrics.succeeded(now=0.0)
+    return metrics.registry
 
 
 def exported_series_names() -> set[str]:
