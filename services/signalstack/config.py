@@ -273,6 +273,14 @@ class StreamSettings(BaseSettings):
     spark_master: str = "local[2]"  # the chart's SparkApplication sets the cluster master
     http_host: str = "127.0.0.1"  # the Spark job's /metrics, /health/*: 0.0.0.0 in a pod
     http_port: int = Field(default=9110, ge=0, lt=65536)  # 0 = any free port
+    # the local engine's feature rows to this directory (the feature log a `signalstack serve`
+    # with SERVING_FEED=local reads) instead of Kafka market.features; unset: Kafka
+    feature_log_dir: Path | None = None
+
+    @field_validator("feature_log_dir", mode="before")
+    @classmethod
+    def _empty_log_dir_is_unset(cls, v: Any) -> Any:
+        return (v.strip() or None) if isinstance(v, str) else v
 
 
 class BackfillSettings(BaseSettings):

@@ -13,7 +13,7 @@ from typing import Literal
 
 from signalstack.config import Settings
 from signalstack.engines.alloc import reuse_freed_arrays
-from signalstack.engines.base import EngineStats
+from signalstack.engines.base import EngineStats, FeaturePublisher
 from signalstack.engines.kafka_io import KafkaFeaturePublisher, kafka_batches
 from signalstack.engines.local import LocalEngine
 from signalstack.features.trades import TradeBatch
@@ -44,11 +44,16 @@ def run(
 
     reuse_freed_arrays()
     store = open_store(settings)
-    publisher = (
-        KafkaFeaturePublisher(settings.kafka.bootstrap_servers, settings.kafka.features_topic)
-        if (publish and source is None)
-        else None
-    )
+    publisher: FeaturePublisher | None = None
+    log_dir = settings.stream.feature_log_dir
+    if publish and log_dir is not None:  # the feature log a `serve` with SERVING_FEED=local reads
+        from signalstack.serving.feeds import FeatureLogPublisher
+
+        publisher = FeatureLogPublisher(log_dir)
+    elif publish and source is None:
+        publisher = KafkaFeaturePublisher(
+            settings.kafka.bootstrap_servers, settings.kafka.features_topic
+        )
     batches = (
         source
         if source is not None
