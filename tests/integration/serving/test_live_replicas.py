@@ -169,6 +169,7 @@ def test_replicas_share_the_feed_and_every_client_sees_every_symbol(
         clients: list[ClientConnection] = []
         servers: list[contextlib.ExitStack] = []
         for r in replicas:
+            stack.callback(r.store.close)  # after its server stopped (callbacks run last first)
             server = contextlib.ExitStack()
             url = server.enter_context(running_server(r.app))
             servers.append(server)
