@@ -21,14 +21,17 @@ from typing import Any, Final
 # Bars are stamped with their END: a 1-minute bar ending at ts covers [ts - 1m, ts). A 5-minute
 # bar ending at E aggregates the 1-minute bars with ends in (E - 5m, E], hence the shift.
 # vwap is volume-weighted over the 1-minute vwaps (exact when every volume-eligible trade is
-# also VWAP-eligible; close otherwise).
+# also VWAP-eligible; close otherwise). Minutes without a vwap (a vendor's bar: Yahoo gives
+# none) add volume but no price: they are left out of the denominator too, or the bucket's vwap
+# would be pulled towards 0 (sql/007_rollup_vwap.py rebuilds the rollups made before this).
 _AGGREGATES: Final = """
        first(open, ts)  AS open,
        max(high)        AS high,
        min(low)         AS low,
        last(close, ts)  AS close,
        sum(volume)      AS volume,
-       sum(vwap * volume) / NULLIF(sum(volume), 0) AS vwap,
+       sum(vwap * volume)
+           / NULLIF(sum(CASE WHEN vwap IS NOT NULL THEN volume END), 0) AS vwap,
        sum(trade_count)::bigint AS trade_count
   FROM ohlcv_1m"""
 
@@ -105,6 +108,21 @@ APACHE: Final[list[str]] = [
 ]
 
 
+def rebuild_statements_for(license_: str) -> list[str]:
+    """Statements that replace existing rollups with today's definitions (a changed aggregate):
+    the Apache views in place; each Community continuous aggregate dropped (its policy with it),
+    created again and refreshed over all history, since the policy alone re-materialises only
+    its last three days."""
+    if license_ != "timescale":
+        return list(APACHE)
+    out: list[str] = []
+    for name, width in ROLLUPS.items():
+        out.append(f"DROP MATERIALIZED VIEW IF EXISTS {name}")
+        out.extend(_cagg(name, width))
+        out.append(f"CALL refresh_continuous_aggregate('{name}', NULL, NULL)")
+    return out
+
+
 def license_of(conn: Any) -> str:
     """'timescale' (Community) or 'apache' for a DB-API connection."""
     cur = conn.cursor()
@@ -122,4 +140,11 @@ def apply_edition(conn: Any) -> None:
     statements = statements_for(license_of(conn))
     cur = conn.cursor()
     for sql in statements:
+        cur.execute(sql)
+
+
+def rebuild_rollups(conn: Any) -> None:
+    """yoyo step: :func:`rebuild_statements_for` the connected server's edition."""
+    cur = conn.cursor()
+    for sql in rebuild_statements_for(license_of(conn)):
         cur.execute(sql)

@@ -210,7 +210,8 @@ def _aapl_bars() -> pd.DataFrame:
             "low": [-1.0 - (i * 5) % 11 for i in range(n)],
             "close": [i + 0.5 for i in range(n)],
             "volume": volume,
-            "vwap": [1.25 + (i % 4) * 0.25 for i in range(n)],
+            # 14:02 (i = 12) is a vendor minute without a vwap (Yahoo): volume, no price.
+            "vwap": [None if i == 12 else 1.25 + (i % 4) * 0.25 for i in range(n)],
             "trade_count": [1 + i % 3 for i in range(n)],
         }
     )
@@ -230,7 +231,7 @@ def _insert(conn: psycopg.Connection[Any], bars: pd.DataFrame) -> None:
                     r.low,
                     r.close,
                     r.volume,
-                    r.vwap,
+                    None if pd.isna(r.vwap) else r.vwap,
                     int(r.trade_count),
                 )
                 for r in bars.itertuples(index=False)
@@ -283,6 +284,7 @@ def _expected_from_bars(bars: pd.DataFrame, width: str) -> list[tuple[Any, ...]]
     rows = []
     for label, g in b.sort_values("ts").groupby("label"):
         volume = float(g["volume"].sum())
+        priced = float(g.loc[g["vwap"].notna(), "volume"].sum())  # minutes with a vwap
         rows.append(
             (
                 "AAPL",
@@ -292,7 +294,7 @@ def _expected_from_bars(bars: pd.DataFrame, width: str) -> list[tuple[Any, ...]]
                 float(g["low"].min()),
                 float(g["close"].iloc[-1]),
                 volume,
-                float(g["pv"].sum()) / volume if volume else None,
+                float(g["pv"].sum()) / priced if priced else None,
                 int(g["trade_count"].sum()),
             )
         )
@@ -325,6 +327,15 @@ def test_cagg_select_returns_the_apache_fallback_rows(dsn: str, name: str, width
                 pd.Timestamp("2024-03-05 13:55Z"),
             ]
             assert next(r for r in by_symbol["AAPL"] if r[6] == 0.0)[7] is None
+            # The vendor minute 14:02 adds its volume, not a zero price: the bucket's vwap is
+            # weighted over the four priced minutes (with it in the denominator: 1.2 too low).
+            bars = _aapl_bars().iloc[11:16]
+            priced = bars[bars["vwap"].notna()]
+            assert row[6] == float(bars["volume"].sum())
+            assert row[7] == pytest.approx(
+                float((priced["vwap"] * priced["volume"]).sum() / priced["volume"].sum())
+            )
+            assert row[7] > float((priced["vwap"] * priced["volume"]).sum() / row[6])
 
 
 @pytest.mark.parametrize("width", sorted(ROLLUPS.values()))

@@ -13,7 +13,14 @@ import psycopg
 import pytest
 
 from signalstack.store.base import DlqRecord
-from signalstack.store.edition import COMMUNITY, ROLLUPS, cagg_select, rollup_select
+from signalstack.store.edition import (
+    APACHE,
+    COMMUNITY,
+    ROLLUPS,
+    cagg_select,
+    rebuild_statements_for,
+    rollup_select,
+)
 from signalstack.store.migrations import applied, migrate, sql_dir
 from signalstack.store.synthetic import synthetic_trades
 from signalstack.store.timescale import TimescaleStore
@@ -51,6 +58,7 @@ ALL_MIGRATIONS = [
     "004_backfill_progress",
     "005_model_decisions",
     "006_ohlcv_source",
+    "007_rollup_vwap",
 ]
 
 
@@ -186,6 +194,19 @@ def test_community_statements_are_planned_and_refused_only_by_license(
         for sql in COMMUNITY:
             with pytest.raises(psycopg.errors.FeatureNotSupported, match="license"):
                 conn.execute(sql)
+        # 007's rebuild: the Apache views replaced in place; each Community cagg dropped,
+        # created again (refused here by license, like 002's) and refreshed over all history.
+        assert rebuild_statements_for("apache") == APACHE
+        rebuild = rebuild_statements_for("timescale")
+        assert [r.split(" AS ")[0] for r in rebuild if r.startswith("DROP")] == [
+            f"DROP MATERIALIZED VIEW IF EXISTS {name}" for name in ROLLUPS
+        ]
+        assert [r for r in rebuild if r.startswith("CALL")] == [
+            f"CALL refresh_continuous_aggregate('{name}', NULL, NULL)" for name in ROLLUPS
+        ]
+        for sql in rebuild:
+            if sql.startswith("CREATE") or sql.startswith("SELECT add_"):
+                assert sql in COMMUNITY
         # A broken statement fails differently (so the assertion above can fail).
         with pytest.raises(psycopg.errors.UndefinedColumn):
             conn.execute(
