@@ -70,11 +70,17 @@ class DuckDBStore(Store):
         self._lock = threading.RLock()
 
     # ---- helpers -------------------------------------------------------------------------------
-    def _sql(self, query: str, params: Sequence[Any] | Mapping[str, Any] | None = None) -> Any:
+    def _sql(
+        self, query: str, params: Sequence[Any] | Mapping[str, Any] | None = None
+    ) -> list[tuple[Any, ...]]:
+        """Run ``query`` and fetch its rows under the lock: DuckDB refuses a call on a
+        connection another thread is using ("connection is busy"), and a result fetched after
+        the lock is released is such a call."""
         with self._lock:
-            return (
+            result = (
                 self._con.execute(query, params) if params is not None else self._con.execute(query)
             )
+            return list(result.fetchall())
 
     def _df(self, query: str, params: Sequence[Any] | None = None) -> pd.DataFrame:
         with self._lock:
@@ -200,11 +206,11 @@ class DuckDBStore(Store):
         )
 
     def backfill_run(self, run_id: str) -> BackfillRun | None:
-        row = self._sql(
+        rows = self._sql(
             f"SELECT {', '.join(BACKFILL_RUN_COLUMNS)} FROM backfill_runs WHERE run_id = ?",
             [run_id],
-        ).fetchone()
-        return None if row is None else backfill_run_from_row(row)
+        )
+        return backfill_run_from_row(rows[0]) if rows else None
 
     def record_backfill_ranges(self, ranges: Sequence[BackfillRange]) -> None:
         rows = backfill_range_rows(ranges)
@@ -389,8 +395,7 @@ class DuckDBStore(Store):
     def count(self, table: str) -> int:
         if table not in _TABLES:
             raise StoreError(f"unknown table {table!r}")
-        row = self._sql(f"SELECT count(*) FROM {table}").fetchone()
-        return int(row[0])
+        return int(self._sql(f"SELECT count(*) FROM {table}")[0][0])
 
     def coverage(
         self, symbols: Sequence[str], start: dt.date, end: dt.date, kind: GapKind = "bars"
