@@ -180,9 +180,40 @@ class KafkaFeatureFeed(FeatureFeed):
     def partitions(self) -> frozenset[int]:
         return self._partitions
 
-    def _assigned(self, _consumer: Any, partitions: list[Any]) -> None:
+    def _assigned(self, consumer: Any, partitions: list[Any]) -> None:
         self._partitions = frozenset(p.partition for p in partitions)
         log.info("serving.feed_assigned", topic=self.topic, partitions=sorted(self._partitions))
+        try:
+            self._pin_start(consumer, partitions)
+        except Exception as err:  # the broker away: start as auto.offset.reset says
+            log.warning("serving.feed_start_not_pinned", topic=self.topic, error=str(err))
+
+    def _pin_start(self, consumer: Any, partitions: list[Any]) -> None:
+        """A partition the group never committed starts at its newest row (not the topic's
+        history) — and that start is committed at once, so a member taking the partition over
+        in a rebalance resumes there instead of at *its* newest row, skipping what arrived
+        between the two assignments."""
+        from confluent_kafka import TopicPartition
+
+        committed = consumer.committed(partitions, timeout=10)
+        fresh = {tp.partition for tp in committed if tp.offset < 0}  # no commit: OFFSET_INVALID
+        if not fresh:
+            return
+        starts = []
+        for tp in partitions:
+            if tp.partition in fresh:
+                _low, high = consumer.get_watermark_offsets(tp, timeout=10)
+                tp = TopicPartition(tp.topic, tp.partition, high)
+                starts.append(tp)
+        consumer.commit(offsets=starts, asynchronous=False)
+        by_partition = {tp.partition: tp.offset for tp in starts}
+        consumer.assign(
+            [
+                TopicPartition(tp.topic, tp.partition, by_partition.get(tp.partition, tp.offset))
+                for tp in partitions
+            ]
+        )
+        log.info("serving.feed_start_pinned", topic=self.topic, offsets=by_partition)
 
     def _revoked(self, _consumer: Any, partitions: list[Any]) -> None:
         # called inside poll, between batches: every batch handled so far is committed

@@ -238,3 +238,35 @@ def test_replicas_share_the_feed_and_every_client_sees_every_symbol(
             if a["score"] is not None:
                 assert b["score"] == pytest.approx(a["score"], abs=1e-9)
         assert len(check.predictions(list(COPIES), lo, hi)) == len(want)
+
+
+def test_a_partition_taken_over_before_its_first_commit_loses_no_row(
+    kafka: KafkaServer, models: Trained
+) -> None:
+    """Replica A owns every partition but consumed nothing yet (no commit); rows arrive; A leaves
+    and B takes over: B starts where A's assignment started, not at the newest row."""
+    features_topic, _ = _topics(kafka)
+    group = f"serving-{uuid.uuid4().hex[:8]}"
+    first = KafkaFeatureFeed(kafka.bootstrap, features_topic, group)
+    try:
+        _until("A's assignment", lambda: bool(first.poll(0.2)) or bool(first.partitions))
+    finally:
+        first.close()  # consumed nothing, committed nothing of its own
+    rows = models.frame.head(8)
+    producer = Producer({"bootstrap.servers": kafka.bootstrap, "enable.idempotence": True})
+    for i, r in enumerate(rows.to_dict("records")):
+        producer.produce(features_topic, key=str(r["symbol"]).encode(), value=feature_json(r),
+                         partition=i % PARTITIONS)  # fmt: skip
+    assert producer.flush(30) == 0
+    second = KafkaFeatureFeed(kafka.bootstrap, features_topic, group)
+    got: list[Any] = []
+    deadline = time.monotonic() + WAIT_S
+    try:
+        while len(got) < len(rows):
+            assert time.monotonic() < deadline, f"{len(got)} of {len(rows)} rows: some skipped"
+            got += second.poll(0.5)
+    finally:
+        second.close()
+    assert sorted((r.symbol, r.ts.value) for r in got) == sorted(
+        (s, pd.Timestamp(t).value) for s, t in zip(rows["symbol"], rows["ts"], strict=True)
+    )
