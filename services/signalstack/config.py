@@ -163,6 +163,11 @@ class ServingSettings(BaseSettings):
     def _local_feed_has_dir(self) -> ServingSettings:
         if self.feed == "local" and self.feed_dir is None:
             raise ValueError("SERVING_FEED=local needs SERVING_FEED_DIR (the local feature log)")
+        if self.feed == "local" and self.ws_fanout == "kafka":
+            raise ValueError(
+                "SERVING_WS_FANOUT=kafka reads market.predictions, which the local feed does not "
+                "write: use feed (or auto) with SERVING_FEED=local"
+            )
         return self
 
 

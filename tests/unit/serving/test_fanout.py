@@ -36,6 +36,13 @@ def test_the_fanout_reads_market_predictions_in_the_cluster_only(
         fanout.stop()
 
 
+def test_a_kafka_fanout_with_the_local_feed_is_refused_with_the_reason(tmp_path: object) -> None:
+    with pytest.raises(ValueError, match="local feed does not write"):
+        ServingSettings.model_validate(
+            {"feed": "local", "feed_dir": str(tmp_path), "ws_fanout": "kafka"}
+        )
+
+
 def test_the_fanout_forwards_a_prediction_value_as_it_is() -> None:
     raw = b'{"schema_version": 1, "symbol": "AAPL", "model_name": "regime", "ts": 1}'
     assert parse_prediction_message(raw) == ("AAPL", "regime", raw)
