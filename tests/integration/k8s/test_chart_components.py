@@ -143,9 +143,11 @@ def test_serving_autoscales_on_cpu_and_request_rate() -> None:
     assert "replicas" not in deploy["spec"]  # the HPA owns the count
     container = deploy["spec"]["template"]["spec"]["containers"][0]
     assert container["args"] == ["serve"]
-    # live predictions from market.features, one consumer group per replica
+    # live predictions from market.features: one consumer group shared by the replicas (each row
+    # predicted and published once); each replica's WebSocket fan-out reads market.predictions
     assert env_of(container)["SERVING_FEED"] == "kafka"
-    assert "{hostname}" in env_of(container)["SERVING_FEED_GROUP_ID"]
+    assert env_of(container)["SERVING_FEED_GROUP_ID"] == "signalstack-serving"
+    assert env_of(container).get("SERVING_WS_FANOUT", "auto") in ("auto", "kafka")
     assert deploy["spec"]["template"]["metadata"]["labels"]["signalstack.io/kafka-client"] == "true"
     assert container["resources"]["requests"]["cpu"]  # CPU utilisation needs a request
     assert container["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
