@@ -13,6 +13,8 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from signalstack import __version__
 from signalstack.config import Settings
+from signalstack.observability.fastapi import health_router as observability_router
+from signalstack.observability.fastapi import metrics_router
 from signalstack.serving.auth import require_token
 from signalstack.serving.cache import SessionCache
 from signalstack.serving.dataplane import DataPlane
@@ -101,10 +103,19 @@ def create_app(
     token = settings.serving.api_token
     guarded = [Depends(require_token(token))] if token and token.get_secret_value() else []
     app.include_router(v2.health_router)
-    app.include_router(health.health_router)
+    app.include_router(health.health_router)  # /health: the detailed status page
+    # /health/live, /health/ready and /metrics as every service serves them (one module, one
+    # readiness semantics); /metrics behind the token when one is set, the probes open.
+    app.include_router(
+        observability_router(
+            ready=(lambda: (dataplane.ready(), "models not loaded yet"),),
+            metrics=False,
+            health_alias=False,
+        )
+    )
     app.include_router(v2.router, dependencies=guarded)
     app.include_router(predict.router, dependencies=guarded)
-    app.include_router(health.metrics_router, dependencies=guarded)
+    app.include_router(metrics_router(metrics.registry), dependencies=guarded)
     app.include_router(ws.router)  # checks the token itself (a WebSocket has no 401)
 
     # outermost last: metrics see every response, the 413s included

@@ -125,3 +125,29 @@ def test_ingest_endpoints_come_from_the_one_module() -> None:
         t.join(60)
         loop.close()
     assert not t.is_alive() and not errors
+
+
+def test_serving_endpoints_come_from_the_one_module(tmp_path: Path) -> None:
+    """The inference API keeps its detailed /health and OIP v2 probes; /health/live,
+    /health/ready and /metrics are the one module's, with its JSON bodies and semantics."""
+    from fastapi.testclient import TestClient
+
+    from signalstack.serving.app import create_app
+    from signalstack.serving.metrics import ServingMetrics
+    from signalstack.serving.repository import DirectorySource, ModelRepository
+
+    (tmp_path / "models").mkdir()  # no bundle: the models never load, so never ready
+    repo = ModelRepository(DirectorySource(tmp_path / "models"), metrics=ServingMetrics())
+    app = create_app(Settings(), repo, None)
+    paths = app.openapi()["paths"]
+    for path in ("/health/live", "/health/ready", "/metrics"):
+        assert paths[path]["get"]["tags"] == ["observability"], path  # the module's routers
+    with TestClient(app) as c:
+        assert c.get("/health/live").json() == {"status": "ok"}
+        r = c.get("/health/ready")
+        assert r.status_code == 503
+        assert r.json() == {"status": "unavailable", "reason": "models not loaded yet"}
+        text = c.get("/metrics")
+        assert "signalstack_serving_" in text.text
+        om = c.get("/metrics", headers={"accept": "application/openmetrics-text"})
+        assert om.headers["content-type"].startswith("application/openmetrics-text")
