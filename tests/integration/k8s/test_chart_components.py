@@ -178,6 +178,31 @@ def test_serving_without_autoscaling_and_with_a_token() -> None:
     assert env["SERVING_API_TOKEN"] == {
         "secretKeyRef": {"name": "api-token", "key": "SERVING_API_TOKEN"}
     }
+    # /metrics requires the token too: without it every scrape is a 401 (ServiceDown forever)
+    sm = one(docs, "ServiceMonitor", "signalstack-serving")
+    assert sm["spec"]["endpoints"][0]["authorization"] == {
+        "type": "Bearer",
+        "credentials": {"name": "api-token", "key": "SERVING_API_TOKEN"},
+    }
+    assert sm["metadata"]["namespace"] == deploy["metadata"]["namespace"]  # the Secret's
+
+
+@pytest.mark.parametrize("profile", ["production", "kind"])
+def test_prometheus_scrapes_serving_with_the_token_it_requires(profile: str) -> None:
+    """Whatever Secret the pods read SERVING_API_TOKEN from, Prometheus sends as a bearer token;
+    without auth (kind) it sends none."""
+    docs = rendered(profile)
+    deploy = one(docs, "Deployment", "signalstack-serving")
+    token = env_of(deploy["spec"]["template"]["spec"]["containers"][0]).get("SERVING_API_TOKEN")
+    endpoint = one(docs, "ServiceMonitor", "signalstack-serving")["spec"]["endpoints"][0]
+    if profile == "production":
+        assert token is not None
+        assert endpoint["authorization"] == {
+            "type": "Bearer",
+            "credentials": token["secretKeyRef"],
+        }
+    else:
+        assert token is None and "authorization" not in endpoint
 
 
 def test_kserve_inference_service_runs_the_serving_container() -> None:

@@ -123,7 +123,9 @@ ports:
   - {protocol: TCP, port: {{ .port }}}
 {{- end -}}
 
-{{/* a ServiceMonitor for the component's Service port (serviceMonitor.* values) */}}
+{{/* a ServiceMonitor for the component's Service port (serviceMonitor.* values); with
+"bearerSecret" (dict "name" <Secret> "key" <key>) Prometheus sends that Secret's value as a bearer
+token (the Secret must be in the ServiceMonitor's namespace: the release's) */}}
 {{- define "common.serviceMonitor" -}}
 {{- $ctx := .ctx -}}
 {{- if $ctx.Values.serviceMonitor.enabled }}
@@ -148,5 +150,12 @@ spec:
       path: /metrics
       interval: {{ $ctx.Values.serviceMonitor.interval }}
       scrapeTimeout: {{ $ctx.Values.serviceMonitor.scrapeTimeout }}
+      {{- with .bearerSecret }}
+      authorization:
+        type: Bearer
+        credentials:
+          name: {{ .name }}
+          key: {{ .key }}
+      {{- end }}
 {{- end }}
 {{- end -}}
