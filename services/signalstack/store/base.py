@@ -425,8 +425,9 @@ class Store(ABC):
     @abstractmethod
     def write_vendor_bars(self, df: pd.DataFrame) -> int:
         """Upsert vendor 1-minute bars (``source`` ``polygon_aggs`` or ``yfinance``) on
-        (symbol, ts), never over a bar the engine made from trades (``source = 'trades'``).
-        Returns rows written (inserted or replacing a vendor bar)."""
+        (symbol, ts), never over a better-ranked bar (:data:`frames.BAR_SOURCE_RANK`: the
+        engine's bars from trades, then Polygon's aggregates, then Yahoo's). Returns rows
+        written (inserted or replacing a bar of the same rank or worse)."""
 
     @abstractmethod
     def write_features(self, df: pd.DataFrame) -> int:

@@ -150,7 +150,7 @@ class DuckDBStore(Store):
         typed = frames.prepare_vendor_bars(df)
         conflict = self._upsert(["symbol", "ts"], typed.columns)
         return self._insert_frame(
-            "ohlcv_1m", typed, f"{conflict} WHERE ohlcv_1m.source <> '{frames.ENGINE_BAR_SOURCE}'"
+            "ohlcv_1m", typed, f"{conflict} WHERE {frames.vendor_bar_replaces_sql()}"
         )
 
     def write_features(self, df: pd.DataFrame) -> int:

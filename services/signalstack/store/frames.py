@@ -258,6 +258,21 @@ def prepare_bars(df: pd.DataFrame) -> pd.DataFrame:
 
 ENGINE_BAR_SOURCE: Final = "trades"
 VENDOR_BAR_SOURCES: Final = ("polygon_aggs", "yfinance")
+# Which bar of a minute stands when sources meet, best first: the engine's (made from the trades
+# themselves), Polygon's aggregates (as traded: unadjusted, with vwap and trade count), Yahoo's
+# (split-adjusted, no vwap or count). A bar replaces one of its own rank or worse, never better.
+BAR_SOURCE_RANK: Final = (ENGINE_BAR_SOURCE, *VENDOR_BAR_SOURCES)
+
+
+def bar_rank_sql(column: str) -> str:
+    """SQL: the :data:`BAR_SOURCE_RANK` position of the source in ``column`` (0 is best)."""
+    whens = " ".join(f"WHEN '{s}' THEN {i}" for i, s in enumerate(BAR_SOURCE_RANK))
+    return f"(CASE {column} {whens} ELSE {len(BAR_SOURCE_RANK)} END)"
+
+
+def vendor_bar_replaces_sql(table: str = "ohlcv_1m") -> str:
+    """SQL: the upsert's condition — the incoming (``excluded``) bar ranks as well or better."""
+    return f"{bar_rank_sql('excluded.source')} <= {bar_rank_sql(table + '.source')}"
 
 
 @_types_refused

@@ -417,7 +417,7 @@ class TimescaleStore(Store):
         }
         return self._upsert(
             "ohlcv_1m", typed, types, ["symbol", "ts"],
-            where=f"ohlcv_1m.source <> '{frames.ENGINE_BAR_SOURCE}'",
+            where=frames.vendor_bar_replaces_sql(),
         )  # fmt: skip
 
     def write_features(self, df: pd.DataFrame) -> int:

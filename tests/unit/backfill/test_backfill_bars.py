@@ -385,3 +385,37 @@ def test_polygon_bars_are_asked_for_as_traded_not_split_adjusted(
     # encodes the original query
     firsts = [u for u in aggs if "cursor" not in u.params]
     assert firsts and all(u.params.get("adjusted") == "false" for u in firsts)
+
+
+def test_a_vendor_bar_never_replaces_a_better_ranked_one(store: Store) -> None:
+    """Trades > Polygon aggregates (as traded, with vwap and count) > Yahoo (split-adjusted, no
+    vwap): a Yahoo reload over Polygon's bars writes nothing; Polygon's over Yahoo's replaces
+    them; a bar of the same source replaces its own (a re-fetch corrects)."""
+    t = pd.Timestamp("2024-03-12 14:01", tz="UTC")
+
+    def bar(source: str, close: float, minute: int = 0) -> pd.DataFrame:
+        yahoo = source == "yfinance"
+        return pd.DataFrame(
+            {
+                "symbol": ["AAPL"], "ts": [t + minute * MIN], "open": [close], "high": [close],
+                "low": [close], "close": [close], "volume": [10.0],
+                "vwap": [np.nan if yahoo else close],
+                "trade_count": pd.array([None if yahoo else 4], dtype="Int64"),
+                "source": [source],
+            }
+        )  # fmt: skip
+
+    def stored(minute: int = 0) -> tuple[str, float]:
+        df = store.bar_sources(["AAPL"], t - MIN, t + 5 * MIN)
+        src = df.loc[df["ts"] == t + minute * MIN, "source"].item()
+        close = store.bars(["AAPL"], t - MIN, t + 5 * MIN)
+        return src, float(close.loc[close["ts"] == t + minute * MIN, "close"].item())
+
+    assert store.write_vendor_bars(bar("polygon_aggs", 100.0)) == 1
+    assert store.write_vendor_bars(bar("yfinance", 50.0)) == 0  # worse: kept out
+    assert stored() == ("polygon_aggs", 100.0)
+    assert store.write_vendor_bars(bar("polygon_aggs", 101.0)) == 1  # same source: corrects
+    assert stored() == ("polygon_aggs", 101.0)
+    assert store.write_vendor_bars(bar("yfinance", 50.0, minute=1)) == 1
+    assert store.write_vendor_bars(bar("polygon_aggs", 102.0, minute=1)) == 1  # better: replaces
+    assert stored(1) == ("polygon_aggs", 102.0)
