@@ -5,12 +5,16 @@ stream job's checkpoints, the network policies' flows, the monitoring files, NOT
 
 from __future__ import annotations
 
+import itertools
 import os
+import re
 import shutil
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pandas as pd
 import pytest
@@ -475,6 +479,51 @@ def _template_labels(doc: dict[str, Any]) -> dict[str, str]:
 
 def test_network_policies_can_be_switched_off() -> None:
     assert not find(rendered("default", ("global.networkPolicy.enabled=false",)), "NetworkPolicy")
+
+
+# ---- alert windows against the schedules ----------------------------------------------------
+
+
+def _weekly_runs(schedule: str, tz: str) -> list[datetime]:
+    """The runs of a `M H * * DOW` CronJob schedule (the form the chart's CronJobs use) over
+    three weeks around a DST change, in UTC (wall-clock subtraction would hide the DST hour)."""
+    minute, hour, dom, month, dow = schedule.split()
+    assert dom == month == "*" and minute.isdigit() and hour.isdigit(), schedule
+    days: set[int] = set()
+    for part in dow.replace("*", "0-6").split(","):
+        lo, _, hi = part.partition("-")
+        days |= set(range(int(lo), int(hi or lo) + 1))
+    cron_days = {d % 7 for d in days}  # cron: 0 and 7 are Sunday
+    start = datetime(2026, 10, 26, tzinfo=ZoneInfo(tz))  # the week of the US DST end
+    out = []
+    for n in range(21):
+        day = start + timedelta(days=n)
+        if (day.isoweekday() % 7) in cron_days:
+            out.append(day.replace(hour=int(hour), minute=int(minute)).astimezone(UTC))
+    return out
+
+
+def test_drift_stale_window_fits_the_drift_schedule() -> None:
+    """SignalstackDriftStale's window (seconds since the last success) is longer than the longest
+    gap between two scheduled drift passes plus a pass's deadline (quiet every night and
+    weekend), and short enough to fire within a day of a missed pass after the longest gap."""
+    rules = yaml.safe_load(
+        (CHART / "charts/monitoring/files/rules/signalstack.rules.yaml").read_text()
+    )
+    expr = next(
+        r["expr"]
+        for g in rules["groups"]
+        for r in g["rules"]
+        if r.get("alert") == "SignalstackDriftStale"
+    )
+    match = re.search(r"signalstack_drift_last_success_timestamp_seconds\)\s*>\s*([0-9]+)", expr)
+    assert match, expr
+    window = int(match.group(1))
+    cron = one(rendered("production"), "CronJob", "signalstack-drift")["spec"]
+    runs = _weekly_runs(cron["schedule"], cron["timeZone"])
+    longest = max((b - a).total_seconds() for a, b in itertools.pairwise(runs))
+    deadline = cron["jobTemplate"]["spec"]["activeDeadlineSeconds"]
+    assert longest + deadline < window < longest + 86400, (window, longest)
 
 
 # ---- monitoring files ----------------------------------------------------------------------
