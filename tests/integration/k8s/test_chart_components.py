@@ -697,6 +697,61 @@ def test_mlflow_server_runs_with_the_rendered_arguments(tmp_path: Path) -> None:
         proc.wait(timeout=30)
 
 
+def test_mlflow_backend_uri_carries_no_password(timescale_db: Any, monkeypatch: Any) -> None:
+    """MLflow's backend store URI names no password (it would be on the command line, and an
+    @ : / % # in it breaks the URL): the password is PGPASSWORD from the Secret, which libpq
+    (under psycopg, under SQLAlchemy: what `mlflow server` uses) reads. Shown with a real
+    TimescaleDB and a role whose password holds every one of those characters."""
+    from urllib.parse import urlsplit
+
+    import sqlalchemy
+
+    def mlflow_env(docs: list[dict[str, Any]]) -> dict[str, Any]:
+        deploy = one(docs, "Deployment", "signalstack-mlflow")
+        c = deploy["spec"]["template"]["spec"]["containers"][0]
+        assert "--backend-store-uri=$(MLFLOW_BACKEND_STORE_URI)" in c["args"]
+        return env_of(c)
+
+    env = mlflow_env(rendered("production"))
+    assert env["PGPASSWORD"] == {
+        "secretKeyRef": {"name": "signalstack-timescaledb", "key": "password"}
+    }
+    assert urlsplit(env["MLFLOW_BACKEND_STORE_URI"]).password is None
+    assert "PASSWORD" not in env["MLFLOW_BACKEND_STORE_URI"]
+
+    where = urlsplit(timescale_db.dsn)
+    password = "p@ss:w/rd%2F#?x"
+    with psycopg_connect(timescale_db.dsn) as conn:
+        conn.execute("DROP ROLE IF EXISTS mlflow_uri_test")
+        conn.execute(f"CREATE ROLE mlflow_uri_test LOGIN PASSWORD '{password}'")
+    try:
+        sets = (
+            f"global.timescaledb.host={where.hostname}",
+            "global.timescaledb.user=mlflow_uri_test",
+            f"global.contracts.ports.timescaledb={where.port}",
+            f"mlflow.backendStore.database={timescale_db.database}",
+        )
+        uri = mlflow_env(rendered("kind", sets))["MLFLOW_BACKEND_STORE_URI"]
+        monkeypatch.setenv("PGPASSWORD", password)
+        engine = sqlalchemy.create_engine(uri)
+        try:
+            with engine.connect() as conn:
+                who = conn.execute(sqlalchemy.text("SELECT current_user")).scalar()
+            assert who == "mlflow_uri_test"
+        finally:
+            engine.dispose()
+        monkeypatch.setenv("PGPASSWORD", "wrong")
+        engine = sqlalchemy.create_engine(uri)
+        try:
+            with pytest.raises(sqlalchemy.exc.OperationalError), engine.connect():
+                pass
+        finally:
+            engine.dispose()
+    finally:
+        with psycopg_connect(timescale_db.dsn) as conn:
+            conn.execute("DROP ROLE mlflow_uri_test")
+
+
 def test_migrations_hook_and_table_test_run_on_timescaledb(timescale_db: Any) -> None:
     """The migrations Job's command applies sql/ to a real TimescaleDB (once: a second run has
     nothing pending), and the helm test's script then finds every table of the contract."""
