@@ -1,8 +1,10 @@
 """The session cache: each (symbol, feature set)'s newest rows of its current session in
-memory, fed by the live feed (and filled from the store on a miss). The live predictor reads
-the LSTM's sequences from it; ``/predict`` by symbol (no ``as_of``) answers from it instead of
-reading the store per request. It answers only what the store would answer (see
-:class:`SessionCache`)."""
+memory, fed by the live feed (and completed from the store by the live predictor at a symbol's
+first fed row). The live predictor reads the LSTM's sequences from it; ``/predict`` by symbol
+(no ``as_of``) answers from it instead of reading the store per request. It answers only what
+the store would answer (see :class:`SessionCache`), and only for symbols the feed keeps current:
+an entry exists only for a symbol the feed delivered since the last rebalance (the feed clears
+the cache on every revoke and assignment), never for one a request read from the store."""
 
 from __future__ import annotations
 
@@ -58,7 +60,9 @@ class SessionCache:
     :meth:`rows` answers only when it can answer exactly as the store would for the newest
     rows: it holds at least ``limit`` rows of the session, or every row of the session (it saw
     the session begin, or the store said it had fewer). Otherwise None: read the store (and
-    :meth:`seed` the cache with the answer)."""
+    :meth:`seed` a fed entry with the answer). Entries are made by :meth:`add` (the feed) only;
+    :meth:`clear` forgets them all (a rebalance: the feed no longer delivers every row of the
+    symbols it held, and a symbol it gets back has a hole where another replica had it)."""
 
     def __init__(self, capacity: int = 64) -> None:
         if capacity < 1:
@@ -87,8 +91,15 @@ class SessionCache:
             e.put(int(row.ts.value), row.values)
             self._trim(e)
 
+    def clear(self) -> None:
+        """Forget every entry (the feed's assignment changed)."""
+        with self._lock:
+            self._entries.clear()
+
     def seed(self, symbol: str, fsv: int, frame: pd.DataFrame, limit: int) -> None:
-        """Merge the store's answer for the symbol's newest ``limit`` rows (oldest first)."""
+        """Merge the store's answer for the symbol's newest ``limit`` rows (oldest first) into
+        the symbol's fed entry of the same session; nothing without one (a symbol the feed does
+        not deliver would be answered from this copy forever, nothing keeping it current)."""
         if frame.empty:
             return
         ts = pd.DatetimeIndex(frame["ts"])
@@ -96,10 +107,8 @@ class SessionCache:
         values = frame.loc[:, list(FEATURE_COLUMNS)].to_numpy(dtype=np.float64)
         with self._lock:
             e = self._entries.get((symbol, fsv))
-            if e is not None and e.session > session:
+            if e is None or e.session != session:
                 return
-            if e is None or e.session < session:
-                e = self._entries[(symbol, fsv)] = _Entry(session)
             for t, v in zip(ts.asi8.tolist(), values, strict=True):
                 i = bisect_right(e.ts, t)
                 if not (i and e.ts[i - 1] == t):  # the feed's copy of a row wins

@@ -19,8 +19,9 @@ The live stream (:mod:`signalstack.serving.live`: ``WS /ws/predictions``, ``mark
 the ``predictions`` / ``anomalies`` tables) calls :meth:`DataPlane.predict_rows`, which returns
 a :class:`Prediction` for one symbol's session rows, the unit it publishes and stores. When the
 stream runs, its :class:`~signalstack.serving.cache.SessionCache` answers ``/predict`` by symbol
-for the newest rows (no ``as_of``) from memory; a point-in-time request (``as_of``), or a
-symbol the cache cannot answer exactly, reads the store (and fills the cache).
+for the newest rows (no ``as_of``) from memory — only for symbols the feed delivers to this
+replica (its partitions; the local feed: every symbol); a point-in-time request (``as_of``),
+another replica's symbol, or one the cache cannot answer exactly reads the store.
 """
 
 from __future__ import annotations
@@ -342,9 +343,9 @@ class DataPlane:
                 return got
         if self.store is None:
             raise StoreUnavailableError("prediction by symbol needs a feature store (none here)")
+        # never seeds the cache: a symbol this replica is not fed (another replica owns its
+        # partition) would be answered from that copy forever; the feed's rows keep it current
         rows = self.store.session_features(symbol, limit, fsv, as_of)
-        if cache is not None:
-            cache.seed(symbol, fsv, rows, limit)
         if rows.empty:
             when = f" at or before {as_of.isoformat()}" if as_of is not None else ""
             raise SymbolNotFoundError(

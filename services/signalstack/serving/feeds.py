@@ -113,6 +113,7 @@ def parse_feature_message(raw: bytes | str) -> FeatureRow:
 
 
 OnReject = Callable[[str], None]
+OnRebalance = Callable[[], None]
 
 
 class FeatureFeed(ABC):
@@ -124,6 +125,9 @@ class FeatureFeed(ABC):
 
     def __init__(self) -> None:
         self.on_reject: OnReject | None = None
+        #: called (on the polling thread) when the feed's assignment changes: the rows it
+        #: delivers from then on are not the continuation of those before
+        self.on_rebalance: OnRebalance | None = None
 
     @abstractmethod
     def poll(self, timeout_s: float) -> list[FeatureRow]:
@@ -131,6 +135,10 @@ class FeatureFeed(ABC):
 
     def commit(self) -> None:  # noqa: B027 - optional: only a feed with offsets needs it
         """The last polled batch is handled (predicted, stored, published)."""
+
+    @abstractmethod
+    def rewind(self) -> None:
+        """The last polled batch was not handled: the next :meth:`poll` delivers it again."""
 
     @abstractmethod
     def close(self) -> None:
@@ -157,12 +165,17 @@ class KafkaFeatureFeed(FeatureFeed):
     rows (live predictions, not the topic's history), a known one where it left off.
     :attr:`partitions`: the partitions this member owns now (logged on each rebalance)."""
 
-    def __init__(self, bootstrap: str, topic: str, group: str, *, max_batch: int = 1000) -> None:
+    def __init__(
+        self, bootstrap: str, topic: str, group: str, *, max_batch: int = 1000,
+        pin_attempts: int = 6, pin_backoff_s: float = 0.5,
+    ) -> None:  # fmt: skip
         super().__init__()
         from confluent_kafka import Consumer
 
         self.topic = topic
         self.max_batch = max_batch
+        self.pin_attempts = pin_attempts
+        self.pin_backoff_s = pin_backoff_s
         self.description = f"kafka {topic} (group {group})"
         self._consumer = Consumer(
             {
@@ -173,8 +186,14 @@ class KafkaFeatureFeed(FeatureFeed):
             }
         )
         self._partitions: frozenset[int] = frozenset()
-        self._consumer.subscribe([topic], on_assign=self._assigned, on_revoke=self._revoked)
-        self._pending = False
+        self._consumer.subscribe(
+            [topic], on_assign=self._assigned, on_revoke=self._revoked, on_lost=self._revoked
+        )
+        # per partition: the last polled batch's first offset and next offset, and the next
+        # offsets of the handled batches not committed yet
+        self._batch_start: dict[int, int] = {}
+        self._batch_next: dict[int, int] = {}
+        self._done: dict[int, int] = {}
 
     @property
     def partitions(self) -> frozenset[int]:
@@ -182,11 +201,26 @@ class KafkaFeatureFeed(FeatureFeed):
 
     def _assigned(self, consumer: Any, partitions: list[Any]) -> None:
         self._partitions = frozenset(p.partition for p in partitions)
+        self._forget()
         log.info("serving.feed_assigned", topic=self.topic, partitions=sorted(self._partitions))
-        try:
-            self._pin_start(consumer, partitions)
-        except Exception as err:  # the broker away: start as auto.offset.reset says
-            log.warning("serving.feed_start_not_pinned", topic=self.topic, error=str(err))
+        wait = self.pin_backoff_s
+        for attempt in range(1, self.pin_attempts + 1):
+            try:
+                self._pin_start(consumer, partitions)
+                return
+            except Exception as err:  # e.g. REBALANCE_IN_PROGRESS, the coordinator away
+                log.warning("serving.feed_start_not_pinned", topic=self.topic, error=str(err),
+                            attempt=attempt, retry_in_s=wait)  # fmt: skip
+                if attempt == self.pin_attempts:
+                    # loudly: a partition nobody committed would start at its newest row
+                    # and skip what arrived since the group's previous member started it
+                    log.error("serving.feed_start_unknown", topic=self.topic, error=str(err))
+                    raise RuntimeError(
+                        f"{self.topic}: the committed offsets of partitions "
+                        f"{sorted(self._partitions)} are unknown after {attempt} attempts: {err}"
+                    ) from err
+                time.sleep(wait)
+                wait *= 2
 
     def _pin_start(self, consumer: Any, partitions: list[Any]) -> None:
         """A partition the group never committed starts at its newest row (not the topic's
@@ -216,33 +250,68 @@ class KafkaFeatureFeed(FeatureFeed):
         log.info("serving.feed_start_pinned", topic=self.topic, offsets=by_partition)
 
     def _revoked(self, _consumer: Any, partitions: list[Any]) -> None:
-        # called inside poll, between batches: every batch handled so far is committed
+        # called inside poll, between batches: every batch handled so far is committed (or,
+        # if that commit failed, its rows come again to the partition's next owner)
         self._partitions = frozenset()
-        self._pending = False
+        self._done.clear()
+        self._forget()
         log.info("serving.feed_revoked", topic=self.topic,
                  partitions=sorted(p.partition for p in partitions))  # fmt: skip
 
+    def _forget(self) -> None:
+        """The assignment changed: the batch in hand is not this member's to commit or rewind,
+        and the cache's rows are no longer the continuation of what comes next."""
+        self._batch_start.clear()
+        self._batch_next.clear()
+        if self.on_rebalance is not None:
+            self.on_rebalance()
+
     def poll(self, timeout_s: float) -> list[FeatureRow]:
+        self._batch_start.clear()
+        self._batch_next.clear()
         msgs = self._consumer.consume(num_messages=self.max_batch, timeout=timeout_s)
         rows: list[FeatureRow] = []
         for m in msgs:
             if m.error():
                 log.warning("serving.feed_kafka_error", error=str(m.error()))
                 continue
-            self._pending = True
+            p, offset = m.partition(), m.offset()
+            if p is not None and offset is not None:
+                self._batch_start.setdefault(p, offset)
+                self._batch_next[p] = offset + 1
             row = self._parse(m.value() or b"", f"{m.topic()}:{m.partition()}:{m.offset()}")
             if row is not None:
                 rows.append(row)
         return rows
 
     def commit(self) -> None:
-        if not self._pending:
+        """Commit the handled batches' offsets (explicitly: never the consumer's position,
+        which may be past a batch that failed)."""
+        from confluent_kafka import TopicPartition
+
+        self._done.update(self._batch_next)
+        self._batch_start.clear()
+        self._batch_next.clear()
+        if not self._done:
             return
+        offsets = [TopicPartition(self.topic, p, o) for p, o in sorted(self._done.items())]
         try:
-            self._consumer.commit(asynchronous=False)
-            self._pending = False
+            self._consumer.commit(offsets=offsets, asynchronous=False)
+            self._done.clear()
         except Exception as err:  # a rebalance or a broker away: the rows come again (idempotent)
             log.warning("serving.feed_commit_failed", error=str(err))
+
+    def rewind(self) -> None:
+        """Seek each partition of the last batch back to the batch's first offset."""
+        from confluent_kafka import TopicPartition
+
+        starts = sorted(self._batch_start.items())
+        self._batch_start.clear()
+        self._batch_next.clear()
+        for p, offset in starts:
+            self._consumer.seek(TopicPartition(self.topic, p, offset))
+        if starts:
+            log.info("serving.feed_rewound", topic=self.topic, offsets=dict(starts))
 
     def close(self) -> None:
         self._consumer.close()
@@ -260,6 +329,7 @@ class LocalFeatureFeed(FeatureFeed):
         self.interval_s = interval_s
         self.description = f"local feature log {self.directory}"
         self._seen = set(self._names())
+        self._last: list[str] = []
         self._closed = threading.Event()
 
     def _names(self) -> list[str]:
@@ -281,6 +351,7 @@ class LocalFeatureFeed(FeatureFeed):
                 break
             self._closed.wait(self.interval_s)
         self._seen = set(names)  # forget files the writer removed
+        self._last = new
         rows: list[FeatureRow] = []
         for name in new:
             try:
@@ -293,6 +364,10 @@ class LocalFeatureFeed(FeatureFeed):
                     if row is not None:
                         rows.append(row)
         return rows
+
+    def rewind(self) -> None:
+        self._seen.difference_update(self._last)
+        self._last = []
 
     def close(self) -> None:
         self._closed.set()

@@ -154,6 +154,9 @@ class LivePredictor:
         self._thread: threading.Thread | None = None
         if metrics is not None:
             feed.on_reject = lambda _why: metrics.feed_rejected.inc()
+        # a rebalance: the symbols' rows before it are not those after it (another replica
+        # had the partition meanwhile), so no sequence may join them
+        feed.on_rebalance = cache.clear
 
     # ---- one batch (synchronous: tests call it directly) ---------------------------------------
     def predict(self, rows: Sequence[FeatureRow]) -> list[Prediction]:
@@ -274,7 +277,11 @@ class LivePredictor:
                 if rows:
                     if self.metrics is not None:
                         self.metrics.feed_rows.inc(len(rows))
-                    self.handle(rows)
+                    try:
+                        self.handle(rows)
+                    except Exception:  # never committed: the next poll delivers it again
+                        self.feed.rewind()
+                        raise
                 self.feed.commit()
                 wait = 0.5
             except Exception as err:  # a feed that fails is retried, never a dead thread

@@ -30,6 +30,7 @@ from signalstack.serving.hub import Hub, Subscriber, Subscription
 from signalstack.serving.live import LivePredictor, prediction_json
 from signalstack.serving.metrics import ServingMetrics
 from signalstack.serving.repository import DirectorySource, ModelRepository
+from signalstack.serving.schemas import PredictRequest
 
 SCHEMA = Path(__file__).parents[3] / "services/signalstack/schemas/json/prediction.v1.json"
 
@@ -133,6 +134,123 @@ def test_the_cache_answers_only_what_the_store_would() -> None:
     assert got is not None and got[0][:, 0].tolist() == [9]
     assert cache.rows("B", 1, 1) is None
     assert cache.rows("A", 2, 1) is None  # another feature set
+
+
+def test_a_rebalance_forgets_every_session_and_a_request_never_makes_an_entry() -> None:
+    """Rows before a rebalance are not the continuation of those after it (another replica
+    had the partition meanwhile, or a symbol tracked yesterday comes back mid-session): after
+    :meth:`clear` a symbol is answered again only from what the feed and the store give."""
+    cache = SessionCache(capacity=4)
+    for m in range(4):  # tracked: the next session would start complete
+        cache.add(_row("A", f"2025-11-20 20:0{m}"))
+    cache.clear()
+    cache.add(_row("A", "2025-11-21 17:00"))
+    assert cache.rows("A", 1, 2) is None  # the session's earlier rows are elsewhere
+    # the store's answer to a request for a symbol the feed does not deliver: no entry
+    zeros = {c: [0.0] for c in FEATURE_COLUMNS}
+    ts = [pd.Timestamp("2025-11-21 17:00", tz="UTC")]
+    stored = pd.DataFrame({"symbol": ["B"], "ts": ts, **zeros, "feature_set_version": [1]})
+    cache.seed("B", 1, stored, limit=3)
+    assert cache.rows("B", 1, 1) is None
+
+
+def test_predict_by_a_symbol_this_replica_is_not_fed_reads_the_store_every_time(
+    tmp_path: Path, models: Trained, repository: ModelRepository
+) -> None:
+    """Another replica owns the symbol's partition: nothing keeps a cached copy current, so
+    ``/predict`` answers from the store each time, and newer stored rows are answered."""
+    cut = cut_time(models)
+    store = store_upto(tmp_path / "replica.duckdb", models, cut)
+    aaa = models.frame[models.frame["symbol"] == "AAA"].sort_values("ts")
+    try:
+        plane = DataPlane(repository, store, cache=SessionCache(64))
+        request = PredictRequest(symbol="AAA")
+        for name in ("regime", "direction"):
+            assert (
+                pd.Timestamp(plane.predict(name, request).ts) == aaa[aaa["ts"] <= cut]["ts"].max()
+            )
+        store.write_features(models.frame[models.frame["ts"] > cut])  # the stream job's rows
+        want = expected(repository.get("direction").bundle, models.frame)
+        for name in ("regime", "direction"):
+            assert plane.predict_cached(name, request) is None
+            got = plane.predict(name, request)
+            assert pd.Timestamp(got.ts) == aaa["ts"].max()
+        newest = ("AAA", pd.Timestamp(aaa["ts"].max()).value)
+        got = plane.predict("direction", request)
+        assert got.model_dump()["probabilities"] is not None
+        np.testing.assert_allclose(list(got.model_dump()["probabilities"].values()), want[newest],
+                                   rtol=0, atol=1e-6)  # fmt: skip
+    finally:
+        store.close()
+
+
+def test_a_symbol_back_after_a_rebalance_is_predicted_from_the_store_not_across_the_hole(
+    tmp_path: Path, models: Trained, repository: ModelRepository
+) -> None:
+    """This replica predicts AAA to the cut, another one the next rows, then AAA comes back:
+    the LSTM's sequence is the session's rows from the store, not [..cut, now]."""
+    cut = cut_time(models)
+    frame = models.frame
+    store = store_upto(tmp_path / "back.duckdb", models, frame["ts"].max())  # every row stored
+    aaa = frame[frame["symbol"] == "AAA"].sort_values("ts")
+    before, after = aaa[aaa["ts"] <= cut].tail(10), aaa[aaa["ts"] > cut]
+    assert len(after) > 11
+    back = after.iloc[10:11]
+    try:
+        cache = SessionCache(64)
+        plane = DataPlane(repository, store, cache=cache)
+        predictor = LivePredictor(
+            LocalFeatureFeed(tmp_path / "feed"), plane, cache=cache, store=store
+        )
+        predictor.handle(feed_rows(before))
+        rebalance = predictor.feed.on_rebalance
+        assert rebalance is not None, "the predictor hears of its feed's rebalances"
+        rebalance()  # the partition went to another replica and came back
+        got = [p for p in predictor.handle(feed_rows(back)) if p.model_name == "direction"]
+        want = expected(repository.get("direction").bundle, frame)
+        key = ("AAA", pd.Timestamp(back["ts"].iloc[0]).value)
+        assert len(got) == 1
+        np.testing.assert_allclose(got[0].probabilities, want[key], rtol=0, atol=1e-6)
+        cached = plane.predict_cached("direction", PredictRequest(symbol="AAA"))
+        assert cached is not None  # fed, and completed from the store: answered from memory
+        np.testing.assert_allclose(list(cached.model_dump()["probabilities"].values()),
+                                   want[key], rtol=0, atol=1e-6)  # fmt: skip
+    finally:
+        store.close()
+
+
+def test_a_batch_whose_handling_failed_is_delivered_again(
+    tmp_path: Path, models: Trained, repository: ModelRepository
+) -> None:
+    """The fan-out fails once: the batch is not skipped, the feed delivers it again."""
+    calls: list[int] = []
+    seen: set[tuple[str, int]] = set()
+
+    def fanout(messages: list[tuple[str, str, bytes]]) -> None:
+        calls.append(len(messages))
+        if len(calls) == 1:
+            raise RuntimeError("the hub is away")
+        seen.update((s, json.loads(v)["ts"]) for s, _m, v in messages)
+
+    rows = models.frame.head(6)
+    want = {
+        (str(s), pd.Timestamp(t).value) for s, t in zip(rows["symbol"], rows["ts"], strict=True)
+    }
+    cache = SessionCache(64)
+    feed = LocalFeatureFeed(tmp_path / "feed")
+    predictor = LivePredictor(feed, DataPlane(repository, None, cache=cache), cache=cache,
+                              fanout=fanout, poll_s=0.1, backoff_cap_s=0.2)  # fmt: skip
+    predictor.start()
+    try:
+        FeatureLogPublisher(tmp_path / "feed").publish(rows)
+        for _ in range(600):  # bounded: a minute at most
+            if want <= seen:
+                break
+            predictor._stop.wait(0.1)
+    finally:
+        predictor.stop()
+    assert len(calls) >= 2
+    assert want <= seen, "the failed batch was skipped"
 
 
 # ---- the predictor -------------------------------------------------------------------------------
