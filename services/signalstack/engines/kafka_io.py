@@ -10,8 +10,10 @@ from typing import Any
 import orjson
 import pandas as pd
 
+from signalstack.engines.metrics import CONSUMER_LAG
 from signalstack.features.columns import FEATURE_COLUMNS, TRADE_COLUMNS
 from signalstack.logs import get_logger
+from signalstack.observability.kafka_stats import consumer_lag, group_steady
 from signalstack.schemas.trade import InvalidTradeError, validate_trade
 
 log = get_logger(__name__)
@@ -86,14 +88,35 @@ def kafka_batches(
     poll_timeout_s: float = 0.5,
     idle_batches: int | None = None,
     on_invalid: Any = None,
+    stats_interval_ms: int = 5_000,
 ) -> Iterator[pd.DataFrame]:
     """Consume ``market.trades`` as DataFrames of validated trades (arrival order).
 
     Invalid values are handed to ``on_invalid(raw, key, error)`` (the engine's DLQ). Offsets are
     committed after the next batch is requested, i.e. once the previous one was processed.
     ``idle_batches``: stop after that many consecutive empty polls (bounded runs, tests).
+    The consumer exports its own lag (``signalstack_stream_consumer_lag{query="local"}``) from
+    librdkafka's statistics every ``stats_interval_ms``, as the sink does.
     """
     from confluent_kafka import Consumer
+
+    owned: set[tuple[str, int]] = set()  # the assignment, kept by the rebalance callbacks
+
+    def on_stats(raw: str) -> None:
+        try:
+            stats = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            return
+        if group_steady(stats):  # a settled assignment; the last value kept while unknown
+            lag = consumer_lag(stats, owned, [topic])
+            if topic in lag:
+                CONSUMER_LAG.labels("local").set(lag[topic])
+
+    def on_assign(_: Any, partitions: list[Any]) -> None:
+        owned.update((p.topic, p.partition) for p in partitions)
+
+    def on_revoke(_: Any, partitions: list[Any]) -> None:
+        owned.difference_update((p.topic, p.partition) for p in partitions)
 
     consumer = Consumer(
         {
@@ -101,9 +124,11 @@ def kafka_batches(
             "group.id": group_id,
             "auto.offset.reset": "earliest",
             "enable.auto.commit": False,
+            "statistics.interval.ms": stats_interval_ms,
+            "stats_cb": on_stats,
         }
     )
-    consumer.subscribe([topic])
+    consumer.subscribe([topic], on_assign=on_assign, on_revoke=on_revoke, on_lost=on_revoke)
     idle = 0
     try:
         while True:

@@ -51,11 +51,11 @@ from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, TopicP
 from signalstack.config import Settings, SinkSettings
 from signalstack.logs import get_logger
 from signalstack.observability import HealthServer
+from signalstack.observability.kafka_stats import consumer_lag, group_steady, group_up
 from signalstack.process import tune_gc
 from signalstack.sink import metrics
 from signalstack.sink.decode import Raw, decode_rows, decode_trades
 from signalstack.sink.periodic import Clock, Every
-from signalstack.sink.stats import consumer_lag, group_steady, group_up
 from signalstack.store.base import FEATURE_COLUMNS, DlqRecord, Store, open_store
 from signalstack.store.batch import TradeBatch, check_batch
 

@@ -25,7 +25,7 @@ BOUNDED_LABELS = {
     "table": "the store's tables",
     "topic": "the configured topics",
     "engine": "local, spark",
-    "query": "the Spark job's queries (features, dlq)",
+    "query": "the Spark job's queries (features, dlq), or local (the local engine's consumer)",
     "outcome": "fixed outcome names per metric",
     "route": "route templates of the app, never the raw path",
     "model": "regime, direction, anomaly",

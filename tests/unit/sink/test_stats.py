@@ -10,7 +10,12 @@ from typing import Any
 
 import pytest
 
-from signalstack.sink.stats import consumer_lag, group_steady, group_up, partition_lag
+from signalstack.observability.kafka_stats import (
+    consumer_lag,
+    group_steady,
+    group_up,
+    partition_lag,
+)
 
 DATA = Path(__file__).parent / "data"
 

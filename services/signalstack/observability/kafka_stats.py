@@ -1,4 +1,5 @@
-"""What the sink reads from librdkafka's statistics (``statistics.interval.ms``, ``stats_cb``).
+"""What the Kafka consumers (the sink, the local stream engine) read from librdkafka's statistics
+(``statistics.interval.ms``, ``stats_cb``).
 
 librdkafka emits a JSON document on the consumer's own thread (from ``consume``) every
 interval, with no broker round trip: the consumer group's state (``cgrp``) and, per partition,
