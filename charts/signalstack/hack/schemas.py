@@ -454,7 +454,15 @@ SUBCHARTS["stream"] = common(
             "additionalProperties": {"type": ["string", "number", "boolean"]},
         },
         "checkpoints": obj(
-            {"persistence": PVC, "mountPath": string(pattern=r"^/"), "uri": string()}
+            {
+                # mounted by the driver and every executor: singleNode admits ReadWriteOnce
+                "persistence": {
+                    **PVC,
+                    "properties": {**PVC["properties"], "singleNode": BOOL},
+                },
+                "mountPath": string(pattern=r"^/"),
+                "uri": string(),
+            }
         ),
         "restartPolicy": obj(
             {

@@ -393,6 +393,46 @@ def test_stream_checkpoints_on_a_pvc_shared_by_driver_and_executors() -> None:
     assert any("pods" in r["resources"] and "create" in r["verbs"] for r in rules)
 
 
+def test_stream_checkpoints_pvc_is_shared_across_nodes_by_default() -> None:
+    """The driver and every executor mount the checkpoints: by default the PVC is
+    ReadWriteMany (pods on several nodes); kind's one node shares a ReadWriteOnce volume."""
+    for profile, modes in (("default", ["ReadWriteMany"]), ("production", ["ReadWriteMany"]),
+                           ("kind", ["ReadWriteOnce"])):  # fmt: skip
+        pvc = one(rendered(profile), "PersistentVolumeClaim", "signalstack-stream-checkpoints")
+        assert pvc["spec"]["accessModes"] == modes, profile
+
+
+@pytest.mark.parametrize(
+    ("sets", "says"),
+    [
+        (("stream.checkpoints.persistence.accessModes={ReadWriteOnce}",), "singleNode=true"),
+        (
+            (
+                "stream.checkpoints.persistence.accessModes={ReadWriteOncePod}",
+                "stream.checkpoints.persistence.singleNode=true",
+            ),
+            "ReadWriteOncePod admits one pod",
+        ),
+        (("stream.checkpoints.persistence.singelNode=true",), "singelNode"),  # the schema
+    ],
+)
+def test_stream_refuses_checkpoints_one_node_cannot_share(sets: tuple[str, ...], says: str) -> None:
+    """A ReadWriteOnce PVC mounted by pods on several nodes is a Multi-Attach error at run
+    time: the render fails first, saying what to do."""
+    with pytest.raises(HelmError, match=says):
+        rendered("default", sets)
+    # single-node on purpose (kind): allowed
+    docs = rendered(
+        "default",
+        (
+            "stream.checkpoints.persistence.accessModes={ReadWriteOnce}",
+            "stream.checkpoints.persistence.singleNode=true",
+        ),
+    )
+    pvc = one(docs, "PersistentVolumeClaim", "signalstack-stream-checkpoints")
+    assert pvc["spec"]["accessModes"] == ["ReadWriteOnce"]
+
+
 def test_stream_checkpoints_in_an_object_store() -> None:
     docs = rendered("default", ("stream.checkpoints.uri=s3a://bucket/checkpoints",))
     assert not find(docs, "PersistentVolumeClaim", "signalstack-stream-checkpoints")
