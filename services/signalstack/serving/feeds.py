@@ -194,6 +194,7 @@ class KafkaFeatureFeed(FeatureFeed):
         self._batch_start: dict[int, int] = {}
         self._batch_next: dict[int, int] = {}
         self._done: dict[int, int] = {}
+        self._closing = False
 
     @property
     def partitions(self) -> frozenset[int]:
@@ -203,6 +204,8 @@ class KafkaFeatureFeed(FeatureFeed):
         self._partitions = frozenset(p.partition for p in partitions)
         self._forget()
         log.info("serving.feed_assigned", topic=self.topic, partitions=sorted(self._partitions))
+        if self._closing:  # an assignment served while the consumer leaves: nothing to read
+            return
         wait = self.pin_backoff_s
         for attempt in range(1, self.pin_attempts + 1):
             try:
@@ -314,6 +317,7 @@ class KafkaFeatureFeed(FeatureFeed):
             log.info("serving.feed_rewound", topic=self.topic, offsets=dict(starts))
 
     def close(self) -> None:
+        self._closing = True
         self._consumer.close()
 
 

@@ -15,7 +15,7 @@ import jsonschema
 import numpy as np
 import pandas as pd
 import pytest
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 from tests.unit.serving.live_helpers import cut_time, expected, store_upto
 from tests.unit.serving.serving_helpers import Trained, copy_bundles, running_server, trained
@@ -25,6 +25,10 @@ from signalstack.config import KafkaSettings, ServingSettings, Settings
 from signalstack.devstack import KafkaServer
 from signalstack.engines.kafka_io import feature_json
 from signalstack.serving.app import create_app
+from signalstack.serving.cache import SessionCache
+from signalstack.serving.dataplane import DataPlane
+from signalstack.serving.feeds import KafkaFeatureFeed
+from signalstack.serving.live import LivePredictor
 from signalstack.serving.metrics import ServingMetrics
 from signalstack.serving.repository import DirectorySource, ModelRepository
 from signalstack.serving.service import live_feed
@@ -149,3 +153,99 @@ def test_the_kafka_feed_streams_publishes_and_stores(
             assert len(store.predictions(["AAA", "BBB"], lo, hi)) == 3 * len(stream)
     finally:
         store.close()
+
+
+def _commit_start(bootstrap: str, topic: str, group: str, partitions: int = 3) -> None:
+    """The group's committed offsets at the topic's beginning (so a new member reads it all)."""
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
+    try:
+        c.commit(offsets=[TopicPartition(topic, p, 0) for p in range(partitions)],
+                 asynchronous=False)  # fmt: skip
+    finally:
+        c.close()
+
+
+def test_a_batch_whose_handling_failed_is_read_again_not_committed_past(
+    kafka: KafkaServer, models: Trained, tmp_path: Path
+) -> None:
+    """The fan-out fails on the first batch (a reason no retry covers): the feed seeks back,
+    every row is predicted, and the group's committed offsets end at the topic's end."""
+    features_topic, _ = _topics(kafka)
+    group = f"serving-{uuid.uuid4().hex[:8]}"
+    rows = models.frame.head(6)
+    producer = Producer({"bootstrap.servers": kafka.bootstrap, "enable.idempotence": True})
+    for r in rows.to_dict("records"):
+        producer.produce(features_topic, key=str(r["symbol"]).encode(), value=feature_json(r))
+    assert producer.flush(30) == 0
+    _commit_start(kafka.bootstrap, features_topic, group)
+    repo = ModelRepository(DirectorySource(copy_bundles(tmp_path / "m", ("regime",))))
+    repo.poll_once()
+    calls: list[int] = []
+    seen: set[tuple[str, int]] = set()
+
+    def fanout(messages: list[tuple[str, str, bytes]]) -> None:
+        calls.append(len(messages))
+        if len(calls) == 1:
+            raise RuntimeError("the hub is away")
+        seen.update((s, json.loads(v)["ts"]) for s, _m, v in messages)
+
+    feed = KafkaFeatureFeed(kafka.bootstrap, features_topic, group)
+    cache = SessionCache(64)
+    predictor = LivePredictor(feed, DataPlane(repo, None, cache=cache), cache=cache,
+                              fanout=fanout, poll_s=0.2, backoff_cap_s=0.5)  # fmt: skip
+    want = {
+        (str(s), pd.Timestamp(t).value) for s, t in zip(rows["symbol"], rows["ts"], strict=True)
+    }
+    predictor.start()
+    try:
+        deadline = time.monotonic() + WAIT_S
+        while not want <= seen:
+            assert time.monotonic() < deadline, f"never predicted: {sorted(want - seen)}"
+            time.sleep(0.1)
+    finally:
+        predictor.stop()
+    assert len(calls) >= 2
+    check = Consumer({"bootstrap.servers": kafka.bootstrap, "group.id": group})
+    try:
+        parts = [TopicPartition(features_topic, p) for p in range(3)]
+        committed = sum(max(tp.offset, 0) for tp in check.committed(parts, timeout=30))
+    finally:
+        check.close()
+    assert committed == len(rows)
+
+
+class _Flaky:
+    """A real consumer whose ``committed`` fails ``times`` times first (a rebalance in progress)."""
+
+    def __init__(self, consumer: Any, times: int) -> None:
+        self.consumer, self.times = consumer, times
+
+    def committed(self, *args: Any, **kwargs: Any) -> Any:
+        if self.times:
+            self.times -= 1
+            raise KafkaException(KafkaError(KafkaError.REBALANCE_IN_PROGRESS))
+        return self.consumer.committed(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.consumer, name)
+
+
+def test_pinning_a_new_partitions_start_is_retried_and_then_fails_loudly(
+    kafka: KafkaServer,
+) -> None:
+    features_topic, _ = _topics(kafka)
+    group = f"serving-{uuid.uuid4().hex[:8]}"
+    feed = KafkaFeatureFeed(kafka.bootstrap, features_topic, f"unused-{group}")
+    feed.pin_backoff_s = 0.05
+    member = Consumer({"bootstrap.servers": kafka.bootstrap, "group.id": group,
+                       "enable.auto.commit": False})  # fmt: skip
+    parts = [TopicPartition(features_topic, p) for p in range(3)]
+    try:
+        feed._assigned(_Flaky(member, 2), parts)
+        # the start is pinned after all: committed at the partitions' (empty) end
+        assert [tp.offset for tp in member.committed(parts, timeout=30)] == [0, 0, 0]
+        with pytest.raises(RuntimeError, match="unknown after"):
+            feed._assigned(_Flaky(member, 100), parts)
+    finally:
+        member.close()
+        feed.close()
