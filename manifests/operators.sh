@@ -4,7 +4,8 @@
 # operators at the versions pinned in scripts/versions.env, each with its values file in
 # manifests/values/. Idempotent (`helm upgrade --install`, `kubectl apply`).
 #
-#   manifests/operators.sh                 Strimzi, spark-operator, kube-prometheus-stack
+#   manifests/operators.sh                 Strimzi, spark-operator, kube-prometheus-stack,
+#                                          prometheus-pushgateway (drift's and backfill's metrics)
 #   KSERVE=1 manifests/operators.sh        + KServe (RawDeployment; needs cert-manager already)
 #   METRICS_SERVER=1 manifests/operators.sh  + metrics-server (kind: --kubelet-insecure-tls)
 #
@@ -38,6 +39,8 @@ install spark-operator spark-operator spark-operator "$SPARK_OPERATOR_VERSION" \
   "$VALUES/spark-operator.yaml" --repo https://kubeflow.github.io/spark-operator
 install kps monitoring kube-prometheus-stack "$KUBE_PROMETHEUS_STACK_VERSION" \
   "$VALUES/kube-prometheus-stack.yaml" --repo https://prometheus-community.github.io/helm-charts
+install pushgateway monitoring prometheus-pushgateway "$PUSHGATEWAY_CHART_VERSION" \
+  "$VALUES/prometheus-pushgateway.yaml" --repo https://prometheus-community.github.io/helm-charts
 
 if [ "${METRICS_SERVER:-0}" = 1 ]; then
   install metrics-server kube-system metrics-server "$METRICS_SERVER_CHART_VERSION" \
@@ -51,4 +54,4 @@ if [ "${KSERVE:-0}" = 1 ]; then
     --namespace kserve --create-namespace --wait --timeout "$TIMEOUT"
   install kserve kserve oci://ghcr.io/kserve/charts/kserve "$KSERVE_VERSION" "$VALUES/kserve.yaml"
 fi
-log "done: Strimzi ${STRIMZI_VERSION}, spark-operator ${SPARK_OPERATOR_VERSION}, kube-prometheus-stack ${KUBE_PROMETHEUS_STACK_VERSION}"
+log "done: Strimzi ${STRIMZI_VERSION}, spark-operator ${SPARK_OPERATOR_VERSION}, kube-prometheus-stack ${KUBE_PROMETHEUS_STACK_VERSION}, prometheus-pushgateway ${PUSHGATEWAY_CHART_VERSION}"

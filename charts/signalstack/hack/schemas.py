@@ -205,6 +205,15 @@ GLOBAL = obj(
             }
         ),
         "serviceMonitor": obj({"labels": STR_MAP}),
+        "pushgateway": obj(
+            {
+                "url": string(pattern=r"^(https?://[^/\s]+(/\S*)?)?$"),
+                "namespace": string(pattern=r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?)?$"),
+                "podLabels": {**STR_MAP, "minProperties": 1},
+                "port": integer(minimum=1, maximum=65535),
+            },
+            ["url", "podLabels", "port"],
+        ),
         "tests": obj({"enabled": BOOL}),
     },
     ["image", "contracts", "timescaledb", "kafka", "mlflow", "networkPolicy"],
@@ -518,7 +527,6 @@ SUBCHARTS["drift"] = common(
                 "jobTemplateConfigMap": string(),
             }
         ),
-        "pushgatewayUrl": string(),
     },
     ["image", "resources", "schedule", "timeZone"],
 )
@@ -536,7 +544,6 @@ SUBCHARTS["backfill"] = common(
             },
             ["existingSecret"],
         ),
-        "pushgatewayUrl": string(),
     },
     ["image", "resources", "schedule", "timeZone"],
 )

@@ -521,6 +521,100 @@ def test_network_policies_can_be_switched_off() -> None:
     assert not find(rendered("default", ("global.networkPolicy.enabled=false",)), "NetworkPolicy")
 
 
+# ---- the Pushgateway of the CronJobs' metrics -----------------------------------------------
+
+PUSHERS = {"drift": "DRIFT_PUSHGATEWAY_URL", "backfill": "BACKFILL_PUSHGATEWAY_URL"}
+
+
+def _pushgateway_egress(policy: dict[str, Any]) -> list[dict[str, Any]]:
+    return [
+        r for r in policy["spec"]["egress"]
+        if any("prometheus-pushgateway" in str(t.get("podSelector")) for t in r.get("to", []))
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("profile", ["kind", "production"])
+def test_drift_and_backfill_push_to_the_pushgateway_make_operators_runs(profile: str) -> None:
+    """The SignalstackDrift* / SignalstackBackfillFailed alerts read what these Jobs push: both
+    profiles point them at the Pushgateway manifests/operators.sh installs (release, Service
+    name and namespace from its values file) and their NetworkPolicies let them reach its pods
+    (and nothing else there)."""
+    from urllib.parse import urlsplit
+
+    root = CHART.parents[1]
+    operators = (root / "manifests" / "operators.sh").read_text()
+    install = re.search(r"^install (\S+) (\S+) prometheus-pushgateway ", operators, re.M)
+    assert install, "manifests/operators.sh installs no Pushgateway"
+    namespace = install.group(2)
+    pg_values = yaml.safe_load((root / "manifests/values/prometheus-pushgateway.yaml").read_text())
+    service = pg_values["fullnameOverride"]
+    port = pg_values.get("service", {}).get("port", 9091)  # the chart's default Service port
+
+    docs = rendered(profile)
+    for name, var in PUSHERS.items():
+        cron = one(docs, "CronJob", f"signalstack-{name}")
+        c = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
+        url = urlsplit(env_of(c)[var])
+        assert url.scheme == "http" and url.port == port, url
+        assert url.hostname in (f"{service}.{namespace}.svc", f"{service}.{namespace}"), url
+        [rule] = _pushgateway_egress(one(docs, "NetworkPolicy", f"signalstack-{name}"))
+        assert rule["ports"] == [{"protocol": "TCP", "port": port}]
+        assert rule["to"] == [
+            {
+                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}},
+                # the prometheus-pushgateway chart's pod label (its name: nameOverride unset)
+                "podSelector": {
+                    "matchLabels": {"app.kubernetes.io/name": "prometheus-pushgateway"}
+                },
+            }
+        ]
+    assert "nameOverride" not in pg_values
+    assert pg_values["serviceMonitor"]["enabled"] and pg_values["serviceMonitor"]["honorLabels"]
+
+
+def test_without_a_pushgateway_nothing_is_pushed_nor_opened() -> None:
+    docs = rendered("default")
+    for name, var in PUSHERS.items():
+        cron = one(docs, "CronJob", f"signalstack-{name}")
+        c = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
+        assert var not in env_of(c)
+        assert not _pushgateway_egress(one(docs, "NetworkPolicy", f"signalstack-{name}"))
+    # one in the release's namespace: a pod selector only
+    docs = rendered(
+        "default",
+        (
+            "global.pushgateway.url=http://pgw:9091",
+            "global.pushgateway.namespace=",
+            "global.pushgateway.port=9191",
+        ),
+    )
+    for name in PUSHERS:
+        [rule] = _pushgateway_egress(one(docs, "NetworkPolicy", f"signalstack-{name}"))
+        assert rule == {
+            "to": [
+                {
+                    "podSelector": {
+                        "matchLabels": {"app.kubernetes.io/name": "prometheus-pushgateway"}
+                    }
+                }
+            ],
+            "ports": [{"protocol": "TCP", "port": 9191}],
+        }
+
+
+@pytest.mark.parametrize(
+    ("sets", "says"),
+    [
+        (("global.pushgateway.url=prometheus-pushgateway:9091",), "url"),  # no scheme
+        (("global.pushgateway.port=0",), "port"),
+        (("drift.pushgatewayUrl=http://pgw:9091",), "pushgatewayUrl"),  # one place: global
+    ],
+)
+def test_pushgateway_values_are_checked(sets: tuple[str, ...], says: str) -> None:
+    with pytest.raises(HelmError, match=says):
+        rendered("default", sets)
+
+
 # ---- alert windows against the schedules ----------------------------------------------------
 
 

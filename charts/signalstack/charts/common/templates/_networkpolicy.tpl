@@ -7,7 +7,8 @@ uses: kafka | timescaledb | mlflow (egress to that server's pods on its contract
 pod carries the signalstack.io/<server>-client label the server admits; a server outside the
 release (global.kafka.bootstrapServers, global.timescaledb.host, global.mlflow.trackingUri) needs
 its flow in extraEgress), kubeApi (the API server),
-internet (HTTPS to public addresses: Polygon). DNS is always open. networkPolicy.extraIngress /
+internet (HTTPS to public addresses: Polygon), pushgateway (the Pushgateway's pods, from
+global.pushgateway, when its url is set). DNS is always open. networkPolicy.extraIngress /
 extraEgress add rules (e.g. for servers outside the release).
 */}}
 {{- define "common.networkPolicy" -}}
@@ -82,6 +83,19 @@ spec:
         {{- range $g.networkPolicy.kubeApiPorts }}
         - {protocol: TCP, port: {{ . }}}
         {{- end }}
+    {{- end }}
+    {{- if and (has "pushgateway" .uses) $g.pushgateway.url }}
+    - to:
+        - podSelector:
+            matchLabels:
+              {{- toYaml $g.pushgateway.podLabels | nindent 14 }}
+          {{- with $g.pushgateway.namespace }}
+          namespaceSelector:
+            matchLabels:
+              kubernetes.io/metadata.name: {{ . }}
+          {{- end }}
+      ports:
+        - {protocol: TCP, port: {{ $g.pushgateway.port }}}
     {{- end }}
     {{- if has "internet" .uses }}
     - to:
