@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+import httpx
 import numpy as np
 import pandas as pd
 import pytest
@@ -98,6 +99,18 @@ def _key(m: dict[str, Any]) -> tuple[str, str, int]:
     return m["symbol"], m["model_name"], m["ts"]
 
 
+def _value(m: dict[str, Any]) -> np.ndarray:
+    """A prediction's probabilities (class order) or its score."""
+    return np.atleast_1d(list(m["probabilities"].values()) if m["probabilities"] else m["score"])
+
+
+def _assert_truth(msgs: list[dict[str, Any]], truth: dict[str, dict[tuple[str, int], Any]]) -> None:
+    """Every message equals the training side's answer for its row (the copies' sources)."""
+    for m in msgs:
+        want = truth[m["model_name"]][(COPIES[m["symbol"]], m["ts"])]
+        np.testing.assert_allclose(_value(m), want, rtol=0, atol=1e-6, err_msg=str(_key(m)))
+
+
 def _receive(ws: ClientConnection, want: set[tuple[str, str, int]]) -> list[dict[str, Any]]:
     """Messages until every key of ``want`` arrived (warm-up symbols skipped)."""
     got: list[dict[str, Any]] = []
@@ -168,10 +181,12 @@ def test_replicas_share_the_feed_and_every_client_sees_every_symbol(
     with contextlib.ExitStack() as stack:
         clients: list[ClientConnection] = []
         servers: list[contextlib.ExitStack] = []
+        urls: list[str] = []
         for r in replicas:
             stack.callback(r.store.close)  # after its server stopped (callbacks run last first)
             server = contextlib.ExitStack()
             url = server.enter_context(running_server(r.app))
+            urls.append(url)
             servers.append(server)
             stack.callback(server.close)
             assert r.repo.wait_ready(60), r.repo.describe()
@@ -203,12 +218,27 @@ def test_replicas_share_the_feed_and_every_client_sees_every_symbol(
         got = [_receive(ws, want) for ws in clients]
         for msgs in got:  # a client of either replica: every symbol's predictions
             assert {m["symbol"] for m in msgs} == set(COPIES)
-        for name in MODELS:  # equal to the training side, whichever replica made them
-            truth = expected(replicas[0].repo.get(name).bundle, models.frame)
-            for m in (m for m in got[0] if m["model_name"] == name):
-                value = list(m["probabilities"].values()) if m["probabilities"] else m["score"]
-                source = (COPIES[m["symbol"]], m["ts"])
-                np.testing.assert_allclose(np.atleast_1d(value), truth[source], rtol=0, atol=1e-6)
+        # equal to the training side, whichever replica made them
+        truth = {n: expected(replicas[0].repo.get(n).bundle, models.frame) for n in MODELS}
+        _assert_truth(got[0], truth)
+
+        # /predict on a replica not fed the symbol (another owns its partition) answers the
+        # store's newest rows, also after newer rows are stored (no copy a request cached)
+        other = next(s for s in COPIES if part[s] in feeds[1].partitions)
+        stored_before = httpx.post(f"{urls[0]}/predict/direction", json={"symbol": other},
+                                   timeout=30).json()  # fmt: skip
+        writer = TimescaleStore(timescale_db.dsn)
+        stack.callback(writer.close)
+        writer.write_features(stream)  # the stream job's rows reach the store as well
+        answer = httpx.post(f"{urls[0]}/predict/direction", json={"symbol": other}, timeout=30)
+        assert answer.status_code == 200, answer.text
+        newest = stream[stream["symbol"] == other]["ts"].max()
+        assert pd.Timestamp(answer.json()["ts"]) == newest
+        assert pd.Timestamp(stored_before["ts"]) < newest
+        np.testing.assert_allclose(
+            list(answer.json()["probabilities"].values()),
+            truth["direction"][(COPIES[other], pd.Timestamp(newest).value)], rtol=0, atol=1e-6,
+        )  # fmt: skip
 
         # each row predicted once across both: one market.predictions message per prediction
         total = replicas[0].predicted + replicas[1].predicted
@@ -235,9 +265,50 @@ def test_replicas_share_the_feed_and_every_client_sees_every_symbol(
         for m in again:
             a, b = first[_key(m)], m
             assert (a["prediction"], a["model_version"]) == (b["prediction"], b["model_version"])
-            if a["score"] is not None:
-                assert b["score"] == pytest.approx(a["score"], abs=1e-9)
+            np.testing.assert_allclose(_value(b), _value(a), rtol=0, atol=1e-6)
+        _assert_truth(again, truth)
         assert len(check.predictions(list(COPIES), lo, hi)) == len(want)
+
+        # A→B→A: a new replica B takes some partitions from A and predicts their next rows;
+        # B leaves, A gets them back: A's sequences are the store's (no hole where B had them)
+        nxt = later[later["ts"] > stream["ts"].max()]
+        minutes = sorted(nxt["ts"].unique())
+        to_b, back = nxt[nxt["ts"] <= minutes[2]], nxt[nxt["ts"] == minutes[3]]
+        writer.write_features(nxt[nxt["ts"] <= minutes[3]])
+        b = Replica(settings, timescale_db.dsn, copy_bundles(tmp_path / "m2"))
+        stack.callback(b.store.close)
+        b_server = contextlib.ExitStack()
+        stack.callback(b_server.close)
+        b_server.enter_context(running_server(b.app))
+        assert b.repo.wait_ready(60), b.repo.describe()
+        _until("B to own partitions",
+               lambda: bool(b.feed.partitions) and bool(feeds[0].partitions)
+               and not b.feed.partitions & feeds[0].partitions
+               and b.feed.partitions | feeds[0].partitions == set(range(PARTITIONS)))  # fmt: skip
+        moved = {s for s in COPIES if part[s] in b.feed.partitions}
+        assert moved
+        total = replicas[0].predicted + b.predicted
+        produce(to_b)
+        _until(
+            "the rows B and A own to be predicted",
+            lambda: replicas[0].predicted + b.predicted >= total + len(to_b) * len(MODELS),
+        )
+        b_server.close()
+        _until("A to own every partition again",
+               lambda: feeds[0].partitions == set(range(PARTITIONS)))  # fmt: skip
+        want_back = {(r["symbol"], m, pd.Timestamp(r["ts"]).value)
+                     for r in back.to_dict("records") for m in MODELS}  # fmt: skip
+        produce(back)
+        returned = [m for m in _receive(clients[0], want_back) if _key(m) in want_back]
+        assert {m["symbol"] for m in returned} >= moved
+        _assert_truth(returned, truth)
+        for s in moved:  # and /predict on A answers the same sequence
+            r = httpx.post(f"{urls[0]}/predict/direction", json={"symbol": s}, timeout=30)
+            assert r.status_code == 200, r.text
+            np.testing.assert_allclose(
+                list(r.json()["probabilities"].values()),
+                truth["direction"][(COPIES[s], pd.Timestamp(minutes[3]).value)], rtol=0, atol=1e-6,
+            )  # fmt: skip
 
 
 def test_a_partition_taken_over_before_its_first_commit_loses_no_row(
