@@ -24,7 +24,7 @@ import pytest
 from starlette.websockets import WebSocketDisconnect
 from tests.unit.serving.conftest import AppFactory
 from tests.unit.serving.live_helpers import cut_time, expected, store_upto
-from tests.unit.serving.serving_helpers import Trained, running_server
+from tests.unit.serving.serving_helpers import SEQUENCE_LENGTH, Trained, running_server
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
@@ -34,6 +34,7 @@ from signalstack.serving.feeds import FeatureLogPublisher, LocalFeatureFeed
 from signalstack.serving.hub import CLOSE_TOO_SLOW
 from signalstack.serving.metrics import ServingMetrics
 from signalstack.serving.repository import DirectorySource, ModelRepository
+from signalstack.serving.schemas import PredictRequest
 from signalstack.store.duckdb import DuckDBStore
 
 WAIT_S = 60.0  # every wait is bounded; generous, the machine is shared
@@ -211,19 +212,27 @@ def test_the_local_feed_streams_stores_and_feeds_predict_by_symbol(
 def test_predict_by_symbol_from_the_cache_equals_the_store_answer(
     tmp_path: Path, models: Trained, model_dir: Path
 ) -> None:
-    """A cold symbol is read from the store (and fills the cache); once the stream's rows are
-    in the cache, each model's answer by symbol equals the one read from the store."""
+    """A symbol the feed has not delivered is read from the store (and never enters the
+    cache: nothing would keep that copy current); once the feed delivered its rows, each
+    model's answer by symbol comes from the cache and equals the one read from the store."""
     store = DuckDBStore(str(tmp_path / "full.duckdb"))
     store.migrate()
     store.write_features(models.frame)
+    bbb = models.frame[models.frame["symbol"] == "BBB"].sort_values("ts").tail(10)
     try:
         with live_server(tmp_path, model_dir, store) as live:
             with httpx.Client(base_url=live.url, timeout=30) as c:
                 before = {n: c.post(f"/predict/{n}", json={"symbol": "BBB"}).json()
                           for n in ("regime", "direction", "anomaly")}  # fmt: skip
-                cache = live.app.state.dataplane.cache
-                assert len(cache) == 1  # BBB's rows, read from the store once
+                plane = live.app.state.dataplane
+                assert len(plane.cache) == 0  # read from the store, not cached
+                FeatureLogPublisher(live.log_dir).publish(bbb)  # the stream's newest rows
+                deadline = time.monotonic() + WAIT_S
+                while plane.cache.rows("BBB", 1, SEQUENCE_LENGTH) is None:
+                    assert time.monotonic() < deadline, "the feed's rows never reached the cache"
+                    time.sleep(0.05)
                 for n, answer in before.items():
+                    assert plane.predict_cached(n, PredictRequest(symbol="BBB")) is not None
                     again = c.post(f"/predict/{n}", json={"symbol": "BBB"}).json()
                     assert again == answer  # from the cache now, the same answer
                 unknown = c.post("/predict/regime", json={"symbol": "ZZZ"})
