@@ -5,8 +5,10 @@ implementations side by side.
   symbol, the ``feature_json`` value) in the consumer group ``SERVING_FEED_GROUP_ID``, which
   the replicas share: predicting is partitioned work, each row goes to one replica (a symbol's
   rows stay on one while the group is stable; after a rebalance the new owner's session cache
-  fills from the store). Offsets are committed after a batch was predicted, stored and
-  published — at least once; the writes are idempotent, so a replay duplicates no table row.
+  fills from the store; every rebalance clears the cache). The handled batch's offsets are
+  committed after it was predicted, stored and published, and a batch whose handling failed
+  is sought back to and delivered again — at least once; the writes are idempotent, so a
+  replay duplicates no table row.
   The WebSocket clients of every replica get every replica's predictions through
   ``market.predictions`` (:mod:`signalstack.serving.fanout`).
 - :class:`LocalFeatureFeed` (the embedded default): a *feature log* directory the local engine
