@@ -69,7 +69,7 @@ def examples() -> tuple[pd.DataFrame, pd.DataFrame]:
 def registry_rows(store: DuckDBStore) -> list[tuple[Any, ...]]:
     rows = store._sql(
         "SELECT model_name, alias, version, run_id FROM model_registry ORDER BY model_name"
-    ).fetchall()
+    )
     return [tuple(r) for r in rows]
 
 

@@ -190,7 +190,7 @@ def test_a_worse_run_keeps_the_champion_and_a_better_one_moves_it(
     rows = mirror._sql(
         "SELECT version, run_id FROM model_registry WHERE model_name = ? AND alias = 'champion'",
         [model],
-    ).fetchall()
+    )
     assert [tuple(r) for r in rows] == [("3", better.run_id)]
     # the registered champion is the bundle serving loads: it predicts the holdout as scored
     bundle = load_bundle(_download(client, model, "3", tmp_path))
