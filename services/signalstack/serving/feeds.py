@@ -46,6 +46,7 @@ import pandas as pd
 
 from signalstack.features.columns import FEATURE_COLUMNS
 from signalstack.logs import get_logger
+from signalstack.observability.kafka_stats import consumer_lag, group_steady
 
 log = get_logger(__name__)
 
@@ -116,6 +117,7 @@ def parse_feature_message(raw: bytes | str) -> FeatureRow:
 
 OnReject = Callable[[str], None]
 OnRebalance = Callable[[], None]
+OnLag = Callable[[int], None]
 
 
 class FeatureFeed(ABC):
@@ -130,6 +132,8 @@ class FeatureFeed(ABC):
         #: called (on the polling thread) when the feed's assignment changes: the rows it
         #: delivers from then on are not the continuation of those before
         self.on_rebalance: OnRebalance | None = None
+        #: called (on the polling thread) with the consumer's lag when a feed knows it
+        self.on_lag: OnLag | None = None
 
     @abstractmethod
     def poll(self, timeout_s: float) -> list[FeatureRow]:
@@ -169,7 +173,7 @@ class KafkaFeatureFeed(FeatureFeed):
 
     def __init__(
         self, bootstrap: str, topic: str, group: str, *, max_batch: int = 1000,
-        pin_attempts: int = 6, pin_backoff_s: float = 0.5,
+        pin_attempts: int = 6, pin_backoff_s: float = 0.5, stats_interval_ms: int = 5_000,
     ) -> None:  # fmt: skip
         super().__init__()
         from confluent_kafka import Consumer
@@ -185,6 +189,9 @@ class KafkaFeatureFeed(FeatureFeed):
                 "group.id": group,
                 "auto.offset.reset": "latest",
                 "enable.auto.commit": False,
+                # the consumer's own lag, from librdkafka's statistics (as the sink's)
+                "statistics.interval.ms": stats_interval_ms,
+                "stats_cb": self._on_stats,
             }
         )
         self._partitions: frozenset[int] = frozenset()
@@ -201,6 +208,21 @@ class KafkaFeatureFeed(FeatureFeed):
     @property
     def partitions(self) -> frozenset[int]:
         return self._partitions
+
+    def _on_stats(self, raw: str) -> None:
+        """Rows of the owned partitions neither handled nor committed (a settled assignment;
+        the last value is kept while it is unknown)."""
+        if self.on_lag is None:
+            return
+        try:
+            stats = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            return
+        if group_steady(stats):
+            owned = [(self.topic, p) for p in self._partitions]
+            lag = consumer_lag(stats, owned, [self.topic])
+            if self.topic in lag:
+                self.on_lag(lag[self.topic])
 
     def _assigned(self, consumer: Any, partitions: list[Any]) -> None:
         self._partitions = frozenset(p.partition for p in partitions)

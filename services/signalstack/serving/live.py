@@ -154,6 +154,7 @@ class LivePredictor:
         self._thread: threading.Thread | None = None
         if metrics is not None:
             feed.on_reject = lambda _why: metrics.feed_rejected.inc()
+            feed.on_lag = metrics.feed_consumer_lag.set
         # a rebalance: the symbols' rows before it are not those after it (another replica
         # had the partition meanwhile), so no sequence may join them
         feed.on_rebalance = cache.clear

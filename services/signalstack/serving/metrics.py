@@ -86,6 +86,12 @@ class ServingMetrics:
         self.feed_rows = Counter(
             p + "feed_rows_total", "Feature rows received from the live feed.", registry=r
         )
+        self.feed_consumer_lag = Gauge(
+            p + "feed_consumer_lag",
+            "market.features messages of this replica's partitions not yet predicted and "
+            "committed (the Kafka feed; librdkafka statistics).",
+            registry=r,
+        )
         self.feed_rejected = Counter(
             p + "feed_rejected_total",
             "Feed messages that are not feature rows (logged and skipped).",

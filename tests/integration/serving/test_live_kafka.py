@@ -249,3 +249,41 @@ def test_pinning_a_new_partitions_start_is_retried_and_then_fails_loudly(
     finally:
         member.close()
         feed.close()
+
+
+def test_the_feed_reports_its_own_lag(kafka: KafkaServer, models: Trained) -> None:
+    """The Kafka feed exports its consumer lag (librdkafka statistics): the owned partitions'
+    rows not committed yet, then 0 once the batch is handled and committed."""
+    features_topic, _ = _topics(kafka)
+    group = f"serving-{uuid.uuid4().hex[:8]}"
+    rows = models.frame.head(6)
+    producer = Producer({"bootstrap.servers": kafka.bootstrap, "enable.idempotence": True})
+    for r in rows.to_dict("records"):
+        producer.produce(features_topic, key=str(r["symbol"]).encode(), value=feature_json(r))
+    assert producer.flush(30) == 0
+    _commit_start(kafka.bootstrap, features_topic, group)
+    feed = KafkaFeatureFeed(kafka.bootstrap, features_topic, group, stats_interval_ms=100)
+    lags: list[int] = []
+    feed.on_lag = lags.append
+    deadline = time.monotonic() + WAIT_S
+    try:
+        got: list[Any] = []
+        while len(got) < len(rows) or not lags or lags[-1] != len(rows):
+            assert time.monotonic() < deadline, f"rows {len(got)}, lags {lags[-5:]}"
+            got += feed.poll(0.2)  # polled, never committed: all of it is still behind
+    finally:
+        feed.close()
+    # the next member of the group reads them again; handled and committed batch by batch (as
+    # the live predictor does), the lag it reports comes down to 0
+    feed = KafkaFeatureFeed(kafka.bootstrap, features_topic, group, stats_interval_ms=100)
+    lags.clear()
+    feed.on_lag = lags.append
+    try:
+        got = []
+        while len(got) < len(rows) or not lags or lags[-1] != 0:
+            assert time.monotonic() < deadline, f"rows {len(got)}, lags {lags[-5:]}"
+            got += feed.poll(0.2)
+            feed.commit()
+        assert len(got) == len(rows)
+    finally:
+        feed.close()
