@@ -151,7 +151,16 @@ cmd_stop() {
   kill -0 "$pid" 2>/dev/null || { rm -f "$PIDFILE"; return 0; }
   log "stopping dockerd $pid"
   kill -TERM "$pid"
-  for _ in $(seq 1 60); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.5; done
+  for _ in $(seq 1 60); do
+    if ! kill -0 "$pid" 2>/dev/null; then
+      # dockerd leaves its default network namespace bind-mounted in the exec root
+      if mountpoint -q "$STATE/exec/netns/default" 2>/dev/null; then
+        umount "$STATE/exec/netns/default" || log "could not unmount $STATE/exec/netns/default"
+      fi
+      return 0
+    fi
+    sleep 0.5
+  done
   die "dockerd $pid still runs 30 s after SIGTERM"
 }
 

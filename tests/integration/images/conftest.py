@@ -78,6 +78,10 @@ def docker() -> Iterator[Docker]:
         if started:
             stop = _script("stop", timeout=120)
             assert stop.returncode == 0, stop.stderr
+            # what it started leaves nothing mounted (dockerd's netns bind mount included)
+            state = str(Path(found.stdout.strip().removeprefix("unix://")).parent)
+            left = [m for m in Path("/proc/mounts").read_text().splitlines() if state in m]
+            assert left == [], left
 
 
 @pytest.fixture(scope="session")
