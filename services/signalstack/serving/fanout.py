@@ -16,7 +16,6 @@ predictor hands its messages to the hub directly (``SERVING_WS_FANOUT``).
 
 from __future__ import annotations
 
-import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -25,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from signalstack.logs import get_logger
+from signalstack.serving.background import Background
 from signalstack.serving.hub import Message
 
 if TYPE_CHECKING:
@@ -52,8 +52,10 @@ def parse_prediction_message(raw: bytes) -> Message:
     return symbol, model, raw
 
 
-class KafkaPredictionFanout:
+class KafkaPredictionFanout(Background):
     """``market.predictions`` → ``deliver`` (the hub's publish on the loop; set by the app)."""
+
+    thread_name = "ws-fanout"
 
     def __init__(
         self,
@@ -69,6 +71,7 @@ class KafkaPredictionFanout:
     ) -> None:
         from confluent_kafka import Consumer
 
+        super().__init__()
         self.topic = topic
         self.metrics = metrics
         self.deliver: Deliver | None = None
@@ -88,8 +91,6 @@ class KafkaPredictionFanout:
             }
         )
         self._assigned: set[int] = set()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     @property
     def partitions(self) -> frozenset[int]:
@@ -158,28 +159,14 @@ class KafkaPredictionFanout:
                 self._stop.wait(wait)
                 wait = min(wait * 2, self.backoff_cap_s)
 
-    @property
-    def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
-
-    def start(self) -> None:
-        if self.running:
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="ws-fanout", daemon=True)
-        self._thread.start()
+    def _started(self) -> None:
         log.info("serving.fanout_started", source=self.description)
 
     def stop(self, timeout_s: float = 30.0) -> None:
         """Stop, then close the consumer on this thread once the fan-out's thread is done."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout_s)
-            alive = self._thread.is_alive()
-            self._thread = None
-            if alive:
-                log.warning("serving.fanout_stop_timeout", timeout_s=timeout_s)
-                return
+        if not self._halt(timeout_s):
+            log.warning("serving.fanout_stop_timeout", timeout_s=timeout_s)
+            return
         self._consumer.close()
 
 

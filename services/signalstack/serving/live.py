@@ -13,7 +13,6 @@ never a duplicate row. The message is :func:`prediction_json` (schemas/json/pred
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Final
@@ -24,6 +23,7 @@ import orjson
 import pandas as pd
 
 from signalstack.logs import get_logger
+from signalstack.serving.background import Background
 from signalstack.serving.cache import SessionCache, cacheable, session_of
 from signalstack.serving.feeds import FeatureFeed, FeatureRow
 from signalstack.serving.hub import Hub, Message
@@ -125,8 +125,10 @@ class KafkaPredictionPublisher:
 
 
 # ---- the predictor ------------------------------------------------------------------------------
-class LivePredictor:
+class LivePredictor(Background):
     """Feed → predictions → fan-out, store, Kafka → commit, on a thread of its own."""
+
+    thread_name = "live-predictor"
 
     def __init__(
         self,
@@ -141,6 +143,7 @@ class LivePredictor:
         poll_s: float = 0.5,
         backoff_cap_s: float = 10.0,
     ) -> None:
+        super().__init__()
         self.feed = feed
         self.dataplane = dataplane
         self.cache = cache
@@ -150,8 +153,6 @@ class LivePredictor:
         self.metrics = metrics
         self.poll_s = poll_s
         self.backoff_cap_s = backoff_cap_s
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         if metrics is not None:
             feed.on_reject = lambda _why: metrics.feed_rejected.inc()
             feed.on_lag = metrics.feed_consumer_lag.set
@@ -293,30 +294,16 @@ class LivePredictor:
                 self._stop.wait(wait)
                 wait = min(wait * 2, self.backoff_cap_s)
 
-    @property
-    def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
-
-    def start(self) -> None:
-        if self.running:
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="live-predictor", daemon=True)
-        self._thread.start()
+    def _started(self) -> None:
         log.info("serving.live_started", feed=self.feed.description)
 
     def stop(self, timeout_s: float = 30.0) -> None:
         """Stop after the batch in hand (a poll waits ``poll_s`` at most), then close the feed
         — on this thread once the predictor's is done: a Kafka consumer is not closed under a
         thread polling it."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout_s)
-            alive = self._thread.is_alive()
-            self._thread = None
-            if alive:  # stuck in a write to a store that is away: leave its feed to it
-                log.warning("serving.live_stop_timeout", timeout_s=timeout_s)
-                return
+        if not self._halt(timeout_s):  # stuck in a write to a store that is away: leave its feed
+            log.warning("serving.live_stop_timeout", timeout_s=timeout_s)
+            return
         self.feed.close()
         if self.publisher is not None:
             self.publisher.close()

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Final
 from signalstack.config import redact_uri
 from signalstack.inference.bundle import META_FILE, Bundle, load_bundle
 from signalstack.logs import get_logger
+from signalstack.serving.background import Background
 from signalstack.serving.errors import ModelNotFoundError, ModelNotReadyError
 
 if TYPE_CHECKING:
@@ -126,8 +127,10 @@ class RegistrySource(ModelSource):
         return path, f"models:/{registered}/{version}"
 
 
-class ModelRepository:
+class ModelRepository(Background):
     """The loaded models, kept in step with a :class:`ModelSource` by a polling thread."""
+
+    thread_name = "model-repository"
 
     def __init__(
         self,
@@ -142,6 +145,7 @@ class ModelRepository:
             raise ValueError(f"models must be some of {', '.join(MODEL_NAMES)}; got {names}")
         if not interval_s > 0:
             raise ValueError(f"interval_s must be > 0, got {interval_s}")
+        super().__init__()
         self.source = source
         self.names = tuple(names)
         self.interval_s = interval_s
@@ -155,9 +159,7 @@ class ModelRepository:
         self._dirs: dict[str, Path] = {}
         self._work = Path(tempfile.mkdtemp(prefix="signalstack-serving-"))
         self._first_pass = threading.Event()
-        self._stop = threading.Event()
         self._poll_lock = threading.Lock()
-        self._thread: threading.Thread | None = None
 
     # ---- reads (any thread) ------------------------------------------------------------------
     @property
@@ -284,24 +286,9 @@ class ModelRepository:
             self._stop.wait(wait)
 
     # ---- lifecycle -------------------------------------------------------------------------------
-    @property
-    def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
-
-    def start(self) -> None:
-        """Start polling (the first pass at once) on a daemon thread; idempotent."""
-        if self.running:
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="model-repository", daemon=True)
-        self._thread.start()
-
     def stop(self, timeout_s: float = 30.0) -> None:
         """Stop polling (a load in progress finishes first) and remove fetched bundle files."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout_s)
-            self._thread = None
+        self._halt(timeout_s)
         shutil.rmtree(self._work, ignore_errors=True)
 
     def describe(self) -> dict[str, Any]:
