@@ -515,21 +515,10 @@ class BackfillRunner:
                 if page.rejects:
                     self.store.write_dlq(page.rejects)
                 stored = self.store.write_vendor_bars(page.bars) if len(page.bars) else 0
-                cursor = page.max_end_ns if page.max_end_ns is not None else rng.cursor_ns
-                rng = replace(
-                    rng, status="pending", cursor_ns=cursor,
-                    trades=rng.trades + page.results, stored=rng.stored + stored,
-                )  # fmt: skip
-                self.store.record_backfill_ranges([rng])
-                self.progress.page(rng)
+                rng = self._page_done(rng, page.max_end_ns, page.results, stored)
         except (PolygonRestError, MarketDataError) as err:
-            log.warning("backfill_range_failed", seq=rng.seq, symbol=rng.symbol, error=str(err))
-            rng = replace(rng, status="failed")
-            self.store.record_backfill_ranges([rng])
-            return rng
-        rng = replace(rng, status="fetched")
-        self.store.record_backfill_ranges([rng])
-        return rng
+            return self._range_ended(rng, err)
+        return self._range_ended(rng, None)
 
     async def _fetch(
         self,
@@ -553,19 +542,29 @@ class BackfillRunner:
                     # produces the page again on resume (consumers drop the copies), never less
                     producer.produce([page.events[i] for i in fresh.index])
                 stored = self.store.write_trades(fresh) if len(fresh) else 0
-                cursor = page.max_ts_ns if page.max_ts_ns is not None else rng.cursor_ns
-                rng = replace(
-                    rng, status="pending", cursor_ns=cursor,
-                    trades=rng.trades + page.results, stored=rng.stored + stored,
-                )  # fmt: skip
-                self.store.record_backfill_ranges([rng])
-                self.progress.page(rng)
+                rng = self._page_done(rng, page.max_ts_ns, page.results, stored)
         except PolygonRestError as err:
+            return self._range_ended(rng, err)
+        return self._range_ended(rng, None)
+
+    def _page_done(
+        self, rng: BackfillRange, cursor_ns: int | None, results: int, stored: int
+    ) -> BackfillRange:
+        """A page is written: the range's cursor (the page's newest time, or where it was) and
+        counts move on, recorded at once so a killed run resumes after it."""
+        rng = replace(
+            rng, status="pending", cursor_ns=cursor_ns if cursor_ns is not None else rng.cursor_ns,
+            trades=rng.trades + results, stored=rng.stored + stored,
+        )  # fmt: skip
+        self.store.record_backfill_ranges([rng])
+        self.progress.page(rng)
+        return rng
+
+    def _range_ended(self, rng: BackfillRange, err: Exception | None) -> BackfillRange:
+        """The range is fetched, or failed with ``err``; recorded."""
+        if err is not None:
             log.warning("backfill_range_failed", seq=rng.seq, symbol=rng.symbol, error=str(err))
-            rng = replace(rng, status="failed")
-            self.store.record_backfill_ranges([rng])
-            return rng
-        rng = replace(rng, status="fetched")
+        rng = replace(rng, status="fetched" if err is None else "failed")
         self.store.record_backfill_ranges([rng])
         return rng
 
