@@ -53,14 +53,15 @@ class YahooReplay(BaseAdapter):
                 last = body["chart"]["result"][0]["meta"]["tradingPeriods"][-1][0]
                 q.setdefault("period1", [str(last["start"])])
                 q.setdefault("period2", [str(last["end"])])
-                resp.status_code, resp._content = 200, json.dumps(_slice(body, q)).encode()
+                resp.status_code, resp._content = 200, json.dumps(slice_chart(body, q)).encode()
         return resp
 
     def close(self) -> None:
         pass
 
 
-def _slice(body: dict[str, Any], q: dict[str, list[str]]) -> dict[str, Any]:
+def slice_chart(body: dict[str, Any], q: dict[str, list[str]]) -> dict[str, Any]:
+    """The recorded chart cut to the ``[period1, period2)`` of the query ``q``."""
     lo, hi = int(q["period1"][0]), int(q["period2"][0])
     res = body["chart"]["result"][0]
     ts = res["timestamp"]
@@ -76,7 +77,8 @@ def _slice(body: dict[str, Any], q: dict[str, list[str]]) -> dict[str, Any]:
 
 
 def forget_yfinance_state() -> None:
-    """yfinance keeps one process-wide data singleton (session, cookie, crumb): start afresh."""
+    """yfinance keeps one process-wide data singleton (session, cookie, crumb) across calls: an
+    earlier test's replay session would answer the next test's requests. Start afresh."""
     from yfinance.data import YfData
 
     type(YfData)._instances.pop(YfData, None)

@@ -22,6 +22,7 @@ import pandas as pd
 import pytest
 import requests
 from requests.adapters import BaseAdapter
+from tests.unit.backfill.yahoo_replay import forget_yfinance_state, slice_chart
 
 from signalstack.features.bar_features import BAR_FEATURE_COLUMNS, bar_features
 from signalstack.features.columns import FEATURE_COLUMNS
@@ -83,26 +84,11 @@ class YahooDaysReplay(BaseAdapter):
                 last = body["chart"]["result"][0]["meta"]["tradingPeriods"][-1][0]
                 q.setdefault("period1", [str(last["start"])])
                 q.setdefault("period2", [str(last["end"])])
-                resp.status_code, resp._content = 200, json.dumps(_slice(body, q)).encode()
+                resp.status_code, resp._content = 200, json.dumps(slice_chart(body, q)).encode()
         return resp
 
     def close(self) -> None:
         pass
-
-
-def _slice(body: dict[str, Any], q: dict[str, list[str]]) -> dict[str, Any]:
-    lo, hi = int(q["period1"][0]), int(q["period2"][0])
-    res = body["chart"]["result"][0]
-    ts = res["timestamp"]
-    keep = [i for i, t in enumerate(ts) if lo <= t < hi]
-    res["timestamp"] = [ts[i] for i in keep]
-    quote = res["indicators"]["quote"][0]
-    for k in quote:
-        quote[k] = [quote[k][i] for i in keep]
-    res["meta"]["tradingPeriods"] = [
-        p for p in res["meta"]["tradingPeriods"] if p[0]["end"] > lo and p[0]["start"] < hi
-    ]
-    return body
 
 
 Yahoo = tuple[YFinanceTrainingSource, YahooDaysReplay]
@@ -113,22 +99,14 @@ def yahoo(tmp_path: Path) -> Iterator[Yahoo]:
     import yfinance as yf
 
     yf.set_tz_cache_location(str(tmp_path / "yf-cache"))
-    _forget_yfinance_state()
+    forget_yfinance_state()
     adapter = YahooDaysReplay()
     s = requests.Session()
     s.mount("https://", adapter)
     s.mount("http://", adapter)
     yield YFinanceTrainingSource(YFinanceSource(session=s), now=NOW), adapter
     s.close()
-    _forget_yfinance_state()
-
-
-def _forget_yfinance_state() -> None:
-    """yfinance keeps one process-wide data singleton (session, cookie, crumb) across calls: an
-    earlier test's replay session would answer this test's requests. Start each test afresh."""
-    from yfinance.data import YfData
-
-    type(YfData)._instances.pop(YfData, None)  # type: ignore[attr-defined]
+    forget_yfinance_state()
 
 
 def _session_close(ts: pd.Series) -> npt.NDArray[np.int64]:
