@@ -13,7 +13,7 @@ import pandas as pd
 from signalstack.engines.metrics import CONSUMER_LAG
 from signalstack.features.columns import FEATURE_COLUMNS, TRADE_COLUMNS
 from signalstack.logs import get_logger
-from signalstack.observability.kafka_stats import consumer_lag, group_steady
+from signalstack.observability.kafka_stats import settled_topic_lag
 from signalstack.schemas.trade import InvalidTradeError, validate_trade
 
 log = get_logger(__name__)
@@ -103,14 +103,9 @@ def kafka_batches(
     owned: set[tuple[str, int]] = set()  # the assignment, kept by the rebalance callbacks
 
     def on_stats(raw: str) -> None:
-        try:
-            stats = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            return
-        if group_steady(stats):  # a settled assignment; the last value kept while unknown
-            lag = consumer_lag(stats, owned, [topic])
-            if topic in lag:
-                CONSUMER_LAG.labels("local").set(lag[topic])
+        lag = settled_topic_lag(raw, owned, topic)
+        if lag is not None:  # the last value kept while unknown
+            CONSUMER_LAG.labels("local").set(lag)
 
     def on_assign(_: Any, partitions: list[Any]) -> None:
         owned.update((p.topic, p.partition) for p in partitions)

@@ -22,6 +22,8 @@ from collections import defaultdict
 from collections.abc import Collection, Iterable
 from typing import Any
 
+import orjson
+
 _INVALID = -1001  # RD_KAFKA_OFFSET_INVALID
 
 
@@ -71,3 +73,16 @@ def consumer_lag(
         else:
             lag[topic] += n
     return {t: lag[t] for t in topics if t not in unknown}
+
+
+def settled_topic_lag(raw: str, owned: Collection[tuple[str, int]], topic: str) -> int | None:
+    """From one statistics document (its JSON text): ``topic``'s lag over the ``owned``
+    partitions, or None while it is unknown — the document unreadable, the group rebalancing,
+    or an owned partition's offsets not known yet (the caller keeps its last value)."""
+    try:
+        stats = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    if not group_steady(stats):
+        return None
+    return consumer_lag(stats, owned, [topic]).get(topic)

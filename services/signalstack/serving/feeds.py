@@ -46,7 +46,7 @@ import pandas as pd
 
 from signalstack.features.columns import FEATURE_COLUMNS
 from signalstack.logs import get_logger
-from signalstack.observability.kafka_stats import consumer_lag, group_steady
+from signalstack.observability.kafka_stats import settled_topic_lag
 
 log = get_logger(__name__)
 
@@ -214,15 +214,10 @@ class KafkaFeatureFeed(FeatureFeed):
         the last value is kept while it is unknown)."""
         if self.on_lag is None:
             return
-        try:
-            stats = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            return
-        if group_steady(stats):
-            owned = [(self.topic, p) for p in self._partitions]
-            lag = consumer_lag(stats, owned, [self.topic])
-            if self.topic in lag:
-                self.on_lag(lag[self.topic])
+        owned = [(self.topic, p) for p in self._partitions]
+        lag = settled_topic_lag(raw, owned, self.topic)
+        if lag is not None:
+            self.on_lag(lag)
 
     def _assigned(self, consumer: Any, partitions: list[Any]) -> None:
         self._partitions = frozenset(p.partition for p in partitions)
