@@ -1,14 +1,15 @@
 # SignalStack's container images: one target per component (docs/components/images.md).
 #
-#   docker build --target <ingest|stream|sink|training|serving|backfill> -t signalstack/<target>:TAG .
+#   docker build --target <ingest|stream|sink|training|serving|backfill|drift|timescaledb> \
+#     -t signalstack/<target>:TAG .
 #
 # `make images` (scripts/docker.sh) builds them all. BuildKit is required (RUN --mount): Docker
 # >= 23, or DOCKER_BUILDKIT=1 with Docker 20.10. There is deliberately no `# syntax=` line: the
-# daemon's built-in Dockerfile frontend is used, so nothing is pulled but the base image.
+# daemon's built-in Dockerfile frontend is used, so nothing is pulled but the base images.
 #
-# Every image: Debian's Python 3.11 (pyproject: requires-python ==3.11.*), a virtualenv at
-# /opt/venv synced by uv from uv.lock (--frozen) with the component's extra only, user and group
-# 10001, no secrets, and a read-only root filesystem at run time: /tmp (TMPDIR, HOME; MLflow
+# Every image but timescaledb (PostgreSQL and TimescaleDB from Debian trixie, at the end):
+# Debian's Python 3.11 (pyproject: requires-python ==3.11.*), a virtualenv at /opt/venv synced
+# by uv from uv.lock (--frozen) with the component's extra only, user and group 10001, no secrets, and a read-only root filesystem at run time: /tmp (TMPDIR, HOME; MLflow
 # downloads land there too) is the one writable path every image needs; serving adds its model
 # dir, stream its work dir and checkpoints (emptyDir mounts on Kubernetes).
 #
@@ -16,6 +17,8 @@
 # context: only the builder stages trust them; no final image contains them.
 
 ARG BASE_IMAGE=debian:bookworm-slim
+# timescaledb's base: the Debian release with PostgreSQL 17 and TimescaleDB (scripts/versions.env)
+ARG TIMESCALEDB_BASE_IMAGE=debian:trixie-slim
 
 # ---- base: the runtime every image shares ------------------------------------------------------
 FROM ${BASE_IMAGE} AS base
@@ -196,3 +199,56 @@ WORKDIR /opt/spark/work-dir
 USER 10001:10001
 ENTRYPOINT ["/opt/signalstack/entrypoint.sh"]
 CMD ["signalstack", "stream", "--engine", "spark"]
+
+# ---- drift: the drift CronJob's image: serving's layers (numpy, the MLflow client, the store, the
+# kubernetes client) with `drift` as its command; no torch, scikit-learn or xgboost -------------
+FROM serving AS drift
+CMD ["drift"]
+
+# ---- timescaledb: PostgreSQL 17 with Debian's TimescaleDB (the Apache-licensed build) ----------
+# For clusters that cannot pull the chart's default image (timescale/timescaledb, the Community
+# edition): the `ci` profile of the live-cluster test. A drop-in for the chart's StatefulSet:
+# scripts/timescaledb-entrypoint.sh keeps the part of the postgres images' entrypoint contract the
+# chart uses; postgres runs as uid/gid 70 (the alpine images' ids the chart's securityContext
+# names) on a read-only root: only PGDATA's parent, /var/run/postgresql and /tmp are written.
+FROM ${TIMESCALEDB_BASE_IMAGE} AS timescaledb
+LABEL org.opencontainers.image.vendor="signalstack" \
+      org.opencontainers.image.title="signalstack-timescaledb" \
+      org.opencontainers.image.licenses="Apache-2.0"
+# The user first, so that the packages' scripts find it; no cluster made by postgresql-common
+# (the entrypoint runs initdb); the versions pinned in scripts/versions.env, or the build fails;
+# not the snakeoil key pair ssl-cert (a postgresql-common dependency) generates: no key in a layer.
+RUN --mount=type=bind,source=scripts/versions.env,target=/run/versions.env \
+    . /run/versions.env \
+ && groupadd --system --gid 70 postgres \
+ && useradd --system --uid 70 --gid 70 --home-dir /var/lib/postgresql --no-create-home \
+      --shell /bin/sh postgres \
+ && apt-get update \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends postgresql-common \
+ && sed -ri 's/^#?\s*create_main_cluster\s*=.*/create_main_cluster = false/' \
+      /etc/postgresql-common/createcluster.conf \
+ && ts="postgresql-${POSTGRES_MAJOR}-timescaledb" \
+ && want=$(apt-cache policy "$ts" | awk '/Candidate:/{print $2}') \
+ && case "$want" in "${TIMESCALEDB_DEB_VERSION}"[+-]*) ;; \
+      *) echo "expected $ts ${TIMESCALEDB_DEB_VERSION}, ${DEBIAN_SUITE} has '${want}'" >&2; exit 1;; esac \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+      "postgresql-${POSTGRES_MAJOR}" "$ts=$want" \
+ && got=$(dpkg-query -W -f='${Version}' "$ts") && [ "$got" = "$want" ] \
+ && ln -s "/usr/lib/postgresql/${POSTGRES_MAJOR}/bin" /opt/postgresql-bin \
+ && /opt/postgresql-bin/postgres --version \
+ && rm -rf /var/lib/apt/lists/* \
+ && rm -f /etc/ssl/private/ssl-cert-snakeoil.key /etc/ssl/certs/ssl-cert-snakeoil.pem \
+ && find /etc/ssl/certs -xtype l -delete \
+ && install -d -o 70 -g 70 -m 2775 /var/lib/postgresql /var/lib/postgresql/data /var/run/postgresql \
+ && install -d -m 0755 /docker-entrypoint-initdb.d
+COPY scripts/timescaledb-entrypoint.sh /usr/local/bin/docker-entrypoint.sh
+# the real binaries (postgres, initdb, pg_ctl, psql, pg_isready) before Debian's wrappers
+ENV PATH=/opt/postgresql-bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+    LANG=C.UTF-8 \
+    PGDATA=/var/lib/postgresql/data \
+    HOME=/var/lib/postgresql
+USER 70:70
+STOPSIGNAL SIGINT
+EXPOSE 5432
+ENTRYPOINT ["docker-entrypoint.sh"]
+CMD ["postgres"]

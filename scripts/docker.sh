@@ -3,13 +3,14 @@
 # (docs/components/images.md). Every command is idempotent.
 #
 #   scripts/docker.sh install          Debian's docker.io and debootstrap (apt, root), when missing
-#   scripts/docker.sh rootfs           the base image's root filesystem: `debootstrap --variant=minbase`
-#                                      of the Dockerfile's Debian release, cached as a tarball
+#   scripts/docker.sh rootfs           the base images' root filesystems: `debootstrap --variant=minbase`
+#                                      of each Debian release the Dockerfile names, cached as tarballs
 #   scripts/docker.sh host             print a DOCKER_HOST whose daemon answers; exit 1 if none does
 #   scripts/docker.sh start            start the private daemon unless one answers; print DOCKER_HOST
 #   scripts/docker.sh stop             stop the private daemon (the one `start` started), if it runs
-#   scripts/docker.sh base             `docker import` the rootfs under the Dockerfile's base image
-#                                      name (debian:bookworm-slim) when the daemon lacks it
+#   scripts/docker.sh base             `docker import` each rootfs under the Dockerfile's base image
+#                                      names (debian:bookworm-slim; debian:trixie-slim for timescaledb)
+#                                      when the daemon lacks it
 #   scripts/docker.sh build [TARGET…]  build targets (default: all) as signalstack/TARGET:$IMAGE_TAG
 #   scripts/docker.sh images           install, start, base, build: what `make images` runs
 #
@@ -34,14 +35,18 @@ SOCK="$STATE/docker.sock"
 PIDFILE="$STATE/docker.pid"
 IMAGE_TAG="${IMAGE_TAG:-dev}"
 IMAGE_PREFIX="${IMAGE_PREFIX:-signalstack/}"
-TARGETS=(ingest stream sink training serving backfill)
+TARGETS=(ingest stream sink training serving backfill drift timescaledb)
 
 log() { printf '\033[1m[docker %s]\033[0m %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { printf '[docker] ERROR: %s\n' "$*" >&2; exit 1; }
 
-# The base image the Dockerfile names (ARG BASE_IMAGE=debian:<release>-slim) and its release.
+# The base images the Dockerfile names (ARG BASE_IMAGE=debian:<release>-slim for the Python images,
+# ARG TIMESCALEDB_BASE_IMAGE=debian:<release>-slim for timescaledb) and their releases.
 base_image() { sed -n 's/^ARG BASE_IMAGE=//p' "$ROOT/Dockerfile" | head -n1; }
-base_suite() { local b; b=$(base_image); b=${b#*:}; echo "${b%-slim}"; }
+timescaledb_base_image() { sed -n 's/^ARG TIMESCALEDB_BASE_IMAGE=//p' "$ROOT/Dockerfile" | head -n1; }
+base_images() { base_image; timescaledb_base_image; }
+suite_of() { local b=${1#*:}; echo "${b%-slim}"; }
+base_suite() { suite_of "$(base_image)"; }
 
 docker_cli() { # a client that builds with BuildKit without pulling anything
   if [ -n "${DOCKER:-}" ]; then echo "$DOCKER"; return; fi
@@ -74,11 +79,16 @@ debian_mirror() { # the host's own Debian mirror (from its apt sources), unless 
   echo "$m"
 }
 
-rootfs_tarball() { echo "$DL/rootfs-$(base_suite)-minbase.tar.zst"; }
+rootfs_tarball() { echo "$DL/rootfs-${1:-$(base_suite)}-minbase.tar.zst"; } # [SUITE]
 
-cmd_rootfs() {
-  local tarball suite dir
-  tarball=$(rootfs_tarball); suite=$(base_suite)
+cmd_rootfs() { # every release the Dockerfile's base images name
+  local image
+  for image in $(base_images); do rootfs_of "$(suite_of "$image")"; done
+}
+
+rootfs_of() { # SUITE: its minbase root filesystem as a tarball, unless cached
+  local suite=$1 tarball dir
+  tarball=$(rootfs_tarball "$suite")
   [ -f "$tarball" ] && return 0
   [ "$(id -u)" = 0 ] || die "debootstrap needs root"
   command -v debootstrap >/dev/null || die "debootstrap missing: run scripts/docker.sh install"
@@ -171,14 +181,17 @@ with_daemon() { # DOCKER_HOST for the commands below: an answering daemon or an 
 
 cmd_base() {
   with_daemon
-  local image; image=$(base_image)
-  "$(docker_cli)" image inspect "$image" >/dev/null 2>&1 && return 0
-  cmd_rootfs
-  log "docker import $(rootfs_tarball) as $image (made here, never pulled)"
-  # The upstream image's config: PATH and `bash` as the command.
-  zstd -dc "$(rootfs_tarball)" | "$(docker_cli)" import \
-    -c 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
-    -c 'CMD ["bash"]' - "$image" >/dev/null
+  local image suite
+  for image in $(base_images); do
+    "$(docker_cli)" image inspect "$image" >/dev/null 2>&1 && continue
+    suite=$(suite_of "$image")
+    rootfs_of "$suite"
+    log "docker import $(rootfs_tarball "$suite") as $image (made here, never pulled)"
+    # The upstream image's config: PATH and `bash` as the command.
+    zstd -dc "$(rootfs_tarball "$suite")" | "$(docker_cli)" import \
+      -c 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+      -c 'CMD ["bash"]' - "$image" >/dev/null
+  done
 }
 
 extra_cas() { # the host's extra CAs (EXTRA_CA_DIR) into the build context's ca-certificates/

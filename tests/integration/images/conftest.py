@@ -3,9 +3,9 @@
 The daemon: one that answers already (DOCKER_HOST, the system socket, or the private one a
 previous `make images` left running) is used as is; otherwise the fixture starts the private
 daemon (`scripts/docker.sh start`: no bridge, its own data root and socket) and stops it at the
-end of the session. The images: `scripts/docker.sh base` (debian:bookworm-slim made by
-debootstrap when missing, never pulled) and `scripts/docker.sh build` (every target, from the
-layer cache when nothing changed)."""
+end of the session. The images: `scripts/docker.sh base` (debian:bookworm-slim and, for the
+timescaledb image, debian:trixie-slim, made by debootstrap when missing, never pulled) and
+`scripts/docker.sh build` (every target, from the layer cache when nothing changed)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[3]
 DOCKER_SH = ROOT / "scripts" / "docker.sh"
-TARGETS = ("ingest", "stream", "sink", "training", "serving", "backfill")
+TARGETS = ("ingest", "stream", "sink", "training", "serving", "backfill", "drift", "timescaledb")
 TAG = "dev"
 
 

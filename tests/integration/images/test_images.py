@@ -33,6 +33,12 @@ STREAM_OPTS = (*TMPFS, "--hostname", "localhost")
 
 # what scripts/docker.sh put in the build context for the builder stages
 EXTRA_CAS = sorted((ROOT / "ca-certificates").glob("*.crt"))
+# the pins the images are built at (POSTGRES_MAJOR, TIMESCALEDB_DEB_VERSION, ...)
+VERSIONS = dict(
+    line.split("=", 1)
+    for line in (ROOT / "scripts" / "versions.env").read_text().splitlines()
+    if line and not line.startswith("#") and "=" in line
+)
 
 
 def _certs(pem: str) -> set[str]:
@@ -42,30 +48,47 @@ def _certs(pem: str) -> set[str]:
     }
 
 
+# target -> (user, entrypoint, args of a run needing no writable path, what its stdout says)
+CLI = ("10001:10001", ["signalstack"], ("--help",), "Usage: signalstack")
+STARTS: dict[str, tuple[str, list[str], tuple[str, ...], str]] = {
+    **{t: CLI for t in TARGETS},
+    # the entrypoint runs other commands as given
+    "stream": ("10001:10001", ["/opt/signalstack/entrypoint.sh"], ("signalstack", "--help"),
+               "Usage: signalstack"),
+    # postgres as the chart's uid 70 (the official alpine images' postgres); --version needs no
+    # initialised data directory
+    "timescaledb": ("70:70", ["docker-entrypoint.sh"], ("postgres", "--version"),
+                    f"postgres (PostgreSQL) {VERSIONS['POSTGRES_MAJOR']}."),
+}  # fmt: skip
+
+
 @pytest.mark.parametrize("target", TARGETS)
 def test_image_runs_as_non_root_on_a_read_only_root(
     docker: Docker, images: dict[str, str], target: str
 ) -> None:
     image = images[target]
+    user, entrypoint, args, says = STARTS[target]
     config = json.loads(docker("image", "inspect", image).stdout)[0]["Config"]
-    assert config["User"] == "10001:10001"
-    if target == "stream":
-        assert config["Entrypoint"] == ["/opt/signalstack/entrypoint.sh"]
-        args: tuple[str, ...] = ("signalstack", "--help")  # the entrypoint runs other commands
-    else:
-        assert config["Entrypoint"] == ["signalstack"]
-        args = ("--help",)
-    # no writable mount at all: the CLI starts on a read-only root as uid 10001
+    assert config["User"] == user
+    assert config["Entrypoint"] == entrypoint
+    labels = config["Labels"]
+    assert labels["org.opencontainers.image.vendor"] == "signalstack"
+    assert labels["org.opencontainers.image.licenses"] == "Apache-2.0"
+    # no writable mount at all: it starts on a read-only root as its configured user
     done = docker.run(image, *args)
     assert done.returncode == 0, done.stderr
-    assert "Usage: signalstack" in done.stdout
-    probe = docker.run(image, "-c", "id -u; id -g; ls -A /usr/local/share/ca-certificates",
+    assert says in done.stdout
+    probe = docker.run(image, "-c", "id -u; id -g; ls -A /usr/local/share/ca-certificates "
+                       "2>/dev/null; ls -A /etc/ssl/private 2>/dev/null; true",
                        opts=["--entrypoint", "/bin/sh"])  # fmt: skip
     assert probe.returncode == 0, probe.stderr
     # the builder stages' extra CA certificates never reach a final image: not as files, and
-    # not in the trust bundle
-    assert probe.stdout.split() == ["10001", "10001"]
+    # not in the trust bundle; no private key either (ssl-cert's snakeoil pair in timescaledb)
+    assert probe.stdout.split() == user.split(":")
     bundle = docker.run(image, "/etc/ssl/certs/ca-certificates.crt", opts=["--entrypoint", "cat"])
+    if target == "timescaledb":  # Debian's postgres, no ca-certificates (it connects nowhere)
+        assert bundle.returncode != 0 and "No such file" in bundle.stderr
+        return
     assert bundle.returncode == 0, bundle.stderr
     trusted = _certs(bundle.stdout)
     assert len(trusted) > 50  # Debian's public roots
@@ -73,15 +96,19 @@ def test_image_runs_as_non_root_on_a_read_only_root(
         assert not _certs(extra.read_text()) & trusted, extra.name
 
 
-def test_serving_image_holds_no_training_stack(docker: Docker, images: dict[str, str]) -> None:
+@pytest.mark.parametrize("target", ["serving", "drift"])
+def test_serving_and_drift_images_hold_no_training_stack(
+    docker: Docker, images: dict[str, str], target: str
+) -> None:
     code = (
         "import importlib.util as u, json; print(json.dumps({m: u.find_spec(m) is not None "
-        "for m in ('torch', 'sklearn', 'xgboost', 'onnxruntime', 'mlflow')}))"
+        "for m in ('torch', 'sklearn', 'xgboost', 'onnxruntime', 'mlflow', 'kubernetes')}))"
     )
-    done = docker.run(images["serving"], "-c", code, opts=["--entrypoint", "python"])
+    done = docker.run(images[target], "-c", code, opts=["--entrypoint", "python"])
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == {
         "torch": False, "sklearn": False, "xgboost": False, "onnxruntime": True, "mlflow": True,
+        "kubernetes": True,
     }  # fmt: skip
     # and the training image does have them (the same probe can tell)
     done = docker.run(images["training"], "-c", code, opts=["--entrypoint", "python"])
