@@ -17,6 +17,7 @@ import pytest
 from tests.integration.drift.support import SYMBOLS, export_bundles, features
 from tests.integration.drift.test_drift_pass import NOW, TRAIN_END, WINDOW, fill
 from tests.integration.images.conftest import Docker
+from tests.integration.k8s.conftest import one, pod_spec, rendered
 
 from signalstack.devstack import MlflowServer
 from signalstack.drift.job import EXIT_DRIFT
@@ -61,14 +62,19 @@ def shifted_store(timescale_db: Any) -> dict[str, str]:
 
 
 def run_drift(
-    docker: Docker, image: str, env: dict[str, str], volumes: tuple[str, ...] = ()
+    docker: Docker,
+    image: str,
+    env: dict[str, str],
+    volumes: tuple[str, ...] = (),
+    command: tuple[str, ...] = ("signalstack", "drift"),
 ) -> tuple[int, str, str]:
-    """`signalstack drift` in the image (its default command, with the time of the pass)."""
+    """`signalstack drift` in the image at the time of the pass (``command``: the entrypoint
+    and its arguments, e.g. the CronJob's), retraining off."""
     env = {**env, "MARKET_SYMBOLS": ",".join(SYMBOLS), "DRIFT_WINDOW_MINUTES": str(WINDOW),
            "DRIFT_RETRAIN": "off", "LOG_FORMAT": "console"}  # fmt: skip
-    opts = ["--network", "host", *TMPFS, *volumes]
+    opts = ["--network", "host", *TMPFS, *volumes, "--entrypoint", command[0]]
     opts += [a for k, v in env.items() for a in ("-e", f"{k}={v}")]
-    done = docker.run(image, "drift", "--as-of", NOW.isoformat(), opts=opts, timeout=300)
+    done = docker.run(image, *command[1:], "--as-of", NOW.isoformat(), opts=opts, timeout=300)
     return done.returncode, done.stdout, done.stderr
 
 
@@ -88,11 +94,18 @@ def test_the_drift_image_runs_drift_from_a_mounted_model_dir(
 ) -> None:
     config = json.loads(docker("image", "inspect", images["drift"]).stdout)[0]["Config"]
     assert config["Entrypoint"] == ["signalstack"] and config["Cmd"] == ["drift"]
+    # the chart's CronJob: its image and its command (exit 7, a model drifted, is a success)
+    cron = pod_spec(one(rendered("default"), "CronJob", "signalstack-drift"))
+    assert cron is not None
+    [container] = cron["containers"]
+    assert container["image"].split(":")[0] == "signalstack/drift"
+    assert container["args"] == ["drift"]
     code, out, err = run_drift(
         docker, images["drift"], {**shifted_store, "DRIFT_MODEL_DIR": MODELS},
         volumes=("-v", f"{bundles}:{MODELS}:ro"),
+        command=(*container["command"], *container["args"]),
     )  # fmt: skip
-    assert code == EXIT_DRIFT, out + err
+    assert code == 0, out + err
     for name in ("regime", "direction", "anomaly"):
         assert f"{name} local: alert" in out, out
     assert "Traceback" not in err
