@@ -58,6 +58,7 @@ $POSTGRES_USER (scram-sha-256); set POSTGRES_PASSWORD (the chart takes it from i
     --auth-host=scram-sha-256 --auth-local=trust --encoding=UTF8 --locale=C.UTF-8 \
     -D "$PGDATA" >&2
   touch "$INCOMPLETE"
+  trap 'log "ERROR: initialising $PGDATA failed (above); the next start sets it aside and initialises again"' ERR
   printf '%s\n' "host all all all scram-sha-256" "host replication all all scram-sha-256" \
     >>"$PGDATA/pg_hba.conf"
   local telemetry=basic
@@ -104,6 +105,7 @@ EOF
     esac
   done
   pg_ctl -D "$PGDATA" -m fast -w -t 120 stop >&2 || die "the temporary server did not stop"
+  trap - ERR
   rm -f "$INCOMPLETE"
   log "initialisation done"
 }

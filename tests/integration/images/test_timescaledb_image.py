@@ -10,7 +10,7 @@ import os
 import secrets
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +68,7 @@ class Database:
     port: int
     password: str | None
     name: str = ""
+    extra: list[str] = field(default_factory=list)  # more docker run options
 
     @property
     def env(self) -> dict[str, str]:
@@ -97,7 +98,7 @@ class Database:
                 ]
         for k, v in self.env.items():
             opts += ["-e", f"{k}={v}"]
-        return opts
+        return opts + self.extra
 
     def start(self) -> None:
         self.name = f"signalstack-timescaledb-test-{self.port}-{secrets.token_hex(3)}"
@@ -238,3 +239,27 @@ def test_no_password_is_a_clear_error_and_touches_nothing(database: Database) ->
     assert done.returncode != 0
     assert "POSTGRES_PASSWORD is not set" in done.stderr, done.stdout + done.stderr
     assert list(db.data.iterdir()) == []
+
+
+def test_a_failed_initialisation_is_set_aside_and_done_again(database: Database) -> None:
+    db = database
+    broken = db.initdb / "20-broken.sql"
+    broken.write_text("CREATE TABLE half_done (id int);\nCREATE TABLE broken (;\n")
+    broken.chmod(0o644)
+    db.extra = ["-v", f"{broken}:/docker-entrypoint-initdb.d/20-broken.sql:ro"]
+    done = db.docker.run(db.image, *db.chart.container["args"], opts=db.options(), timeout=120)
+    assert done.returncode != 0
+    assert "initialising /var/lib/postgresql/data/pgdata failed" in done.stderr, done.stderr
+    pgdata = db.data / "pgdata"
+    assert (pgdata / "PG_VERSION").is_file()  # initdb ran; the init scripts did not finish
+    # fixed (the script gone): the next start sets the unfinished directory aside and starts over
+    db.extra = []
+    db.start()
+    db.wait_ready()
+    assert "holds an unfinished initialisation" in db.logs()
+    assert (db.data / "pgdata.incomplete" / "PG_VERSION").is_file()
+    with psycopg.connect(db.dsn(), connect_timeout=10) as conn:
+        tables = {r[0] for r in conn.execute("SELECT tablename FROM pg_tables")}
+        databases = {r[0] for r in conn.execute("SELECT datname FROM pg_database")}
+    assert "half_done" not in tables
+    assert "mlflow" in databases
