@@ -25,8 +25,8 @@ set -Eeuo pipefail
 log() { printf '%s [entrypoint] %s\n' "$(date -u +'%Y-%m-%d %H:%M:%S UTC')" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
-# `-c x=y …` and `--x=y`: options for postgres
-if [ "${1:0:1}" = '-' ]; then set -- postgres "$@"; fi
+# no arguments, or only options (`-c x=y …`, `--x=y`): postgres with them
+if [ $# -eq 0 ] || [ "${1:0:1}" = '-' ]; then set -- postgres "$@"; fi
 if [ "$1" != postgres ]; then exec "$@"; fi
 for a in "${@:2}"; do # postgres --version, --help, -C name: nothing to initialise
   case "$a" in -V | --version | '-?' | --help | --describe-config | -C) exec "$@" ;; esac

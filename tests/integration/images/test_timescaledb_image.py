@@ -100,10 +100,11 @@ class Database:
             opts += ["-e", f"{k}={v}"]
         return opts + self.extra
 
-    def start(self) -> None:
+    def start(self, args: list[str] | None = None) -> None:
+        """Started in the background with ``args`` (default: the chart's)."""
         self.name = f"signalstack-timescaledb-test-{self.port}-{secrets.token_hex(3)}"
-        self.docker("run", "-d", "--name", self.name, *self.options(), self.image,
-                    *self.chart.container["args"])  # fmt: skip
+        args = self.chart.container["args"] if args is None else args
+        self.docker("run", "-d", "--name", self.name, *self.options(), self.image, *args)
 
     def probe(self) -> bool:
         """The chart's readiness probe, in the container (its port ours)."""
@@ -221,15 +222,23 @@ def test_the_statefulset_contract_initdb_migrations_and_a_restart(
         if f.is_file():
             assert str(db.password).encode() not in f.read_bytes(), f
 
-    # a restart (a new pod on the same volume) keeps everything and initialises nothing
+    # a restart (a new pod on the same volume) keeps everything and initialises nothing; the
+    # postgres options alone (no "postgres" before them) start postgres with them too
     db.stop()
-    db.start()
+    args = db.chart.container["args"]
+    assert args[0] == "postgres"
+    db.start(args[1:])
     db.wait_ready()
     assert "holds a database: skipping initialisation" in db.logs()
     with psycopg.connect(db.dsn(), connect_timeout=10) as conn:
         assert conn.execute("SELECT count(*) FROM features").fetchone() == (1,)
         applied_again = {r[0] for r in conn.execute("SELECT migration_id FROM _yoyo_migration")}
+        connections = conn.execute("SHOW max_connections").fetchone()
     assert applied_again == applied
+    # the chart's `-c max_connections=…` reached postgres
+    assert [f"max_connections={connections[0] if connections else ''}"] == [
+        a for a in args if a.startswith("max_connections=")
+    ]
 
 
 def test_no_password_is_a_clear_error_and_touches_nothing(database: Database) -> None:
