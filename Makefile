@@ -64,11 +64,20 @@ kind-up: ## kind cluster `signalstack` (kind-config.yaml) and its local registry
 operators: ## Namespace + Strimzi, spark-operator, kube-prometheus-stack (pinned) into the current context; KSERVE=1 METRICS_SERVER=1 add those
 	@bash manifests/operators.sh
 
-deploy: ## Build the images and install the chart on kind (skaffold run -p kind, images via $(DEFAULT_REPO))
-	PATH="$(CURDIR)/.cache/bin:$$PATH" $(SKAFFOLD) run -p kind --default-repo=$(DEFAULT_REPO)
+deploy: ## Install the chart: on the local cluster (`make cluster-up`, the ci profile) when it runs, else on kind (skaffold run -p kind via $(DEFAULT_REPO))
+	@if bash scripts/cluster.sh status; then bash scripts/cluster.sh deploy; \
+	else PATH="$(CURDIR)/.cache/bin:$$PATH" $(SKAFFOLD) run -p kind --default-repo=$(DEFAULT_REPO); fi
 
 port-forward: ## Grafana on :3000, serving on :8080, MLflow on :5000 (Ctrl-C stops)
 	@bash manifests/cluster.sh port-forward
 
 kind-down: ## Delete the kind cluster and its registry
 	@bash manifests/cluster.sh kind-down
+
+# --- A real single-node cluster on this machine (docs/components/cluster.md): no kind, no pulls ----
+.PHONY: cluster-up cluster-down
+cluster-up: images ## Build (once) and start Kubernetes on this machine (root): control plane, kubelet, containerd, CNI bridge, CoreDNS; our images loaded
+	@bash scripts/cluster.sh up
+
+cluster-down: ## Stop the local cluster and remove everything it made (processes, mounts, routes, iptables chains, cgroups, dirs)
+	@bash scripts/cluster.sh down
