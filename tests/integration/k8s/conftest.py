@@ -35,6 +35,8 @@ PROFILES = {
     "default": (),
     "kind": (CHART / "values-kind.yaml",),
     "production": (CHART / "values-production.yaml",),
+    # the live single-node cluster's (scripts/cluster.sh, tests/integration/cluster)
+    "ci": (CHART / "values-ci.yaml",),
     # the chart-testing cases (ci/*-values.yaml, as prometheus-community's charts keep them)
     **{
         f"ci-{p.name.removesuffix('-values.yaml')}": (p,)

@@ -27,7 +27,7 @@ volumeMounts:
   {{- include "common.tmpVolumeMount" . | nindent 2 }}
   - name: work-dir
     mountPath: /opt/spark/work-dir
-  {{- if and $cp.persistence.enabled (not $cp.uri) }}
+  {{- if not $cp.uri }}
   - name: checkpoints
     mountPath: {{ $cp.mountPath }}
   {{- end }}
