@@ -43,11 +43,18 @@ class KafkaServer(Server):
     start_timeout = 60.0
 
     def __init__(
-        self, workdir: Path | None = None, heap: str = "1g", log_root: Path | None = None
+        self,
+        workdir: Path | None = None,
+        heap: str = "1g",
+        log_root: Path | None = None,
+        host: str = "127.0.0.1",
+        port: int | None = None,
     ) -> None:
         """``log_root``: where the partition logs go (default: the work dir). A broker shares
         no disk with its database on a cluster; on one machine the bench puts the logs on
-        tmpfs so that its writes stay off the database's disk."""
+        tmpfs so that its writes stay off the database's disk. ``host``/``port``: the client
+        listener (default a free loopback port); the live cluster's pods reach a broker on
+        the cluster bridge's address (scripts/cluster.sh). The controller stays on loopback."""
         super().__init__(workdir)
         self.data_dir = (
             self.workdir / "data"
@@ -58,14 +65,15 @@ class KafkaServer(Server):
         self.java = shutil.which("java")
         if self.java is None:
             raise ServerError("java is not on PATH: install a JDK >= 17 (run `make setup`)")
-        self.port = free_port()
+        self.host = host
+        self.port = free_port() if port is None else port
         self.controller_port = free_port()
         self.cluster_id = kafka_uuid()
         self.heap = heap
 
     @property
     def bootstrap(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return f"{self.host}:{self.port}"
 
     def _java(self, main: str, *args: str) -> list[str]:
         assert self.java is not None
@@ -99,8 +107,8 @@ class KafkaServer(Server):
                     "process.roles=broker,controller",
                     "node.id=1",
                     f"controller.quorum.bootstrap.servers=127.0.0.1:{c}",
-                    f"listeners=PLAINTEXT://127.0.0.1:{p},CONTROLLER://127.0.0.1:{c}",
-                    f"advertised.listeners=PLAINTEXT://127.0.0.1:{p},CONTROLLER://127.0.0.1:{c}",
+                    f"listeners=PLAINTEXT://{self.host}:{p},CONTROLLER://127.0.0.1:{c}",
+                    f"advertised.listeners=PLAINTEXT://{self.host}:{p},CONTROLLER://127.0.0.1:{c}",
                     "controller.listener.names=CONTROLLER",
                     "inter.broker.listener.name=PLAINTEXT",
                     "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
@@ -146,7 +154,7 @@ class KafkaServer(Server):
     def ready(self) -> bool:
         from confluent_kafka.admin import AdminClient
 
-        if not port_open(self.port):
+        if not port_open(self.port, self.host):
             return False
         admin = AdminClient({"bootstrap.servers": self.bootstrap, "log_level": 0})
         md = admin.list_topics(timeout=1.0)
