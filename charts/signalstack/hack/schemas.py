@@ -72,6 +72,8 @@ PROBE = obj(
     minProperties=1,
 )
 SERVICE_ACCOUNT = obj({"create": BOOL, "name": string()})
+# bundles from a volume (serving, drift: common.modelDir.*)
+MODEL_DIR = obj({"enabled": BOOL, "path": string(pattern=r"^/"), "existingClaim": string()})
 SERVICE_MONITOR = obj(
     {
         "enabled": BOOL,
@@ -232,9 +234,7 @@ SUBCHARTS["serving"] = common(
             "items": string(enum=["regime", "direction", "anomaly"]),
         },
         "reloadIntervalSeconds": {"type": "number", "exclusiveMinimum": 0},
-        "modelDir": obj(
-            {"enabled": BOOL, "path": string(pattern=r"^/"), "existingClaim": string()}
-        ),
+        "modelDir": MODEL_DIR,
         "auth": SECRET_REF,
         "feed": obj(
             {"type": string(enum=["kafka", "none"]), "groupId": string(minLength=1)}, ["type"]
@@ -527,6 +527,7 @@ SUBCHARTS["drift"] = common(
                 "jobTemplateConfigMap": string(),
             }
         ),
+        "modelDir": MODEL_DIR,
     },
     ["image", "resources", "schedule", "timeZone"],
 )

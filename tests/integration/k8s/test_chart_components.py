@@ -373,6 +373,54 @@ def test_drift_with_retraining_off_has_no_role() -> None:
     assert pod["spec"]["automountServiceAccountToken"] is False
 
 
+def model_volume(docs: list[dict[str, Any]], kind: str, name: str, var: str) -> dict[str, Any]:
+    """Where a workload's bundles come from: the directory its env var names, the mount there
+    and the volume mounted (each None when absent); all its mounts' and volumes' names."""
+    spec = pod_spec(one(docs, kind, name))
+    assert spec is not None
+    c = spec["containers"][0]
+    path = env_of(c).get(var)
+    mount = next((m for m in c.get("volumeMounts", []) if m["mountPath"] == path), None)
+    volume = next((v for v in spec.get("volumes", []) if mount and v["name"] == mount["name"]),
+                  None)  # fmt: skip
+    names = {m["name"] for m in c.get("volumeMounts", [])}
+    names |= {v["name"] for v in spec.get("volumes", [])}
+    return {"path": path, "mount": mount, "volume": volume, "names": names, "env": env_of(c)}
+
+
+def test_drift_reads_its_references_from_a_volume_when_asked() -> None:
+    """drift.modelDir as serving's: the claim mounted read-only at the path DRIFT_MODEL_DIR
+    names (the MLflow env stays, unused); by default neither, the MLflow alias."""
+    sets = ("drift.modelDir.enabled=true", "drift.modelDir.existingClaim=bundles",
+            "serving.modelDir.enabled=true", "serving.modelDir.existingClaim=bundles")  # fmt: skip
+    docs = rendered("default", sets)
+    drift = model_volume(docs, "CronJob", "signalstack-drift", "DRIFT_MODEL_DIR")
+    assert drift["path"] == "/var/lib/signalstack/models"
+    assert drift["mount"] == {"name": "models", "mountPath": drift["path"], "readOnly": True}
+    assert drift["volume"] == {
+        "name": "models",
+        "persistentVolumeClaim": {"claimName": "bundles", "readOnly": True},
+    }
+    assert {"MLFLOW_TRACKING_URI", "MLFLOW_MODEL_ALIAS"} <= drift["env"].keys()
+    # one helper (common.modelDir.*): serving's mount and volume are the same
+    serving = model_volume(docs, "Deployment", "signalstack-serving", "SERVING_MODEL_DIR")
+    assert (serving["mount"], serving["volume"]) == (drift["mount"], drift["volume"])
+
+    default = model_volume(rendered("default"), "CronJob", "signalstack-drift", "DRIFT_MODEL_DIR")
+    assert default["path"] is None and "models" not in default["names"]
+
+
+def test_ci_profile_drift_and_serving_read_the_same_bundles() -> None:
+    """The ci profile has no MLflow: drift judges the models serving serves, from one claim."""
+    docs = rendered("ci")
+    drift = model_volume(docs, "CronJob", "signalstack-drift", "DRIFT_MODEL_DIR")
+    serving = model_volume(docs, "Deployment", "signalstack-serving", "SERVING_MODEL_DIR")
+    for got in (drift, serving):
+        assert got["mount"] is not None and got["mount"]["readOnly"] is True
+        assert got["volume"]["persistentVolumeClaim"]["claimName"] == "signalstack-models"
+    assert drift["path"] == serving["path"]
+
+
 # ---- stream --------------------------------------------------------------------------------
 
 

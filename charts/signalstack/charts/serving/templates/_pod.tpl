@@ -23,10 +23,7 @@ env:
   - name: SERVING_FEED_GROUP_ID
     value: {{ .Values.feed.groupId | quote }}
   {{- end }}
-  {{- if .Values.modelDir.enabled }}
-  - name: SERVING_MODEL_DIR
-    value: {{ .Values.modelDir.path | quote }}
-  {{- end }}
+  {{- with include "common.modelDir.env" (dict "ctx" . "name" "SERVING_MODEL_DIR") }}{{ nindent 2 . }}{{ end }}
   {{- if .Values.auth.existingSecret }}
   - name: SERVING_API_TOKEN
     valueFrom:
@@ -49,23 +46,10 @@ securityContext:
   {{- include "common.containerSecurityContext" . | nindent 2 }}
 volumeMounts:
   {{- include "common.tmpVolumeMount" . | nindent 2 }}
-  {{- if .Values.modelDir.enabled }}
-  - name: models
-    mountPath: {{ .Values.modelDir.path }}
-    readOnly: {{ not (empty .Values.modelDir.existingClaim) }}
-  {{- end }}
+  {{- with include "common.modelDir.volumeMount" . }}{{ nindent 2 . }}{{ end }}
 {{- end -}}
 
 {{- define "serving.volumes" -}}
 {{ include "common.tmpVolume" . }}
-{{- if .Values.modelDir.enabled }}
-- name: models
-  {{- if .Values.modelDir.existingClaim }}
-  persistentVolumeClaim:
-    claimName: {{ .Values.modelDir.existingClaim }}
-    readOnly: true
-  {{- else }}
-  emptyDir: {}
-  {{- end }}
-{{- end }}
+{{- with include "common.modelDir.volume" . }}{{ nindent 0 . }}{{ end }}
 {{- end -}}
