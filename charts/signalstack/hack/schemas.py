@@ -425,6 +425,7 @@ SUBCHARTS["ingest"] = common(
             {
                 "enabled": BOOL,
                 "port": integer(minimum=1024, maximum=65535),
+                "live": BOOL,
                 "rate": {"type": "number", "minimum": 0},
                 "tradesPerDay": integer(minimum=1000),
                 "resources": RESOURCES,
