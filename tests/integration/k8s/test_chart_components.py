@@ -488,6 +488,46 @@ def test_stream_checkpoints_in_an_object_store() -> None:
     assert env_of(app["driver"])["STREAM_CHECKPOINT_DIR"] == "s3a://bucket/checkpoints"
 
 
+def test_ci_stream_job_submits_as_the_operator_would(tmp_path: Path, builtin_schemas: Path) -> None:
+    """The ci profile's SparkApplication through signalstack.devstack.spark_submit (what the
+    live cluster runs in place of spark-operator): its image, config and service accounts as
+    --conf, and pod templates the API server would take, carrying the pods' secrets, volumes,
+    ports and the labels the network policies select."""
+    from signalstack.devstack.spark_submit import submission
+
+    app = one(rendered("ci"), "SparkApplication", "signalstack-stream")
+    spec = app["spec"]
+    sub = submission(app, "k8s://https://10.216.0.1:6443", tmp_path)
+    conf = dict(v.partition("=")[::2] for f, v in itertools.pairwise(sub.argv) if f == "--conf")
+    assert conf["spark.kubernetes.container.image"] == spec["image"] == "signalstack/stream:dev"
+    assert conf["spark.kubernetes.container.image.pullPolicy"] == "Never"
+    assert conf["spark.kubernetes.namespace"] == NAMESPACE
+    # no field of the chart's roles silently overrides its sparkConf
+    assert {k: conf[k] for k in spec["sparkConf"]} == spec["sparkConf"]
+    for role in ("driver", "executor"):
+        assert conf[f"spark.{role}.memory"] == spec[role]["memory"]
+        account = conf[f"spark.kubernetes.authenticate.{role}.serviceAccountName"]
+        assert account == spec[role]["serviceAccount"]
+    assert conf["spark.executor.instances"] == str(spec["executor"]["instances"])
+    assert sub.argv[-1] == spec["mainApplicationFile"]
+    for role in ("driver", "executor"):
+        pod = sub.templates[Path(conf[f"spark.kubernetes.{role}.podTemplateFile"])]
+        res = kubeconform(yaml.safe_dump(pod), builtin_schemas)
+        assert res.returncode == 0, res.stdout + res.stderr
+        (c,) = pod["spec"]["containers"]
+        assert env_of(c)["TIMESCALE_PASSWORD"] == {
+            "secretKeyRef": {"name": "signalstack-timescaledb", "key": "password"}
+        }
+        mounted = {m["name"] for m in c["volumeMounts"]}
+        assert {v["name"] for v in pod["spec"]["volumes"]} == mounted >= {"checkpoints", "tmp"}
+        labels = pod["metadata"]["labels"]
+        assert labels["sparkoperator.k8s.io/app-name"] == "signalstack-stream"
+        assert labels["signalstack.io/kafka-client"] == "true"
+        assert c["securityContext"]["readOnlyRootFilesystem"] is True
+    driver = sub.templates[Path(conf["spark.kubernetes.driver.podTemplateFile"])]
+    assert [p["containerPort"] for p in driver["spec"]["containers"][0]["ports"]] == [9110]
+
+
 # ---- network policies ----------------------------------------------------------------------
 
 SERVER_SELECTORS = {
