@@ -219,3 +219,21 @@ def test_pod_templates_carry_what_conf_cannot(tmp_path: Path, name: str, contain
 def test_client_mode_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="only mode cluster"):
         submit(tmp_path, mode="client")
+
+
+def test_the_driver_is_owned_by_its_application(tmp_path: Path) -> None:
+    """As the operator's driver is: deleting the SparkApplication (or uninstalling its release)
+    removes the driver, and through Spark's own ownership, the executors."""
+    app = copy.deepcopy(APP)
+    app["metadata"]["uid"] = "0b5c3a8e-6f0e-4a59-9a55-1b0d2c1e7f01"
+    sub = submission(app, MASTER, tmp_path)
+    driver, executor = (
+        sub.templates[tmp_path / f"{r}-template.json"] for r in ("driver", "executor")
+    )
+    assert driver["metadata"]["ownerReferences"] == [{
+        "apiVersion": "sparkoperator.k8s.io/v1beta2", "kind": "SparkApplication",
+        "name": "signalstack-stream", "uid": app["metadata"]["uid"], "controller": True,
+    }]  # fmt: skip
+    assert "ownerReferences" not in executor["metadata"]
+    # an application not read from the API server has no uid to name
+    assert all("ownerReferences" not in t["metadata"] for t in submit(tmp_path).templates.values())
