@@ -165,7 +165,7 @@ ctr() { command ctr --address "$CTR_SOCK" --namespace k8s.io "$@"; }
 pidfile() { echo "$W/run/$1.pid"; }
 running() { local p; p=$(cat "$(pidfile "$1")" 2>/dev/null) && kill -0 "$p" 2>/dev/null; }
 
-start_bg() { # start_bg NAME CMD...: a daemon whose log is $W/logs/NAME.log and pid $W/run/NAME.pid
+start_bg() { # start_bg NAME CMD...: a daemon (its own process group) logging to $W/logs/NAME.log
   local name=$1; shift
   running "$name" && die "$name already runs (pid $(cat "$(pidfile "$name")")): scripts/cluster.sh down first"
   setsid "$@" >>"$W/logs/$name.log" 2>&1 </dev/null &
@@ -232,6 +232,7 @@ network_up() {
   [ -e /var/log/containers ] || touch "$W/run/made-var-log-containers"
   [ -e /var/lib/cni ] || touch "$W/run/made-var-lib-cni"
   { ls -d /var/run/netns/cni-* 2>/dev/null || true; } >"$W/run/netns-before"
+  kube_chains >"$W/run/chains-before"
   ip -o link show "$BRIDGE" >/dev/null 2>&1 && die "a bridge $BRIDGE exists already: scripts/cluster.sh down first"
   ip route add unreachable "$POD_CIDR"
   ip route add unreachable "$SERVICE_CIDR"
@@ -452,7 +453,8 @@ crds() { # the operators' CRDs at the pinned versions (none of the operators run
   # server-side: KServe's and spark-operator's CRDs exceed the last-applied annotation's limit
   kubectl apply --server-side -f "$dir/example/prometheus-operator-crd" >/dev/null
   python3 "$ROOT/scripts/crds.py" | kubectl apply --server-side -f - >/dev/null
-  kubectl wait --for condition=Established crd --all --timeout=60s >/dev/null
+  # (a CRD created a moment ago may have no conditions yet: `kubectl wait` errors, so retry)
+  wait_for "the CRDs Established" 90 kubectl wait --for condition=Established crd --all --timeout=5s
 }
 
 cmd_up() {
@@ -499,7 +501,9 @@ cmd_up() {
     --bind-address 127.0.0.1 --profiling=false --v=1
   start_bg containerd containerd --config "$W/containerd/config.toml"
   wait_for containerd 60 ctr version
-  start_bg kubelet "$BIN/kubelet" --config "$W/kubelet/config.yaml" --kubeconfig "$KUBECONFIG_FILE" \
+  # restarted whenever it exits, as a service manager would: it gives up at once while
+  # containerd's CRI is still loading a large image store
+  start_bg kubelet bash -c 'while true; do "$@"; sleep 1; done' kubelet "$BIN/kubelet" --config "$W/kubelet/config.yaml" --kubeconfig "$KUBECONFIG_FILE" \
     --root-dir "$W/kubelet" --cert-dir "$W/pki" --node-ip "$NODE_IP" --hostname-override "$NODE_NAME" --v=1
   start_bg kube-proxy "$BIN/kube-proxy" --config "$W/kube-proxy.yaml" --v=1
   start_bg coredns "$BIN/coredns" -conf "$W/Corefile"
@@ -522,12 +526,35 @@ cmd_env() { echo "export KUBECONFIG=$KUBECONFIG_FILE"; }
 stop() { # stop NAME [SECONDS]: SIGTERM, then SIGKILL after SECONDS
   local name=$1 limit=${2:-20} p t0=$SECONDS
   p=$(cat "$(pidfile "$name")" 2>/dev/null) || return 0
-  if kill -0 "$p" 2>/dev/null; then
-    kill -TERM "$p" 2>/dev/null || true
-    while kill -0 "$p" 2>/dev/null && [ $((SECONDS - t0)) -lt "$limit" ]; do sleep 0.2; done
-    kill -KILL "$p" 2>/dev/null || true
+  # its process group (start_bg's setsid): a supervising loop and what it runs
+  if kill -0 -- "-$p" 2>/dev/null; then
+    kill -TERM -- "-$p" 2>/dev/null || true
+    while kill -0 -- "-$p" 2>/dev/null && [ $((SECONDS - t0)) -lt "$limit" ]; do sleep 0.2; done
+    kill -KILL -- "-$p" 2>/dev/null || true
   fi
   rm -f "$(pidfile "$name")"
+}
+
+kube_chains() { # "IPT TABLE CHAIN" of every KUBE-* chain on the host (kube-proxy's and the kubelet's)
+  local ipt table
+  for ipt in iptables ip6tables; do
+    command -v "$ipt-save" >/dev/null || continue
+    for table in filter nat mangle raw; do
+      "$ipt-save" -t "$table" 2>/dev/null | sed -n "s/^:\(KUBE-[^ ]*\) .*/$ipt $table \1/p"
+    done
+  done
+}
+
+drop_kube_chains() { # the KUBE-* chains `up` found absent, with the rules jumping to them
+  local ipt table chain rule
+  while read -r ipt table chain; do
+    grep -qxF "$ipt $table $chain" "$W/run/chains-before" 2>/dev/null && continue
+    while read -r rule; do
+      eval "$ipt -t $table ${rule/#-A/-D}" 2>/dev/null || true
+    done < <("$ipt-save" -t "$table" | grep -E -- "^-A .* -j $chain( |\$)")
+    "$ipt" -t "$table" -F "$chain" 2>/dev/null || true
+    echo "$ipt $table $chain"
+  done < <(kube_chains) | while read -r ipt table chain; do "$ipt" -t "$table" -X "$chain" 2>/dev/null || true; done
 }
 
 cgroup_pids() { # every pid in the kubelet's pod cgroups (cgroup v1 and v2)
@@ -541,7 +568,7 @@ cmd_down() {
   if cmd_status; then
     log "deleting every pod"
     kubectl delete pods --all --all-namespaces --grace-period=0 --force --wait=false >/dev/null 2>&1 || true
-    local until=$((SECONDS + 60))
+    local until=$((SECONDS + 30))
     while [ $SECONDS -lt $until ] && [ -n "$(ctr tasks ls -q 2>/dev/null)" ]; do sleep 1; done
   fi
   stop kubelet; stop kube-proxy; stop coredns; stop kube-scheduler; stop kube-controller-manager
@@ -560,6 +587,7 @@ cmd_down() {
   if [ -x "$BIN/kube-proxy" ]; then
     "$BIN/kube-proxy" --cleanup --v=0 >>"$W/logs/kube-proxy-cleanup.log" 2>&1 || true
   fi
+  drop_kube_chains # what --cleanup leaves (KUBE-FIREWALL, the kubelet's canaries)
   # mounts under the work dir (volumes, overlays, sandboxes' /dev/shm) and the pods' netns
   local m
   while read -r m; do umount -l "$m" 2>/dev/null || true; done < <(findmnt -rn -o TARGET | grep -e "^$W/" -e "^$CTR_ROOT/" | sort -r)
