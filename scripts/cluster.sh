@@ -227,19 +227,44 @@ pki() { # the cluster's CA and certificates (openssl); one admin identity (syste
   chmod 600 "$KUBECONFIG_FILE" "$d"/*.key
 }
 
+# kernel settings the kubelet (its kernel defaults) and the bridge (forwarding) change: restored by down
+SYSCTLS=(kernel.panic kernel.panic_on_oops vm.overcommit_memory vm.panic_on_oom
+  kernel.keys.root_maxkeys kernel.keys.root_maxbytes net.ipv4.ip_forward)
+FORWARD_CHAIN=SIGNALSTACK-CLUSTER
+
+made() { touch "$W/run/made-$1"; } # down undoes only what up marked as made
+was_made() { [ -f "$W/run/made-$1" ]; }
+
 network_up() {
-  # Record what exists before, so `down` removes only what `up` made.
-  [ -e /var/log/containers ] || touch "$W/run/made-var-log-containers"
-  [ -e /var/lib/cni ] || touch "$W/run/made-var-lib-cni"
-  { ls -d /var/run/netns/cni-* 2>/dev/null || true; } >"$W/run/netns-before"
-  kube_chains >"$W/run/chains-before"
+  # Another Kubernetes node on this host, or our ranges in use: refuse rather than share.
+  [ -z "$(kube_chains)" ] || die "KUBE-* iptables chains exist: another kube-proxy or kubelet runs here"
+  ! find /sys/fs/cgroup -maxdepth 2 -name 'kubepods*' | grep -q . \
+    || die "kubepods cgroups exist: another kubelet runs here"
   ip -o link show "$BRIDGE" >/dev/null 2>&1 && die "a bridge $BRIDGE exists already: scripts/cluster.sh down first"
-  ip route add unreachable "$POD_CIDR"
-  ip route add unreachable "$SERVICE_CIDR"
-  ip addr add "$NODE_IP/32" dev lo
-  ip link add "$BRIDGE" type bridge
+  local cidr
+  for cidr in "$POD_CIDR" "$SERVICE_CIDR" "$NODE_IP/32"; do
+    [ -z "$(ip -o route show table all root "$cidr" 2>/dev/null)" ] || die "routes within $cidr exist already"
+  done
+  # What exists before, so that `down` removes only what `up` made.
+  [ -e /var/log/containers ] || made var-log-containers
+  [ -e /var/lib/cni ] || made var-lib-cni
+  [ -e /var/lib/kubelet ] || made var-lib-kubelet # its device-plugins dir is hard-wired there
+  [ -e /run/netns ] || made run-netns
+  { ls -d /var/run/netns/cni-* 2>/dev/null || true; } >"$W/run/netns-before"
+  { ls /run/containerd/s 2>/dev/null || true; } >"$W/run/shims-before"
+  kube_chains >"$W/run/chains-before"
+  local k
+  for k in "${SYSCTLS[@]}"; do echo "$k $(sysctl -n "$k")"; done >"$W/run/sysctl-before"
+  ip route add unreachable "$POD_CIDR" && made route-pods
+  ip route add unreachable "$SERVICE_CIDR" && made route-services
+  ip addr add "$NODE_IP/32" dev lo && made node-ip
+  ip link add "$BRIDGE" type bridge && made bridge
   ip addr add "$BRIDGE_IP/${POD_SUBNET#*/}" dev "$BRIDGE"
   ip link set "$BRIDGE" up
+  # The host forwards for the pods (pod → Service → pod on the bridge), never off the bridge.
+  iptables -N "$FORWARD_CHAIN" && made forward-chain
+  iptables -A "$FORWARD_CHAIN" -i "$BRIDGE" ! -o "$BRIDGE" -j DROP
+  iptables -I FORWARD 1 -j "$FORWARD_CHAIN"
   network_check
 }
 
@@ -255,7 +280,8 @@ network_check() { # refuse to go on unless nothing in the pod or service ranges 
   case "$r" in *" dev $BRIDGE "*) ;; *) die "unsafe: a pod address is not on $BRIDGE ($r)";; esac
   r=$(route_of "$NODE_IP")
   case "$r" in local*" dev lo "*) ;; *) die "unsafe: the node IP $NODE_IP is not local ($r)";; esac
-  getent hosts "$NODE_NAME" >/dev/null && die "unsafe: the node name $NODE_NAME resolves"
+  # (in /etc/hosts only: asking the resolver would send the name off the machine)
+  grep -qw -- "$NODE_NAME" /etc/hosts && die "unsafe: the node name $NODE_NAME resolves (/etc/hosts)"
   return 0
 }
 
@@ -309,6 +335,9 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
   # root here lacks CAP_SYS_RESOURCE: no negative oom_score_adj for the sandboxes
   restrict_oom_score_adj = true
   enable_selinux = false
+  # every image is imported; a pull from docker.io goes to a port nothing listens on, never out
+  [plugins."io.containerd.grpc.v1.cri".registry]
+    config_path = "$W/containerd/certs.d"
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "$cni"
     conf_dir = "$W/cni/net.d"
@@ -319,6 +348,9 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
         Root = "$W/containerd/runc"
 TOML
+  mkdir -p "$W/containerd/certs.d/docker.io"
+  printf 'server = "http://127.0.0.1:9"\n\n[host."http://127.0.0.1:9"]\n  capabilities = ["pull", "resolve"]\n' \
+    >"$W/containerd/certs.d/docker.io/hosts.toml"
   printf '# no upstream resolvers: pods resolve cluster names only (CoreDNS)\n' >"$W/resolv.conf"
   cat >"$W/kubelet/config.yaml" <<YAML
 apiVersion: kubelet.config.k8s.io/v1beta1
@@ -468,7 +500,10 @@ cmd_up() {
   fi
   cmd_build
   local t0=$SECONDS
-  rm -rf "$W"; mkdir -p "$W/run" "$W/logs"
+  if [ -e "$W" ] && [ -n "$(ls -A "$W" 2>/dev/null)" ]; then
+    die "$W exists and is not a stopped cluster's: remove it or set SIGNALSTACK_CLUSTER_DIR"
+  fi
+  mkdir -p "$W/run" "$W/logs"
   touch "$W/run/up"
   network_up
   pki
@@ -562,16 +597,18 @@ cgroup_pids() { # every pid in the kubelet's pod cgroups (cgroup v1 and v2)
 }
 
 cmd_down() {
-  [ -d "$W" ] || { log "no cluster in $W"; return 0; }
+  [ -f "$W/run/up" ] || { log "no cluster in $W"; return 0; }
   local t0=$SECONDS
-  # The pods first, through the kubelet (their sandboxes' networks are torn down by the CNI).
+  # No replacements: the controllers and the scheduler go first. Then the pods, through the
+  # kubelet (their sandboxes' networks are torn down by the CNI plugin).
+  stop kube-controller-manager; stop kube-scheduler
   if cmd_status; then
     log "deleting every pod"
     kubectl delete pods --all --all-namespaces --grace-period=0 --force --wait=false >/dev/null 2>&1 || true
     local until=$((SECONDS + 30))
     while [ $SECONDS -lt $until ] && [ -n "$(ctr tasks ls -q 2>/dev/null)" ]; do sleep 1; done
   fi
-  stop kubelet; stop kube-proxy; stop coredns; stop kube-scheduler; stop kube-controller-manager
+  stop kubelet; stop kube-proxy; stop coredns
   stop kafka 40
   # what is left of the pods: their processes (cgroups), tasks, shims, then containerd
   local p
@@ -583,28 +620,45 @@ cmd_down() {
   stop containerd
   pkill -KILL -f "containerd-shim-runc-v2 .*-address $CTR_SOCK" 2>/dev/null || true
   stop kube-apiserver; stop etcd
-  # kube-proxy's rules and chains
+  # kube-proxy's rules and chains (up refused to start beside another kube-proxy's)
   if [ -x "$BIN/kube-proxy" ]; then
     "$BIN/kube-proxy" --cleanup --v=0 >>"$W/logs/kube-proxy-cleanup.log" 2>&1 || true
   fi
   drop_kube_chains # what --cleanup leaves (KUBE-FIREWALL, the kubelet's canaries)
+  if was_made forward-chain; then
+    iptables -D FORWARD -j "$FORWARD_CHAIN" 2>/dev/null || true
+    iptables -F "$FORWARD_CHAIN" 2>/dev/null || true
+    iptables -X "$FORWARD_CHAIN" 2>/dev/null || true
+  fi
   # mounts under the work dir (volumes, overlays, sandboxes' /dev/shm) and the pods' netns
   local m
   while read -r m; do umount -l "$m" 2>/dev/null || true; done < <(findmnt -rn -o TARGET | grep -e "^$W/" -e "^$CTR_ROOT/" | sort -r)
   for m in /var/run/netns/cni-*; do
     [ -e "$m" ] || continue
-    [ -f "$W/run/netns-before" ] && grep -qxF "$m" "$W/run/netns-before" && continue
+    grep -qxF "$m" "$W/run/netns-before" 2>/dev/null && continue
     umount -l "$m" 2>/dev/null || true; rm -f "$m"
   done
-  # the kubelet's cgroups, deepest first
+  for m in /run/containerd/s/*; do # our shims' sockets
+    [ -e "$m" ] || continue
+    grep -qxF "${m##*/}" "$W/run/shims-before" 2>/dev/null || rm -f "$m"
+  done
+  # the kubelet's cgroups, deepest first (up refused to start beside another kubelet's)
   find /sys/fs/cgroup -depth -type d -path '*kubepods*' -exec rmdir {} \; 2>/dev/null || true
-  # addresses, routes, the bridge
-  ip link del "$BRIDGE" 2>/dev/null || true
-  ip addr del "$NODE_IP/32" dev lo 2>/dev/null || true
-  ip route del unreachable "$POD_CIDR" 2>/dev/null || true
-  ip route del unreachable "$SERVICE_CIDR" 2>/dev/null || true
-  [ -f "$W/run/made-var-log-containers" ] && rm -rf /var/log/containers
-  [ -f "$W/run/made-var-lib-cni" ] && rm -rf /var/lib/cni
+  # the pods' veths (a namespace dies asynchronously), the bridge, the address, the routes
+  local l
+  for l in $(ip -o link show master "$BRIDGE" 2>/dev/null | awk -F': ' '{print $2}' | cut -d@ -f1); do
+    ip link del "$l" 2>/dev/null || true
+  done
+  was_made bridge && { ip link del "$BRIDGE" 2>/dev/null || true; }
+  was_made node-ip && { ip addr del "$NODE_IP/32" dev lo 2>/dev/null || true; }
+  was_made route-pods && { ip route del unreachable "$POD_CIDR" 2>/dev/null || true; }
+  was_made route-services && { ip route del unreachable "$SERVICE_CIDR" 2>/dev/null || true; }
+  local key val
+  while read -r key val; do sysctl -qw "$key=$val" || true; done <"$W/run/sysctl-before" 2>/dev/null || true
+  was_made var-log-containers && rm -rf /var/log/containers
+  was_made var-lib-cni && rm -rf /var/lib/cni
+  was_made var-lib-kubelet && rm -rf /var/lib/kubelet
+  was_made run-netns && { rmdir /run/netns 2>/dev/null || true; }
   rm -rf "$W"
   log "cluster removed ($((SECONDS - t0)) s)"
 }

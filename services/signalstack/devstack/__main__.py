@@ -74,8 +74,9 @@ def topics(
     specs = [
         TopicSpec(
             item["spec"].get("topicName") or item["metadata"]["name"],
-            int(item["spec"]["partitions"]),
-            int(item["spec"]["replicas"]),
+            # Strimzi's defaults when a KafkaTopic leaves them out: the broker's (one here)
+            int(item["spec"].get("partitions", 1)),
+            int(item["spec"].get("replicas", 1)),
             {str(k): str(v) for k, v in item["spec"].get("config", {}).items()},
         )
         for item in cast("dict[str, Any]", listed)["items"]
@@ -104,18 +105,17 @@ def spark_submit(
             "sparkoperator.k8s.io", "v1beta2", namespace, "sparkapplications", name
         ),
     )
-    host = api.configuration.host
-    sub = submission(
-        spark_app, f"k8s://{host}", Path(tempfile.mkdtemp(prefix=f"spark-submit-{name}-"))
-    )
-    sub.write_templates()
     import pyspark
 
     env = {**os.environ, "SPARK_HOME": str(Path(pyspark.__file__).parent)}
     if kubeconfig:
         env["KUBECONFIG"] = str(kubeconfig)
     exe = Path(sys.executable).parent / "spark-submit"
-    done = subprocess.run([str(exe), *sub.argv], env=env, check=False)
+    # the pod templates are read during the submission (waitAppCompletion=false): gone after it
+    with tempfile.TemporaryDirectory(prefix=f"spark-submit-{name}-") as work:
+        sub = submission(spark_app, f"k8s://{api.configuration.host}", Path(work))
+        sub.write_templates()
+        done = subprocess.run([str(exe), *sub.argv], env=env, check=False)
     if done.returncode != 0:
         raise typer.Exit(done.returncode)
     print(sub.driver_pod, flush=True)
