@@ -207,11 +207,14 @@ def test_the_api_server_refuses_what_kubeconform_accepts(cluster: Cluster) -> No
 
 def test_helm_install_of_the_ci_profile(cluster: Cluster, bundles: Path) -> None:
     """`helm install --wait`: every object accepted, every Deployment and the StatefulSet ready
-    with our images, the migrations hook Job completed (helm fails the install otherwise)."""
+    with our images, the migrations hook Job completed (helm fails the install otherwise), and
+    `helm test` passes."""
     cluster.script("volumes", str(bundles))
     cluster.helm("install", RELEASE, CHART, "-n", NAMESPACE, "-f", CI_VALUES, "--wait",
                  "--timeout", "10m", timeout=900)  # fmt: skip
-    # the Topic Operator's part, then the release's own hook test pods
+    # the chart's own test hooks (serving's health, TimescaleDB's tables), as a user runs them
+    cluster.helm("test", RELEASE, "-n", NAMESPACE, "--timeout", "5m", timeout=400)
+    # the Topic Operator's part
     topics = cluster.kubectl(
         "get", "kafkatopics", "-n", NAMESPACE, "-o", "jsonpath={.items[*].spec.topicName}"
     ).stdout.split()
