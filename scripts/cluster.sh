@@ -45,9 +45,14 @@ die() { printf '[cluster] ERROR: %s\n' "$*" >&2; exit 1; }
 # modules with directories), so a throw-away module requires k8s.io/kubernetes, pins each staging
 # module to its published v0.<minor>.<patch> twin, keeps Kubernetes' godebug line, and builds the
 # commands with the version stamped the way Kubernetes' own build does (`hack/lib/version.sh`).
+go_module_file() { # go_module_file MODULE@VERSION FIELD: the path `go mod download -json` gives
+  # (FIELD GoMod: its go.mod, Dir: its extracted tree), downloaded from the module proxy if needed
+  (cd "$DL" && go mod download -json "$1") | sed -n "s/^\s*\"$2\": \"\(.*\)\",\$/\1/p"
+}
+
 k8s_module() { # k8s_module DIR: the throw-away module in DIR
   local dir=$1 gomod staging="v0.${KUBERNETES_VERSION#v1.}"
-  gomod=$(go mod download -json "k8s.io/kubernetes@$KUBERNETES_VERSION" | sed -n 's/^\s*"GoMod": "\(.*\)",$/\1/p')
+  gomod=$(go_module_file "k8s.io/kubernetes@$KUBERNETES_VERSION" GoMod)
   [ -f "$gomod" ] || die "cannot download k8s.io/kubernetes@$KUBERNETES_VERSION from the Go module proxy"
   {
     echo "module signalstack.local/k8s-build"
@@ -479,8 +484,7 @@ cluster_images() { # our images, as built by `make images`, into containerd's k8
 
 crds() { # the operators' CRDs at the pinned versions (none of the operators runs here)
   local dir
-  dir=$(cd "$DL" && go mod download -json "github.com/prometheus-operator/prometheus-operator@$PROMETHEUS_OPERATOR_VERSION" \
-    | sed -n 's/^\s*"Dir": "\(.*\)",$/\1/p')
+  dir=$(go_module_file "github.com/prometheus-operator/prometheus-operator@$PROMETHEUS_OPERATOR_VERSION" Dir)
   [ -d "$dir/example/prometheus-operator-crd" ] || die "prometheus-operator $PROMETHEUS_OPERATOR_VERSION: no CRDs in the module"
   # server-side: KServe's and spark-operator's CRDs exceed the last-applied annotation's limit
   kubectl apply --server-side -f "$dir/example/prometheus-operator-crd" >/dev/null

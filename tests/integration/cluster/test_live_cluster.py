@@ -24,6 +24,7 @@ import pandas as pd
 import pytest
 import yaml
 from tests.integration.drift.support import export_bundles, features
+from tests.integration.ingest.ingest_helpers import records_in_topic
 
 from signalstack.drift.retrain import LABEL_SELECTOR
 from signalstack.features.columns import FEATURE_COLUMNS
@@ -127,21 +128,6 @@ def _psql(cluster: Cluster, sql: str) -> str:
         "exec", "-n", NAMESPACE, f"{RELEASE}-timescaledb-0", "--", "psql", "-U", "signalstack",
         "-d", "signalstack", "-At", "-c", sql,
     ).stdout  # fmt: skip
-
-
-def _topic_count(bootstrap: str, topic: str) -> int:
-    from confluent_kafka import Consumer, TopicPartition
-
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "signalstack-cluster-test"})
-    try:
-        md = c.list_topics(topic, timeout=10)
-        total = 0
-        for p in md.topics[topic].partitions:
-            lo, hi = c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
-            total += hi - lo
-        return total
-    finally:
-        c.close()
 
 
 # ---- the cluster itself ------------------------------------------------------------------------
@@ -301,33 +287,16 @@ def test_the_stream_job_runs_on_kubernetes(cluster: Cluster) -> None:
     assert pod["spec"]["containers"][0]["image"] == "signalstack/stream:dev"
     assert pod["metadata"]["ownerReferences"][0]["kind"] == "SparkApplication"
     for topic in ("market.features", "market.predictions"):
-        cluster.wait(f"rows on {topic}", lambda t=topic: _topic_count(cluster.bootstrap, t) > 0,
+        cluster.wait(f"rows on {topic}", lambda t=topic: records_in_topic(cluster.bootstrap, t) > 0,
                      timeout=420)  # fmt: skip
     # and the sink wrote the ingested trades to TimescaleDB
     assert int(_psql(cluster, "select count(*) from trades")) > 0
 
 
-def test_backfill_cronjob_runs_to_completion(cluster: Cluster) -> None:
-    """`kubectl create job --from=cronjob/…`: the Job's pod runs the backfill image to the end,
-    against the simulated Polygon's REST side, and records its run."""
-    cluster.kubectl("create", "job", "-n", NAMESPACE, "backfill-now",
-                    f"--from=cronjob/{RELEASE}-backfill")  # fmt: skip
-
-    def finished() -> str | None:
-        conds = cluster.get("job", "backfill-now", "-n", NAMESPACE)["status"].get("conditions", [])
-        done = {c["type"] for c in conds if c["status"] == "True"}
-        assert "Failed" not in done, cluster.kubectl("logs", "-n", NAMESPACE, "job/backfill-now",
-                                                     check=False).stdout[-3000:]  # fmt: skip
-        return "Complete" if "Complete" in done else None
-
-    cluster.wait("the backfill Job", finished, timeout=600)
-    pods = cluster.get("pods", "-n", NAMESPACE, "-l", "job-name=backfill-now")["items"]
-    assert pods[0]["spec"]["containers"][0]["image"] == "signalstack/backfill:dev"
-    assert int(_psql(cluster, "select count(*) from backfill_runs")) >= 1
-
-
-def _drift_job(cluster: Cluster, name: str) -> None:
-    cluster.kubectl("create", "job", "-n", NAMESPACE, name, f"--from=cronjob/{RELEASE}-drift")
+def _job_from_cronjob(cluster: Cluster, name: str, cronjob: str, timeout: float) -> None:
+    """`kubectl create job NAME --from=cronjob/CRONJOB`, then wait until it completes; its log
+    when it fails."""
+    cluster.kubectl("create", "job", "-n", NAMESPACE, name, f"--from=cronjob/{cronjob}")
 
     def finished() -> bool:
         conds = cluster.get("job", name, "-n", NAMESPACE)["status"].get("conditions", [])
@@ -336,7 +305,16 @@ def _drift_job(cluster: Cluster, name: str) -> None:
                                                      check=False).stdout[-3000:]  # fmt: skip
         return "Complete" in done
 
-    cluster.wait(f"the drift Job {name}", finished, timeout=400)
+    cluster.wait(f"the Job {name}", finished, timeout=timeout)
+
+
+def test_backfill_cronjob_runs_to_completion(cluster: Cluster) -> None:
+    """`kubectl create job --from=cronjob/…`: the Job's pod runs the backfill image to the end,
+    against the simulated Polygon's REST side, and records its run."""
+    _job_from_cronjob(cluster, "backfill-now", f"{RELEASE}-backfill", timeout=600)
+    pods = cluster.get("pods", "-n", NAMESPACE, "-l", "job-name=backfill-now")["items"]
+    assert pods[0]["spec"]["containers"][0]["image"] == "signalstack/backfill:dev"
+    assert int(_psql(cluster, "select count(*) from backfill_runs")) >= 1
 
 
 def test_drift_starts_exactly_one_retraining_job_within_its_role(cluster: Cluster) -> None:
@@ -349,11 +327,11 @@ def test_drift_starts_exactly_one_retraining_job_within_its_role(cluster: Cluste
         dsn = f"postgresql://signalstack:{_db_password(cluster)}@127.0.0.1:{port}/signalstack"
         with TimescaleStore(dsn) as store:
             store.write_features(features(600, NOW, seed=3, shift=True, symbols=("AAPL", "MSFT")))
-    _drift_job(cluster, "drift-now")
+    _job_from_cronjob(cluster, "drift-now", f"{RELEASE}-drift", timeout=400)
     retrain = cluster.get("jobs", "-n", NAMESPACE, "-l", LABEL_SELECTOR)["items"]
     assert len(retrain) == 1, [j["metadata"]["name"] for j in retrain]
     assert int(_psql(cluster, "select count(*) from drift where psi >= 0.25")) > 0
-    _drift_job(cluster, "drift-again")
+    _job_from_cronjob(cluster, "drift-again", f"{RELEASE}-drift", timeout=400)
     assert len(cluster.get("jobs", "-n", NAMESPACE, "-l", LABEL_SELECTOR)["items"]) == 1
 
     sa = f"system:serviceaccount:{NAMESPACE}:{RELEASE}-drift"
@@ -391,8 +369,12 @@ def test_network_policies_are_in_place(cluster: Cluster) -> None:
 def test_helm_upgrade_rolls_the_serving_deployment(cluster: Cluster) -> None:
     """A changed value rolls the Deployment: a new ReplicaSet, its pod ready, the old one gone."""
     dep = f"{RELEASE}-serving"
-    before = cluster.get("pods", "-n", NAMESPACE, "-l", "app.kubernetes.io/name=serving")["items"]
-    old = {p["metadata"]["name"] for p in before}
+
+    def serving_pods() -> set[str]:
+        pods = cluster.get("pods", "-n", NAMESPACE, "-l", "app.kubernetes.io/name=serving")
+        return {p["metadata"]["name"] for p in pods["items"]}
+
+    old = serving_pods()
     cluster.helm("upgrade", RELEASE, CHART, "-n", NAMESPACE, "-f", CI_VALUES, "--set",
                  "serving.podAnnotations.rollout=test", "--wait", "--timeout", "5m")  # fmt: skip
     cluster.kubectl("rollout", "status", f"deployment/{dep}", "-n", NAMESPACE, "--timeout=300s",
@@ -401,12 +383,9 @@ def test_helm_upgrade_rolls_the_serving_deployment(cluster: Cluster) -> None:
     assert obj["metadata"]["annotations"]["deployment.kubernetes.io/revision"] == "2"
     after = cluster.wait(
         "the old serving pod gone",
-        lambda: {p["metadata"]["name"] for p in cluster.get(
-            "pods", "-n", NAMESPACE, "-l", "app.kubernetes.io/name=serving")["items"]} - old
-        if not old & {p["metadata"]["name"] for p in cluster.get(
-            "pods", "-n", NAMESPACE, "-l", "app.kubernetes.io/name=serving")["items"]} else None,
+        lambda: (now := serving_pods()) and not old & now and now - old,
         timeout=180,
-    )  # fmt: skip
+    )
     assert after
 
 

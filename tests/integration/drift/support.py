@@ -123,6 +123,30 @@ def export_bundles(root: Path, training_rows: pd.DataFrame, seed: int = 0) -> Pa
     return root
 
 
+def register_champion(tracking_uri: str, bundles: Path, name: str, rows: pd.DataFrame) -> str:
+    """Log the ``regime`` bundle as a candidate of registered model ``name`` on the MLflow
+    server at ``tracking_uri`` and point its ``champion`` alias at it; its version. (The global
+    tracking URI is left unset afterwards.)"""
+    import mlflow as ml
+
+    from signalstack.inference.bundle import load_bundle
+    from signalstack.training.registry import ModelRegistry
+
+    ml.set_tracking_uri(tracking_uri)
+    ml.set_experiment(f"drift-{name}")
+    try:
+        registry = ModelRegistry(tracking_uri)
+        x = rows[list(FEATURE_COLUMNS)]
+        with ml.start_run():
+            version = registry.log_candidate(
+                name, bundles / "regime", x, load_bundle(bundles / "regime").predict(x)
+            )
+        registry.client.set_registered_model_alias(name, "champion", version)
+    finally:
+        ml.set_tracking_uri(None)  # type: ignore[arg-type]
+    return version
+
+
 # --- the Kubernetes API server's Job endpoints, recorded ------------------------------------
 
 

@@ -33,6 +33,7 @@ from tests.integration.drift.support import (
     export_bundles,
     fake_jobs_api,
     features,
+    register_champion,
 )
 
 from signalstack.config import DriftSettings, MarketSettings, Settings, StoreSettings
@@ -274,30 +275,14 @@ def test_references_come_from_the_mlflow_alias(
 ) -> None:
     import uuid
 
-    import mlflow as ml
-
     from signalstack.config import MlflowSettings
-    from signalstack.features.columns import FEATURE_COLUMNS
-    from signalstack.inference.bundle import load_bundle
-    from signalstack.training.registry import ModelRegistry
 
     fill(duck, shift=True)
     duck.close()
     prefix = f"d{uuid.uuid4().hex[:8]}-"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow.tracking_uri)
-    ml.set_tracking_uri(mlflow.tracking_uri)
-    ml.set_experiment(f"drift-{prefix}")
-    try:
-        registry = ModelRegistry(mlflow.tracking_uri)
-        rows = features(5, TRAIN_END, seed=9)[list(FEATURE_COLUMNS)]
-        with ml.start_run():
-            version = registry.log_candidate(
-                prefix + "regime", bundles / "regime", rows,
-                load_bundle(bundles / "regime").predict(rows),
-            )  # fmt: skip
-        registry.client.set_registered_model_alias(prefix + "regime", "champion", version)
-    finally:
-        ml.set_tracking_uri(None)  # type: ignore[arg-type]
+    rows = features(5, TRAIN_END, seed=9)
+    version = register_champion(mlflow.tracking_uri, bundles, prefix + "regime", rows)
     s = settings(tmp_path, bundles, model_dir=None, retrain="off").model_copy(
         update={"mlflow": MlflowSettings(tracking_uri=mlflow.tracking_uri, model_prefix=prefix)}
     )

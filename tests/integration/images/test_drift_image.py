@@ -14,15 +14,13 @@ from urllib.parse import urlsplit
 
 import pandas as pd
 import pytest
-from tests.integration.drift.support import SYMBOLS, export_bundles, features
+from tests.integration.drift.support import SYMBOLS, export_bundles, features, register_champion
 from tests.integration.drift.test_drift_pass import NOW, TRAIN_END, WINDOW, fill
 from tests.integration.images.conftest import Docker
 from tests.integration.k8s.conftest import one, pod_spec, rendered
 
 from signalstack.devstack import MlflowServer
 from signalstack.drift.job import EXIT_DRIFT
-from signalstack.features.columns import FEATURE_COLUMNS
-from signalstack.inference.bundle import load_bundle
 from signalstack.store.timescale import TimescaleStore
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(2700)]
@@ -122,24 +120,9 @@ def test_the_drift_image_reads_the_mlflow_alias(
     timescale_db: Any,
     mlflow: MlflowServer,
 ) -> None:
-    import mlflow as ml
-
-    from signalstack.training.registry import ModelRegistry
-
     prefix = f"i{uuid.uuid4().hex[:8]}-"
-    ml.set_tracking_uri(mlflow.tracking_uri)
-    ml.set_experiment(f"drift-image-{prefix}")
-    try:
-        registry = ModelRegistry(mlflow.tracking_uri)
-        rows = features(5, TRAIN_END, seed=9)[list(FEATURE_COLUMNS)]
-        with ml.start_run():
-            version = registry.log_candidate(
-                prefix + "regime", bundles / "regime", rows,
-                load_bundle(bundles / "regime").predict(rows),
-            )  # fmt: skip
-        registry.client.set_registered_model_alias(prefix + "regime", "champion", version)
-    finally:
-        ml.set_tracking_uri(None)  # type: ignore[arg-type]
+    rows = features(5, TRAIN_END, seed=9)
+    version = register_champion(mlflow.tracking_uri, bundles, prefix + "regime", rows)
     env = {**shifted_store, "MLFLOW_TRACKING_URI": mlflow.tracking_uri,
            "MLFLOW_MODEL_PREFIX": prefix}  # fmt: skip
     code, out, err = run_drift(docker, images["drift"], env)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 from pydantic import SecretStr
 
 from signalstack.config import KafkaSettings, MarketSettings, PolygonSettings, Settings
@@ -115,5 +115,23 @@ def consume_all(
                 got[m.partition()] += 1
                 out.append((m.key(), orjson.loads(m.value())))
         return out
+    finally:
+        c.close()
+
+
+def records_in_topic(bootstrap: str, topic: str) -> int:
+    """Records in every partition of ``topic`` (0 while it does not exist yet)."""
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "it-count"})
+    try:
+        md = c.list_topics(topic, timeout=10).topics.get(topic)
+        if md is None or not md.partitions:
+            return 0
+        total = 0
+        for p in md.partitions:
+            lo, hi = c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+            total += hi - lo
+        return total
+    except KafkaException:  # a partition without a leader yet (the topic is brand new)
+        return 0
     finally:
         c.close()

@@ -12,31 +12,18 @@ import sys
 import time
 
 import pytest
-from confluent_kafka import Consumer, KafkaException, TopicPartition
-from tests.integration.ingest.ingest_helpers import consume_all, make_settings, wait_for
+from tests.integration.ingest.ingest_helpers import (
+    consume_all,
+    make_settings,
+    records_in_topic,
+    wait_for,
+)
 
 from signalstack.marketdata.simulator import SimConfig, simulate
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 SYMS = ("AAPL", "MSFT", "NVDA")
-
-
-def _in_topic(bootstrap: str, topic: str) -> int:
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "it-count"})
-    try:
-        md = c.list_topics(topic, timeout=10).topics.get(topic)
-        if md is None or not md.partitions:
-            return 0
-        total = 0
-        for p in md.partitions:
-            lo, hi = c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
-            total += hi - lo
-        return total
-    except KafkaException:  # a partition without a leader yet (the topic is brand new)
-        return 0
-    finally:
-        c.close()
 
 
 def test_a_killed_ingest_is_resumed_from_the_last_acknowledged_trades(kafka, fake_polygon) -> None:
@@ -63,16 +50,15 @@ def test_a_killed_ingest_is_resumed_from_the_last_acknowledged_trades(kafka, fak
     first = subprocess.Popen(cmd, env=env, stderr=subprocess.DEVNULL, start_new_session=True)
     second: subprocess.Popen[bytes] | None = None
     try:
-        wait_for(lambda: _in_topic(kafka.bootstrap, topic) >= 3_000, 60, "trades in the topic")
+        in_topic = lambda: records_in_topic(kafka.bootstrap, topic)  # noqa: E731
+        wait_for(lambda: in_topic() >= 3_000, 60, "trades in the topic")
         os.killpg(first.pid, signal.SIGKILL)  # as the kubelet does to a pod that will not stop
         first.wait(10)
-        killed_at = _in_topic(kafka.bootstrap, topic)
+        killed_at = in_topic()
         time.sleep(2.0)  # down: the feed goes on without us
         second = subprocess.Popen(cmd, env=env, stderr=subprocess.DEVNULL, start_new_session=True)
         wait_for(srv.done.is_set, 90, "the whole tape published")
-        wait_for(
-            lambda: _in_topic(kafka.bootstrap, topic) >= len(expected), 90, "every trade in topic"
-        )
+        wait_for(lambda: in_topic() >= len(expected), 90, "every trade in topic")
         time.sleep(2.5)  # past a linger: a late duplicate would show up now
         second.send_signal(signal.SIGTERM)
         assert second.wait(60) == 0
